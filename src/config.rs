@@ -1,0 +1,237 @@
+//! Profiler settings: defaults, validation, and the `DD_PROFILING_*`
+//! environment variables.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::record::stack::Unwinder;
+
+/// Default share of acquisitions sampled, in percent.
+pub const DEFAULT_CAPTURE_PCT: f64 = 1.0;
+/// Default deepest stack kept.
+pub const DEFAULT_MAX_FRAMES: usize = 64;
+/// Default period of one profile.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+/// Default capacity of the queue between locking threads and the recorder.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// A setting that could not be used: which one, the value, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{name}={value:?} is not valid: {reason}")]
+pub struct ConfigError {
+    /// The environment variable or builder setting.
+    pub name: String,
+    /// The value it was given (lossily converted if not UTF-8).
+    pub value: String,
+    /// What a valid value looks like.
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(name: &str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            name: name.to_owned(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The effective core settings of a profiler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Share of acquisitions sampled with a stack, 0–100.
+    pub capture_pct: f64,
+    /// Deepest stack kept; deeper ones are cut with a `<N frames omitted>` frame.
+    pub max_frames: usize,
+    /// Period of one profile.
+    pub flush_interval: Duration,
+    /// Where local files go (`<prefix>.<pid>.<seq>.pprof`), when set.
+    pub output_pprof: Option<PathBuf>,
+    /// Capacity of the queue of sampled events; a full queue drops and counts.
+    pub queue_capacity: usize,
+    /// The stack unwinder.
+    pub unwinder: Unwinder,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            capture_pct: DEFAULT_CAPTURE_PCT,
+            max_frames: DEFAULT_MAX_FRAMES,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            output_pprof: None,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            unwinder: Unwinder::Auto,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks every value; the first bad one is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_capture_pct("capture_pct", self.capture_pct)?;
+        if self.max_frames == 0 || self.max_frames > MAX_MAX_FRAMES {
+            return Err(ConfigError::new(
+                "max_frames",
+                self.max_frames.to_string(),
+                format!("expected 1 to {MAX_MAX_FRAMES}"),
+            ));
+        }
+        if self.flush_interval.is_zero() {
+            return Err(ConfigError::new(
+                "flush_interval",
+                "0s",
+                "expected a positive duration",
+            ));
+        }
+        if self.queue_capacity == 0 {
+            return Err(ConfigError::new("queue_capacity", "0", "expected at least 1"));
+        }
+        Ok(())
+    }
+}
+
+const MAX_MAX_FRAMES: usize = 4096;
+
+fn check_capture_pct(name: &str, pct: f64) -> Result<f64, ConfigError> {
+    if (0.0..=100.0).contains(&pct) {
+        Ok(pct)
+    } else {
+        Err(ConfigError::new(
+            name,
+            pct.to_string(),
+            "expected a percentage from 0 to 100",
+        ))
+    }
+}
+
+/// Reads an environment variable: `Ok(None)` if unset or empty.
+pub(crate) fn env_var(name: &str) -> Result<Option<String>, ConfigError> {
+    match std::env::var_os(name) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => v
+            .into_string()
+            .map(|s| Some(s.trim().to_owned()))
+            .map_err(|v: OsString| ConfigError::new(name, v.to_string_lossy(), "not valid UTF-8")),
+    }
+}
+
+/// Parses a boolean as Datadog's libraries do.
+pub(crate) fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(name, value, "expected true or false")),
+    }
+}
+
+/// Reads the core `DD_PROFILING_*` variables over `base`. Every bad value is
+/// reported and leaves that one setting as it was.
+pub(crate) fn core_from_env(base: Settings) -> (Settings, Vec<ConfigError>) {
+    let mut s = base;
+    let mut errors = Vec::new();
+    let mut read = |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), ConfigError>| match env_var(name) {
+        Ok(Some(v)) => {
+            if let Err(e) = apply(&v) {
+                errors.push(e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => errors.push(e),
+    };
+    read("DD_PROFILING_CAPTURE_PCT", &mut |v| {
+        let pct = v.parse::<f64>().map_err(|_| {
+            ConfigError::new(
+                "DD_PROFILING_CAPTURE_PCT",
+                v,
+                "expected a percentage from 0 to 100",
+            )
+        })?;
+        s.capture_pct = check_capture_pct("DD_PROFILING_CAPTURE_PCT", pct)?;
+        Ok(())
+    });
+    read("DD_PROFILING_MAX_FRAMES", &mut |v| {
+        match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_MAX_FRAMES).contains(&n) => s.max_frames = n,
+            _ => {
+                return Err(ConfigError::new(
+                    "DD_PROFILING_MAX_FRAMES",
+                    v,
+                    format!("expected a whole number from 1 to {MAX_MAX_FRAMES}"),
+                ))
+            }
+        }
+        Ok(())
+    });
+    read("DD_PROFILING_UPLOAD_INTERVAL", &mut |v| {
+        match v.parse::<f64>() {
+            Ok(secs) if secs > 0.0 && secs <= 86_400.0 => s.flush_interval = Duration::from_secs_f64(secs),
+            _ => {
+                return Err(ConfigError::new(
+                    "DD_PROFILING_UPLOAD_INTERVAL",
+                    v,
+                    "expected seconds, greater than 0 and at most 86400",
+                ))
+            }
+        }
+        Ok(())
+    });
+    read("DD_PROFILING_OUTPUT_PPROF", &mut |v| {
+        s.output_pprof = Some(PathBuf::from(v));
+        Ok(())
+    });
+    (s, errors)
+}
+
+/// Whether `DD_PROFILING_ENABLED` is true and `DD_PROFILING_LOCK_ENABLED` is
+/// not false.
+pub(crate) fn lock_profiling_enabled() -> (bool, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let mut flag = |name: &str, default: bool| match env_var(name) {
+        Ok(Some(v)) => parse_bool(name, &v).unwrap_or_else(|e| {
+            errors.push(e);
+            default
+        }),
+        Ok(None) => default,
+        Err(e) => {
+            errors.push(e);
+            default
+        }
+    };
+    let enabled = flag("DD_PROFILING_ENABLED", false) && flag("DD_PROFILING_LOCK_ENABLED", true);
+    (enabled, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_are_read_like_datadog_libraries() {
+        assert_eq!(parse_bool("X", "TRUE"), Ok(true));
+        assert_eq!(parse_bool("X", "0"), Ok(false));
+        let err = parse_bool("DD_PROFILING_ENABLED", "maybe").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DD_PROFILING_ENABLED=\"maybe\" is not valid: expected true or false"
+        );
+    }
+
+    #[test]
+    fn settings_outside_their_range_are_refused() {
+        let bad = Settings {
+            capture_pct: 150.0,
+            ..Settings::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().name, "capture_pct");
+        let nan = Settings {
+            capture_pct: f64::NAN,
+            ..Settings::default()
+        };
+        assert!(nan.validate().is_err());
+        assert!(Settings::default().validate().is_ok());
+    }
+}

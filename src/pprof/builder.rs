@@ -1,0 +1,246 @@
+//! Interning and encoding: string table with `""` at 0, functions and
+//! locations deduplicated, ids as non-zero newtypes.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use prost::Message;
+
+use super::proto;
+use super::symbolize::{Frame, Symbolizer};
+use super::{labels, SAMPLE_TYPES};
+use crate::record::report::WeightedSample;
+use crate::record::EventKind;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct StringId(i64);
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct FunctionId(NonZeroU64);
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct LocationId(NonZeroU64);
+
+#[derive(Default)]
+struct Strings {
+    index: HashMap<Arc<str>, StringId>,
+    table: Vec<String>,
+}
+
+impl Strings {
+    fn new() -> Self {
+        let mut s = Strings::default();
+        s.intern("");
+        s
+    }
+
+    fn intern(&mut self, value: &str) -> StringId {
+        if let Some(&id) = self.index.get(value) {
+            return id;
+        }
+        let id = StringId(self.table.len() as i64);
+        self.table.push(value.to_owned());
+        self.index.insert(Arc::from(value), id);
+        id
+    }
+}
+
+/// A location is keyed by what it says, so the same address trimmed
+/// differently at a leaf is a different location.
+#[derive(PartialEq, Eq, Hash)]
+enum LocationKey {
+    Address(usize, usize),
+    Synthetic(String),
+}
+
+struct Builder {
+    strings: Strings,
+    functions: HashMap<(Arc<str>, Arc<str>), FunctionId>,
+    function_list: Vec<proto::Function>,
+    locations: HashMap<LocationKey, LocationId>,
+    location_list: Vec<proto::Location>,
+}
+
+impl Builder {
+    fn function(&mut self, name: &Arc<str>, file: &Arc<str>) -> FunctionId {
+        if let Some(&id) = self.functions.get(&(Arc::clone(name), Arc::clone(file))) {
+            return id;
+        }
+        let id = FunctionId(NonZeroU64::MIN.saturating_add(self.function_list.len() as u64));
+        let name_id = self.strings.intern(name).0;
+        let file_id = self.strings.intern(file).0;
+        self.function_list.push(proto::Function {
+            id: id.0.get(),
+            name: name_id,
+            system_name: name_id,
+            filename: file_id,
+            start_line: 0,
+        });
+        self.functions.insert((Arc::clone(name), Arc::clone(file)), id);
+        id
+    }
+
+    fn location(&mut self, key: LocationKey, address: u64, frames: &[Frame]) -> LocationId {
+        if let Some(&id) = self.locations.get(&key) {
+            return id;
+        }
+        let id = LocationId(NonZeroU64::MIN.saturating_add(self.location_list.len() as u64));
+        let line = frames
+            .iter()
+            .map(|f| proto::Line {
+                function_id: self.function(&f.function, &f.file).0.get(),
+                line: f.line as i64,
+                column: 0,
+            })
+            .collect();
+        self.location_list.push(proto::Location {
+            id: id.0.get(),
+            mapping_id: 0,
+            address,
+            line,
+            is_folded: false,
+        });
+        self.locations.insert(key, id);
+        id
+    }
+
+    fn synthetic(&mut self, name: String) -> LocationId {
+        let frame = Frame {
+            function: Arc::from(name.as_str()),
+            file: Arc::from(""),
+            line: 0,
+        };
+        self.location(LocationKey::Synthetic(name), 0, std::slice::from_ref(&frame))
+    }
+}
+
+/// What a profile says about the period it covers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PeriodInfo {
+    pub(crate) start_unix_ns: i64,
+    pub(crate) duration_ns: i64,
+    /// Mean number of acquisitions per sampled one.
+    pub(crate) period: i64,
+    pub(crate) max_frames: usize,
+    pub(crate) comments: Vec<String>,
+}
+
+fn str_label(b: &mut Builder, key: &str, value: &str) -> proto::Label {
+    proto::Label {
+        key: b.strings.intern(key).0,
+        str: b.strings.intern(value).0,
+        num: 0,
+        num_unit: 0,
+    }
+}
+
+fn num_label(b: &mut Builder, key: &str, value: u64) -> proto::Label {
+    proto::Label {
+        key: b.strings.intern(key).0,
+        str: 0,
+        num: value as i64,
+        num_unit: 0,
+    }
+}
+
+/// Builds the profile of one period.
+pub(crate) fn build(
+    samples: &[WeightedSample],
+    symbolizer: &mut Symbolizer,
+    info: &PeriodInfo,
+) -> proto::Profile {
+    let mut b = Builder {
+        strings: Strings::new(),
+        functions: HashMap::new(),
+        function_list: Vec::new(),
+        locations: HashMap::new(),
+        location_list: Vec::new(),
+    };
+    let sample_type: Vec<proto::ValueType> = SAMPLE_TYPES
+        .iter()
+        .map(|(t, u)| proto::ValueType {
+            r#type: b.strings.intern(t).0,
+            unit: b.strings.intern(u).0,
+        })
+        .collect();
+    let mut labels_by_site: HashMap<crate::site::SiteKey, StringId> = HashMap::new();
+
+    let mut out = Vec::with_capacity(samples.len());
+    for s in samples {
+        let mut location_id = Vec::new();
+        match &s.stack {
+            Some(stack) => {
+                let (frames, cut) = symbolizer.user_stack(&stack.ips, stack.omitted, info.max_frames);
+                for (ip, f) in &frames {
+                    // A trimmed leaf address keeps fewer inlined frames.
+                    let id = b.location(LocationKey::Address(*ip, f.len()), *ip as u64, f);
+                    location_id.push(id.0.get());
+                }
+                if cut > 0 {
+                    let plural = if cut == 1 { "" } else { "s" };
+                    location_id.push(b.synthetic(format!("<{cut} frame{plural} omitted>")).0.get());
+                }
+            }
+            None => location_id.push(b.synthetic("<unsampled>".to_owned()).0.get()),
+        }
+        let value = match s.kind {
+            EventKind::Acquire => vec![s.count as i64, s.total_ns as i64, 0, 0],
+            EventKind::Release => vec![0, 0, s.count as i64, s.total_ns as i64],
+        };
+        let name_id = *labels_by_site
+            .entry(s.site)
+            .or_insert_with(|| b.strings.intern(&s.site.label()));
+        let mut label = vec![proto::Label {
+            key: b.strings.intern(labels::LOCK_NAME).0,
+            str: name_id.0,
+            num: 0,
+            num_unit: 0,
+        }];
+        if let Some(mode) = s.mode.label() {
+            label.push(str_label(&mut b, labels::LOCK_MODE, mode));
+        }
+        if let Some(t) = &s.thread {
+            label.push(num_label(&mut b, labels::THREAD_ID, t.id));
+            label.push(num_label(&mut b, labels::THREAD_NATIVE_ID, t.native_id));
+            label.push(str_label(&mut b, labels::THREAD_NAME, &t.name));
+        }
+        out.push(proto::Sample {
+            location_id,
+            value,
+            label,
+        });
+    }
+
+    let period_type = Some(sample_type[0]);
+    let default_sample_type = b.strings.intern(SAMPLE_TYPES[1].0).0;
+    let comment = info.comments.iter().map(|c| b.strings.intern(c).0).collect();
+    proto::Profile {
+        sample_type,
+        sample: out,
+        mapping: Vec::new(),
+        location: b.location_list,
+        function: b.function_list,
+        string_table: b.strings.table,
+        drop_frames: 0,
+        keep_frames: 0,
+        time_nanos: info.start_unix_ns,
+        duration_nanos: info.duration_ns,
+        period_type,
+        period: info.period.max(1),
+        comment,
+        default_sample_type,
+    }
+}
+
+/// Encodes and gzips a profile.
+pub(crate) fn gzip(profile: &proto::Profile) -> std::io::Result<Vec<u8>> {
+    let raw = profile.encode_to_vec();
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(raw.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(&raw)?;
+    enc.finish()
+}

@@ -1,0 +1,158 @@
+//! Addresses to function names, files and lines, with a cache that lives as
+//! long as the profiler, so each address is resolved once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One source frame; an address yields several when calls were inlined,
+/// innermost first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Frame {
+    pub(crate) function: Arc<str>,
+    pub(crate) file: Arc<str>,
+    pub(crate) line: u32,
+}
+
+/// The frames of one address, innermost first.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) frames: Vec<Frame>,
+}
+
+#[derive(Default)]
+pub(crate) struct Symbolizer {
+    cache: HashMap<usize, Arc<Resolved>>,
+    names: HashMap<String, Arc<str>>,
+}
+
+impl std::fmt::Debug for Symbolizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Symbolizer")
+            .field("cached", &self.cache.len())
+            .finish()
+    }
+}
+
+impl Symbolizer {
+    /// Resolves a return address (the caller's line is the one before it).
+    pub(crate) fn resolve(&mut self, return_address: usize) -> Arc<Resolved> {
+        if let Some(r) = self.cache.get(&return_address) {
+            return Arc::clone(r);
+        }
+        let mut raw = Vec::new();
+        // Looking up `address - 1` lands inside the call instruction, so the
+        // reported line is the call's, not the next statement's.
+        let lookup = return_address.saturating_sub(1) as *mut std::ffi::c_void;
+        backtrace::resolve(lookup, |symbol| {
+            let function = match symbol.name() {
+                // `{:#}` demangles without the hash suffix.
+                Some(name) => format!("{name:#}"),
+                None => format!("{return_address:#x}"),
+            };
+            let file = symbol
+                .filename()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            raw.push((function, file, symbol.lineno().unwrap_or(0)));
+        });
+        if raw.is_empty() {
+            raw.push((format!("{return_address:#x}"), String::new(), 0));
+        }
+        let frames = raw
+            .into_iter()
+            .map(|(function, file, line)| Frame {
+                function: self.intern(function),
+                file: self.intern(file),
+                line,
+            })
+            .collect();
+        let r = Arc::new(Resolved { frames });
+        self.cache.insert(return_address, Arc::clone(&r));
+        r
+    }
+
+    fn intern(&mut self, s: String) -> Arc<str> {
+        if let Some(a) = self.names.get(&s) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = Arc::from(s.as_str());
+        self.names.insert(s, Arc::clone(&a));
+        a
+    }
+
+    /// Symbolizes a captured stack for the profile: drops the profiler's own
+    /// frames at the leaf, then keeps at most `max_frames`. Returns the frames
+    /// (leaf first, one entry per address, with the address) and how many
+    /// were cut.
+    pub(crate) fn user_stack(
+        &mut self,
+        ips: &[usize],
+        omitted: u32,
+        max_frames: usize,
+    ) -> (Vec<(usize, Vec<Frame>)>, u64) {
+        let mut out: Vec<(usize, Vec<Frame>)> = Vec::with_capacity(ips.len());
+        let mut at_leaf = true;
+        for &ip in ips {
+            let resolved = self.resolve(ip);
+            if at_leaf {
+                // Inlined frames are innermost first: drop ours from the front.
+                let kept: Vec<Frame> = resolved
+                    .frames
+                    .iter()
+                    .skip_while(|f| is_internal(&f.function))
+                    .cloned()
+                    .collect();
+                if kept.is_empty() {
+                    continue;
+                }
+                at_leaf = false;
+                out.push((ip, kept));
+            } else {
+                out.push((ip, resolved.frames.clone()));
+            }
+        }
+        let mut cut = omitted as u64;
+        if out.len() > max_frames {
+            cut += (out.len() - max_frames) as u64;
+            out.truncate(max_frames);
+        }
+        (out, cut)
+    }
+}
+
+/// Frames of the profiler itself, and the unwinding or panic-catching glue
+/// between them, which are removed from the leaf of every stack.
+pub(crate) fn is_internal(function: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "lockprof::",
+        "<lockprof::",
+        "core::ptr::drop_in_place<lockprof::",
+        "backtrace::",
+        "<backtrace::",
+        "std::panicking::",
+        "std::panic::catch_unwind",
+        "__rust_try",
+        "core::ops::function::FnOnce::call_once",
+        "std::thread::local::LocalKey",
+        "<core::panic::unwind_safe::AssertUnwindSafe",
+    ];
+    PREFIXES.iter().any(|p| function.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profilers_frames_are_internal_and_users_are_not() {
+        assert!(is_internal("lockprof::record::acquire_sampled"));
+        assert!(is_internal(
+            "<lockprof::sync::mutex::ProfiledMutexGuard<T> as core::ops::drop::Drop>::drop"
+        ));
+        assert!(is_internal(
+            "core::ptr::drop_in_place<lockprof::sync::mutex::ProfiledMutexGuard<u32>>"
+        ));
+        assert!(!is_internal("lockprof_demo::work"));
+        assert!(!is_internal("server::handle_request"));
+    }
+}

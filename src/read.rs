@@ -1,0 +1,317 @@
+//! Reading lock profiles back: gzip'd or raw pprof, from lockprof or from
+//! Datadog's other profilers. Used by tests, the stress examples and the
+//! `lockprof` command.
+//!
+//! ```no_run
+//! let profile = lockprof::read::LockProfile::from_file("/tmp/lockprof/app.1234.0.pprof")?;
+//! for name in profile.lock_names() {
+//!     println!("{name}");
+//! }
+//! # Ok::<(), lockprof::read::ReadError>(())
+//! ```
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+use crate::pprof::{labels, proto};
+
+/// A decoded lock profile: one entry per pprof sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockProfile {
+    /// `(type, unit)` of every value column, as written.
+    pub sample_types: Vec<(String, String)>,
+    /// The samples that carry lock values.
+    pub samples: Vec<LockSample>,
+    /// Start of the profile, nanoseconds since the Unix epoch.
+    pub time_nanos: i64,
+    /// Length of the period covered.
+    pub duration_nanos: i64,
+    /// `period_type` as `(type, unit)`, if set.
+    pub period_type: Option<(String, String)>,
+    /// Mean acquisitions per sampled one.
+    pub period: i64,
+    /// Free-form comments (lockprof writes capture rate and drop counts).
+    pub comments: Vec<String>,
+}
+
+/// One sample's lock values, labels and stack.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LockSample {
+    /// The `lock name` label, if present.
+    pub lock_name: Option<String>,
+    /// `lock-acquire` (count).
+    pub acquire: i64,
+    /// `lock-acquire-wait` (nanoseconds).
+    pub acquire_wait_ns: i64,
+    /// `lock-release` (count).
+    pub release: i64,
+    /// `lock-release-hold` (nanoseconds).
+    pub release_hold_ns: i64,
+    /// Every label as `(key, value)`.
+    pub labels: Vec<(String, LabelValue)>,
+    /// The stack, leaf first; inlined calls appear as frames of their own.
+    pub frames: Vec<Frame>,
+}
+
+/// A label value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelValue {
+    /// A string label.
+    Str(String),
+    /// A numeric label.
+    Num(i64),
+}
+
+/// One frame of a sample's stack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// Demangled function name (or a synthetic `<…>` frame).
+    pub function: String,
+    /// Source file, as recorded.
+    pub file: String,
+    /// Line number, 0 if unknown.
+    pub line: i64,
+}
+
+impl LockSample {
+    /// A string label's value.
+    pub fn label_str(&self, key: &str) -> Option<&str> {
+        self.labels.iter().find_map(|(k, v)| match v {
+            LabelValue::Str(s) if k == key => Some(s.as_str()),
+            _ => None,
+        })
+    }
+
+    /// A numeric label's value.
+    pub fn label_num(&self, key: &str) -> Option<i64> {
+        self.labels.iter().find_map(|(k, v)| match v {
+            LabelValue::Num(n) if k == key => Some(*n),
+            _ => None,
+        })
+    }
+}
+
+/// Why a file could not be read as a lock profile.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is empty.
+    #[error("empty file")]
+    Empty,
+    /// The data is compressed but does not decompress (truncated or corrupt).
+    #[error("{format} data does not decompress: {message}")]
+    Decompress {
+        /// `gzip` or `zstd`.
+        format: &'static str,
+        /// What the decompressor said.
+        message: String,
+    },
+    /// Compressed with a format this build cannot read.
+    #[error("zstd-compressed profile: this build cannot read zstd (enable the `cli` feature)")]
+    ZstdUnsupported,
+    /// Not a pprof protobuf.
+    #[error("not a pprof profile (gzip, zstd or raw protobuf): {0}")]
+    NotProtobuf(String),
+    /// A pprof profile without lock sample types.
+    #[error("not a lock profile: it has no lock-* sample types (it has: {})", if .0.is_empty() { "none".to_owned() } else { .0.join(", ") })]
+    NotLockProfile(Vec<String>),
+    /// An index into one of the profile's tables is out of range.
+    #[error("corrupt profile: {what} {index} is out of range ({len} entries)")]
+    BadIndex {
+        /// Which table.
+        what: &'static str,
+        /// The index found.
+        index: i64,
+        /// The table's length.
+        len: usize,
+    },
+}
+
+impl LockProfile {
+    /// Reads a profile file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<LockProfile, ReadError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        LockProfile::from_bytes(&bytes)
+    }
+
+    /// Decodes a gzip'd, zstd'd (with the `cli` feature) or raw pprof.
+    pub fn from_bytes(bytes: &[u8]) -> Result<LockProfile, ReadError> {
+        let raw = decompress(bytes)?;
+        let profile =
+            proto::Profile::decode(raw.as_slice()).map_err(|e| ReadError::NotProtobuf(e.to_string()))?;
+        from_proto(&profile)
+    }
+
+    /// Every lock name, sorted.
+    pub fn lock_names(&self) -> BTreeSet<String> {
+        self.samples.iter().filter_map(|s| s.lock_name.clone()).collect()
+    }
+
+    /// The samples of one lock name.
+    pub fn samples_of<'a>(&'a self, lock_name: &'a str) -> impl Iterator<Item = &'a LockSample> + 'a {
+        self.samples
+            .iter()
+            .filter(move |s| s.lock_name.as_deref() == Some(lock_name))
+    }
+}
+
+/// Gunzips or un-zstds `bytes` if compressed; returns raw bytes as they are.
+pub(crate) fn decompress(bytes: &[u8]) -> Result<Vec<u8>, ReadError> {
+    if bytes.is_empty() {
+        return Err(ReadError::Empty);
+    }
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map_err(|e| ReadError::Decompress {
+                format: "gzip",
+                message: e.to_string(),
+            })?;
+        return Ok(out);
+    }
+    if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return decompress_zstd(bytes);
+    }
+    Ok(bytes.to_vec())
+}
+
+#[cfg(feature = "zstd")]
+fn decompress_zstd(bytes: &[u8]) -> Result<Vec<u8>, ReadError> {
+    zstd::stream::decode_all(bytes).map_err(|e| ReadError::Decompress {
+        format: "zstd",
+        message: e.to_string(),
+    })
+}
+
+#[cfg(not(feature = "zstd"))]
+fn decompress_zstd(_bytes: &[u8]) -> Result<Vec<u8>, ReadError> {
+    Err(ReadError::ZstdUnsupported)
+}
+
+fn from_proto(p: &proto::Profile) -> Result<LockProfile, ReadError> {
+    let strings = &p.string_table;
+    let s = |index: i64, what: &'static str| -> Result<String, ReadError> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| strings.get(i))
+            .cloned()
+            .ok_or(ReadError::BadIndex {
+                what,
+                index,
+                len: strings.len(),
+            })
+    };
+    let mut sample_types = Vec::with_capacity(p.sample_type.len());
+    for vt in &p.sample_type {
+        sample_types.push((s(vt.r#type, "string index")?, s(vt.unit, "string index")?));
+    }
+    let column = |name: &str| sample_types.iter().position(|(t, _)| t == name);
+    let columns = [
+        column("lock-acquire"),
+        column("lock-acquire-wait"),
+        column("lock-release"),
+        column("lock-release-hold"),
+    ];
+    if columns.iter().all(Option::is_none) {
+        return Err(ReadError::NotLockProfile(
+            sample_types.iter().map(|(t, u)| format!("{t}/{u}")).collect(),
+        ));
+    }
+
+    let functions: std::collections::HashMap<u64, &proto::Function> =
+        p.function.iter().map(|f| (f.id, f)).collect();
+    let locations: std::collections::HashMap<u64, &proto::Location> =
+        p.location.iter().map(|l| (l.id, l)).collect();
+
+    let mut samples = Vec::new();
+    for sample in &p.sample {
+        let value = |c: Option<usize>| c.and_then(|i| sample.value.get(i)).copied().unwrap_or(0);
+        let values = [
+            value(columns[0]),
+            value(columns[1]),
+            value(columns[2]),
+            value(columns[3]),
+        ];
+        if values.iter().all(|&v| v == 0) {
+            // Another profile type's sample (Datadog's Python profiles mix them).
+            continue;
+        }
+        let mut labels_out = Vec::with_capacity(sample.label.len());
+        for l in &sample.label {
+            let key = s(l.key, "string index")?;
+            let value = if l.str != 0 {
+                LabelValue::Str(s(l.str, "string index")?)
+            } else {
+                LabelValue::Num(l.num)
+            };
+            labels_out.push((key, value));
+        }
+        let mut frames = Vec::new();
+        for id in &sample.location_id {
+            let loc = locations.get(id).ok_or(ReadError::BadIndex {
+                what: "location id",
+                index: *id as i64,
+                len: p.location.len(),
+            })?;
+            for line in &loc.line {
+                let f = functions.get(&line.function_id).ok_or(ReadError::BadIndex {
+                    what: "function id",
+                    index: line.function_id as i64,
+                    len: p.function.len(),
+                })?;
+                frames.push(Frame {
+                    function: s(f.name, "string index")?,
+                    file: s(f.filename, "string index")?,
+                    line: line.line,
+                });
+            }
+        }
+        let lock_name = labels_out.iter().find_map(|(k, v)| match v {
+            LabelValue::Str(name) if k == labels::LOCK_NAME => Some(name.clone()),
+            _ => None,
+        });
+        samples.push(LockSample {
+            lock_name,
+            acquire: values[0],
+            acquire_wait_ns: values[1],
+            release: values[2],
+            release_hold_ns: values[3],
+            labels: labels_out,
+            frames,
+        });
+    }
+    let period_type = match &p.period_type {
+        Some(vt) => Some((s(vt.r#type, "string index")?, s(vt.unit, "string index")?)),
+        None => None,
+    };
+    let mut comments = Vec::with_capacity(p.comment.len());
+    for &c in &p.comment {
+        comments.push(s(c, "string index")?);
+    }
+    Ok(LockProfile {
+        sample_types,
+        samples,
+        time_nanos: p.time_nanos,
+        duration_nanos: p.duration_nanos,
+        period_type,
+        period: p.period,
+        comments,
+    })
+}

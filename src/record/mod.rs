@@ -1,0 +1,286 @@
+//! The non-generic recording core: the sampling decision, exact per-lock
+//! totals, stack capture and the hand-off of sampled events to the recorder.
+//!
+//! The lock types in `sync/` call [`lock`], [`try_lock`], [`lock_for`] and
+//! [`release`] with their raw lock, their [`LockSite`] and their
+//! [`StatsSlot`]. The fast paths are `#[inline(always)]`; everything that
+//! reads a clock, captures a stack or talks to the recorder is `#[cold]`.
+
+pub(crate) mod clock;
+pub(crate) mod recorder;
+pub(crate) mod report;
+pub(crate) mod sampler;
+pub(crate) mod stack;
+pub(crate) mod stats;
+pub(crate) mod thread;
+
+use std::num::NonZeroU64;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::site::{LockSite, SiteKey};
+pub(crate) use stats::StatsSlot;
+
+/// How a lock was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Mode {
+    /// A mutex or re-entrant mutex.
+    Exclusive,
+    /// The shared side of a read-write lock.
+    Read,
+    /// The exclusive side of a read-write lock.
+    Write,
+}
+
+impl Mode {
+    /// Index into per-mode tables: the exclusive modes share slot 0.
+    #[inline(always)]
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Mode::Exclusive | Mode::Write => 0,
+            Mode::Read => 1,
+        }
+    }
+
+    /// Whether acquisitions in this mode are counted exactly: only where the
+    /// lock is held exclusively, so the count is a plain store.
+    #[inline(always)]
+    pub(crate) fn counted(self) -> bool {
+        !matches!(self, Mode::Read)
+    }
+
+    /// The `lock mode` label, for read-write locks only.
+    pub(crate) fn label(self) -> Option<&'static str> {
+        match self {
+            Mode::Exclusive => None,
+            Mode::Read => Some("read"),
+            Mode::Write => Some("write"),
+        }
+    }
+}
+
+/// Carried by a guard: `Some(acquired_at)` when its acquisition was sampled,
+/// so that its release is recorded with a hold time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ticket(Option<NonZeroU64>);
+
+impl Ticket {
+    pub(crate) const NONE: Ticket = Ticket(None);
+}
+
+/// The raw operations of one lock in one mode, as the recording core needs
+/// them.
+pub(crate) trait RawAcquire {
+    fn try_acquire(&self) -> bool;
+    fn acquire(&self);
+    fn try_acquire_for(&self, timeout: Duration) -> bool;
+}
+
+/// Acquires through `raw`, recording as the sampler decides.
+#[inline(always)]
+pub(crate) fn lock(raw: &impl RawAcquire, site: &LockSite, stats: &StatsSlot, mode: Mode) -> Ticket {
+    let Some(session) = sampler::session() else {
+        raw.acquire();
+        return Ticket::NONE;
+    };
+    if sampler::tick(session) {
+        return acquire_sampled(raw, site, stats, mode, Attempt::Block).unwrap_or(Ticket::NONE);
+    }
+    if raw.try_acquire() {
+        stats.count(site, mode);
+        return Ticket::NONE;
+    }
+    acquire_contended(raw, site, stats, mode, None);
+    Ticket::NONE
+}
+
+/// Tries once; a failed attempt records nothing.
+#[inline(always)]
+pub(crate) fn try_lock(
+    raw: &impl RawAcquire,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+) -> Option<Ticket> {
+    let Some(session) = sampler::session() else {
+        return raw.try_acquire().then_some(Ticket::NONE);
+    };
+    if sampler::tick(session) {
+        return acquire_sampled(raw, site, stats, mode, Attempt::Once);
+    }
+    if raw.try_acquire() {
+        stats.count(site, mode);
+        return Some(Ticket::NONE);
+    }
+    None
+}
+
+/// Acquires with a timeout; a timed-out attempt records nothing.
+#[inline(always)]
+pub(crate) fn lock_for(
+    raw: &impl RawAcquire,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    timeout: Duration,
+) -> Option<Ticket> {
+    let Some(session) = sampler::session() else {
+        return raw.try_acquire_for(timeout).then_some(Ticket::NONE);
+    };
+    if sampler::tick(session) {
+        return acquire_sampled(raw, site, stats, mode, Attempt::For(timeout));
+    }
+    if raw.try_acquire() {
+        stats.count(site, mode);
+        return Some(Ticket::NONE);
+    }
+    acquire_contended(raw, site, stats, mode, Some(timeout)).then_some(Ticket::NONE)
+}
+
+/// Releases through `unlock`, recording the hold time if the acquisition was
+/// sampled. The event is built after the lock is released, so recording never
+/// lengthens the hold seen by other threads.
+#[inline(always)]
+pub(crate) fn release(ticket: Ticket, site: &LockSite, mode: Mode, unlock: impl FnOnce()) {
+    match ticket.0 {
+        None => unlock(),
+        Some(acquired_at) => {
+            let released_at = clock::now();
+            unlock();
+            release_sampled(site, mode, acquired_at.get(), released_at);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Attempt {
+    Block,
+    Once,
+    For(Duration),
+}
+
+/// An unsampled acquisition that found the lock taken: its wait is measured
+/// and added to the lock's exact totals (a clock read is negligible next to a
+/// wait).
+#[cold]
+#[inline(never)]
+fn acquire_contended(
+    raw: &dyn RawAcquire,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    timeout: Option<Duration>,
+) -> bool {
+    let start = clock::now();
+    let acquired = match timeout {
+        None => {
+            raw.acquire();
+            true
+        }
+        Some(t) => raw.try_acquire_for(t),
+    };
+    if acquired {
+        let waited = clock::between(start, clock::now());
+        stats.count(site, mode);
+        stats.contended(site, mode, waited);
+    }
+    acquired
+}
+
+/// A sampled acquisition: the stack is captured before the lock is taken, so
+/// capture time never counts as hold time for anyone.
+#[cold]
+#[inline(never)]
+fn acquire_sampled(
+    raw: &dyn RawAcquire,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    attempt: Attempt,
+) -> Option<Ticket> {
+    let stack = guarded(|| stack::capture(recorder::max_frames()));
+    let waited = if raw.try_acquire() {
+        0
+    } else {
+        let start = clock::now();
+        let acquired = match attempt {
+            Attempt::Once => false,
+            Attempt::Block => {
+                raw.acquire();
+                true
+            }
+            Attempt::For(t) => raw.try_acquire_for(t),
+        };
+        if !acquired {
+            return None;
+        }
+        clock::between(start, clock::now()).max(1)
+    };
+    let acquired_at = clock::now();
+    stats.count(site, mode);
+    if waited > 0 {
+        stats.contended(site, mode, waited);
+    }
+    let Some(stack) = stack else {
+        return Some(Ticket::NONE);
+    };
+    let sent = guarded(|| recorder::send(EventKind::Acquire, site.key(), mode, waited, stack));
+    // A release is recorded only if its acquire was.
+    Some(match sent {
+        Some(true) => Ticket(NonZeroU64::new(acquired_at)),
+        _ => Ticket::NONE,
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn release_sampled(site: &LockSite, mode: Mode, acquired_at: u64, released_at: u64) {
+    let held = clock::between(acquired_at, released_at);
+    guarded(|| {
+        let stack = stack::capture(recorder::max_frames());
+        recorder::send(EventKind::Release, site.key(), mode, held, stack)
+    });
+}
+
+/// Panics caught inside profiler code on user threads.
+pub(crate) static INTERNAL_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Runs profiler code on a user thread: never recursively, and never letting
+/// a panic unwind into the user's lock operation.
+fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
+    sampler::enter(|| {
+        match catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(feature = "fault-injection")]
+            crate::fault::maybe_panic();
+            f()
+        })) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                INTERNAL_PANICS.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    })
+    .flatten()
+}
+
+/// What a sampled event measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum EventKind {
+    /// An acquisition; the value is its wait.
+    Acquire,
+    /// A release; the value is the hold time since its acquisition.
+    Release,
+}
+
+/// One sampled event, handed from a locking thread to the recorder.
+#[derive(Debug)]
+pub(crate) struct Event {
+    pub(crate) kind: EventKind,
+    pub(crate) site: SiteKey,
+    pub(crate) mode: Mode,
+    pub(crate) value_ns: u64,
+    pub(crate) thread: std::sync::Arc<thread::ThreadMeta>,
+    pub(crate) stack: stack::Stack,
+}

@@ -1,0 +1,277 @@
+//! From one period's sampled aggregates and exact totals to the values written
+//! in the profile.
+//!
+//! # The estimator
+//!
+//! For each lock name and mode, over one period:
+//! - **Counts.** Where the exact number of acquisitions `N` is known (mutexes,
+//!   re-entrant mutexes, write locks) each stack gets `N × n_k / n`, where
+//!   `n_k` of the `n` sampled acquisitions had that stack: a ratio estimator
+//!   whose total is exactly `N`, and which also corrects for events dropped on
+//!   a full queue. Where it is not known (read locks) each sampled event
+//!   stands for `100 / capture_pct` acquisitions (Horvitz–Thompson).
+//! - **Wait.** Every contended acquisition's wait is measured, so the total
+//!   wait `W` is exact; each stack gets `W × w_k / w`, its share of the
+//!   sampled wait.
+//! - **Hold.** Holds are only measured when sampled; each stack gets its
+//!   sampled hold scaled by the same factor as its release count.
+//! - When a lock was used but none of its acquisitions was sampled in the
+//!   period, its exact totals go to one sample whose only frame is
+//!   `<unsampled>`, so that per-lock totals stay exact.
+//!
+//! Integer shares are rounded by largest remainder, so they add up exactly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::recorder::{Aggregate, SampleKey};
+use super::stack::Stack;
+use super::stats::Totals;
+use super::thread::ThreadMeta;
+use super::{EventKind, Mode};
+use crate::site::SiteKey;
+
+/// One sample as it will be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WeightedSample {
+    pub(crate) kind: EventKind,
+    pub(crate) site: SiteKey,
+    pub(crate) mode: Mode,
+    /// `None` for the `<unsampled>` remainder.
+    pub(crate) thread: Option<Arc<ThreadMeta>>,
+    pub(crate) stack: Option<Stack>,
+    pub(crate) count: u64,
+    pub(crate) total_ns: u64,
+}
+
+/// Applies the estimator to one period.
+pub(crate) fn weigh(
+    samples: Vec<(SampleKey, Aggregate)>,
+    totals: &HashMap<(SiteKey, Mode), Totals>,
+    capture_pct: f64,
+) -> Vec<WeightedSample> {
+    let inverse_p = if capture_pct > 0.0 {
+        100.0 / capture_pct
+    } else {
+        0.0
+    };
+    let mut groups: BTreeMap<(SiteKeyOrd, Mode, EventKind), Vec<(SampleKey, Aggregate)>> = BTreeMap::new();
+    for (key, agg) in samples {
+        groups
+            .entry((SiteKeyOrd(key.site), key.mode, key.kind))
+            .or_default()
+            .push((key, agg));
+    }
+    // Locks with exact totals but no sample of a kind still need a group.
+    for (&(site, mode), _) in totals.iter() {
+        for kind in [EventKind::Acquire, EventKind::Release] {
+            groups.entry((SiteKeyOrd(site), mode, kind)).or_default();
+        }
+    }
+
+    let mut out = Vec::new();
+    for ((site, mode, kind), mut members) in groups {
+        let site = site.0;
+        // Deterministic output order: heaviest first, then by thread id.
+        members.sort_by(|a, b| {
+            b.1.events
+                .cmp(&a.1.events)
+                .then(a.0.thread.id.cmp(&b.0.thread.id))
+                .then(a.0.stack.ips.cmp(&b.0.stack.ips))
+        });
+        let exact = totals.get(&(site, mode)).copied();
+        let sampled_events: u64 = members.iter().map(|(_, a)| a.events).sum();
+        let sampled_ns: u64 = members.iter().map(|(_, a)| a.total_ns).sum();
+
+        let count = match exact.and_then(|t| t.acquired) {
+            Some(n) => n,
+            None => (sampled_events as f64 * inverse_p).round() as u64,
+        };
+        let total_ns = match (kind, exact) {
+            (EventKind::Acquire, Some(t)) => t.wait_ns,
+            _ if sampled_events == 0 => 0,
+            (EventKind::Acquire, None) => (sampled_ns as f64 * inverse_p).round() as u64,
+            (EventKind::Release, _) => {
+                (sampled_ns as f64 * count as f64 / sampled_events as f64).round() as u64
+            }
+        };
+
+        if members.is_empty() || (sampled_ns == 0 && total_ns > 0) {
+            // Nothing sampled to split the exact totals over (or no sampled
+            // acquisition of this lock waited though some did).
+            let residual_count = if members.is_empty() { count } else { 0 };
+            if residual_count > 0 || total_ns > 0 {
+                out.push(WeightedSample {
+                    kind,
+                    site,
+                    mode,
+                    thread: None,
+                    stack: None,
+                    count: residual_count,
+                    total_ns,
+                });
+            }
+            if members.is_empty() {
+                continue;
+            }
+        }
+
+        let counts = apportion(count, members.iter().map(|(_, a)| a.events));
+        let times = if sampled_ns > 0 {
+            apportion(total_ns, members.iter().map(|(_, a)| a.total_ns))
+        } else {
+            vec![0; members.len()]
+        };
+        for (((key, _), count), total_ns) in members.into_iter().zip(counts).zip(times) {
+            out.push(WeightedSample {
+                kind,
+                site,
+                mode,
+                thread: Some(key.thread),
+                stack: Some(key.stack),
+                count,
+                total_ns,
+            });
+        }
+    }
+    out
+}
+
+/// Splits `total` in proportion to `weights`, by largest remainder, so the
+/// parts add up to exactly `total` (all zero if the weights are).
+pub(crate) fn apportion(total: u64, weights: impl Iterator<Item = u64>) -> Vec<u64> {
+    let weights: Vec<u64> = weights.collect();
+    let sum: u128 = weights.iter().map(|&w| w as u128).sum();
+    if sum == 0 {
+        return vec![0; weights.len()];
+    }
+    let mut parts = Vec::with_capacity(weights.len());
+    let mut remainders = Vec::with_capacity(weights.len());
+    let mut given: u128 = 0;
+    for (i, &w) in weights.iter().enumerate() {
+        let exact = total as u128 * w as u128;
+        parts.push((exact / sum) as u64);
+        remainders.push((exact % sum, i));
+        given += exact / sum;
+    }
+    let mut left = total as u128 - given;
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, i) in remainders {
+        if left == 0 {
+            break;
+        }
+        parts[i] += 1;
+        left -= 1;
+    }
+    parts
+}
+
+/// Orders sites for deterministic output.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct SiteKeyOrd(SiteKey);
+
+impl PartialOrd for SiteKeyOrd {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SiteKeyOrd {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let a = &self.0;
+        let b = &other.0;
+        (a.file, a.line, a.column, a.name).cmp(&(b.file, b.line, b.column, b.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apportion_adds_up_exactly() {
+        assert_eq!(apportion(10, [1, 1, 1].into_iter()), vec![4, 3, 3]);
+        assert_eq!(apportion(0, [5, 1].into_iter()), vec![0, 0]);
+        assert_eq!(apportion(7, [0, 0].into_iter()), vec![0, 0]);
+        let parts = apportion(1_000_003, [3, 7, 11, 13].into_iter());
+        assert_eq!(parts.iter().sum::<u64>(), 1_000_003);
+    }
+
+    fn key(kind: EventKind, thread: u64, ip: usize) -> SampleKey {
+        SampleKey {
+            kind,
+            site: SiteKey {
+                file: "a.rs",
+                line: 1,
+                column: 1,
+                name: Some("l"),
+            },
+            mode: Mode::Exclusive,
+            thread: Arc::new(ThreadMeta {
+                id: thread,
+                native_id: thread,
+                name: String::new(),
+            }),
+            stack: Stack {
+                ips: vec![ip].into_boxed_slice(),
+                omitted: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn exact_totals_are_split_by_sampled_shares() {
+        let site = key(EventKind::Acquire, 1, 1).site;
+        let samples = vec![
+            (
+                key(EventKind::Acquire, 1, 1),
+                Aggregate {
+                    events: 3,
+                    total_ns: 300,
+                },
+            ),
+            (
+                key(EventKind::Acquire, 1, 2),
+                Aggregate {
+                    events: 1,
+                    total_ns: 100,
+                },
+            ),
+        ];
+        let mut totals = HashMap::new();
+        totals.insert(
+            (site, Mode::Exclusive),
+            Totals {
+                acquired: Some(400),
+                contended: 10,
+                wait_ns: 8000,
+            },
+        );
+        let out = weigh(samples, &totals, 1.0);
+        let acquires: Vec<_> = out.iter().filter(|s| s.kind == EventKind::Acquire).collect();
+        assert_eq!(acquires.iter().map(|s| s.count).sum::<u64>(), 400);
+        assert_eq!(acquires[0].count, 300);
+        assert_eq!(acquires[0].total_ns, 6000);
+        assert_eq!(acquires[1].total_ns, 2000);
+        // No release was sampled: the exact count goes to <unsampled>.
+        let releases: Vec<_> = out.iter().filter(|s| s.kind == EventKind::Release).collect();
+        assert_eq!(releases.len(), 1);
+        assert!(releases[0].stack.is_none());
+        assert_eq!(releases[0].count, 400);
+    }
+
+    #[test]
+    fn without_exact_totals_each_event_stands_for_one_over_p() {
+        let samples = vec![(
+            key(EventKind::Acquire, 1, 1),
+            Aggregate {
+                events: 2,
+                total_ns: 50,
+            },
+        )];
+        let out = weigh(samples, &HashMap::new(), 10.0);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].count, 20);
+        assert_eq!(out[0].total_ns, 500);
+    }
+}

@@ -1,0 +1,184 @@
+//! Exact per-lock totals, kept beside the sampled events.
+//!
+//! Every lock instance gets a small heap block the first time it is acquired
+//! while a profiler runs. Exclusive acquisitions are counted in it with a plain
+//! load and store (the lock is held, so no other thread writes the counter);
+//! contended acquisitions add their measured wait. The recorder reads the
+//! blocks at each flush, so the per-lock totals in a profile are exact while
+//! the split across call stacks comes from the sampled events.
+
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::Mode;
+use crate::site::{LockSite, SiteKey};
+
+/// Totals for one acquisition mode of one lock instance.
+#[derive(Default, Debug)]
+pub(crate) struct ModeStats {
+    /// Acquisitions; exact for exclusive modes only (see [`Mode::counted`]).
+    pub(crate) acquired: AtomicU64,
+    pub(crate) contended: AtomicU64,
+    pub(crate) wait_ns: AtomicU64,
+    pub(crate) max_wait_ns: AtomicU64,
+}
+
+/// The totals of one lock instance.
+#[derive(Debug)]
+pub(crate) struct LockStats {
+    pub(crate) site: SiteKey,
+    /// The modes behind indexes 0 and 1: `[Exclusive, Read]` for mutexes,
+    /// `[Write, Read]` for read-write locks.
+    pub(crate) mode_of: [Mode; 2],
+    /// Indexed by [`Mode::index`].
+    pub(crate) modes: [ModeStats; 2],
+    /// What the recorder has already reported, per mode: acquired, contended,
+    /// wait. Only the recorder thread touches these.
+    pub(crate) reported: [[AtomicU64; 3]; 2],
+}
+
+/// A lock's pointer to its [`LockStats`], allocated on first use while
+/// profiling. Owns one strong count; the registry owns another.
+pub(crate) struct StatsSlot(AtomicPtr<LockStats>);
+
+/// Every registered block, for the recorder to read. Not a profiled lock.
+static REGISTRY: Mutex<Vec<Arc<LockStats>>> = Mutex::new(Vec::new());
+
+impl StatsSlot {
+    pub(crate) const fn new() -> Self {
+        StatsSlot(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    /// Counts one acquisition in `mode`. Call with the lock held in that mode.
+    #[inline(always)]
+    pub(crate) fn count(&self, site: &LockSite, mode: Mode) {
+        if !mode.counted() {
+            return;
+        }
+        let stats = self.get(site, mode);
+        let c = &stats.modes[mode.index()].acquired;
+        // A plain read-modify-write: the exclusive lock is held, so no other
+        // thread writes this counter now, and the recorder only reads it.
+        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
+    /// Counts one contended acquisition that waited `wait_ns`. Call with the
+    /// lock held in `mode`.
+    #[cold]
+    pub(crate) fn contended(&self, site: &LockSite, mode: Mode, wait_ns: u64) {
+        let s = &self.get(site, mode).modes[mode.index()];
+        // Shared modes can race here with each other, so these are atomic
+        // read-modify-writes; they only run after a measured wait.
+        s.contended.fetch_add(1, Relaxed);
+        s.wait_ns.fetch_add(wait_ns, Relaxed);
+        s.max_wait_ns.fetch_max(wait_ns, Relaxed);
+    }
+
+    #[inline(always)]
+    fn get(&self, site: &LockSite, mode: Mode) -> &LockStats {
+        let p = self.0.load(Acquire);
+        if p.is_null() {
+            return self.register(site, mode);
+        }
+        // SAFETY: a non-null pointer came from `Arc::into_raw` in `register`
+        // and stays valid until `drop`, which needs `&mut self`.
+        unsafe { &*p }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn register(&self, site: &LockSite, mode: Mode) -> &LockStats {
+        let first = match mode {
+            Mode::Exclusive => Mode::Exclusive,
+            Mode::Read | Mode::Write => Mode::Write,
+        };
+        let stats = Arc::new(LockStats {
+            site: site.key(),
+            mode_of: [first, Mode::Read],
+            modes: Default::default(),
+            reported: Default::default(),
+        });
+        let raw = Arc::into_raw(Arc::clone(&stats)) as *mut LockStats;
+        match self.0.compare_exchange(ptr::null_mut(), raw, AcqRel, Acquire) {
+            Ok(_) => {
+                REGISTRY.lock().push(stats);
+                // SAFETY: just stored; valid until `drop`.
+                unsafe { &*raw }
+            }
+            Err(existing) => {
+                // Another reader registered first: keep theirs.
+                // SAFETY: `raw` came from `Arc::into_raw` above and was not
+                // published.
+                drop(unsafe { Arc::from_raw(raw) });
+                // SAFETY: as in `get`.
+                unsafe { &*existing }
+            }
+        }
+    }
+}
+
+impl Drop for StatsSlot {
+    fn drop(&mut self) {
+        let p = *self.0.get_mut();
+        if !p.is_null() {
+            // SAFETY: the slot owns the strong count taken in `register`.
+            drop(unsafe { Arc::from_raw(p) });
+        }
+    }
+}
+
+impl std::fmt::Debug for StatsSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatsSlot")
+    }
+}
+
+/// Totals for one lock name and mode over one profile period.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Exact acquisitions, when the mode is counted.
+    pub(crate) acquired: Option<u64>,
+    pub(crate) contended: u64,
+    pub(crate) wait_ns: u64,
+}
+
+/// Reads every block, returns what changed since the last call per
+/// (site, mode), and forgets blocks whose lock is gone.
+pub(crate) fn take_deltas() -> std::collections::HashMap<(SiteKey, Mode), Totals> {
+    let mut out = std::collections::HashMap::new();
+    let mut registry = REGISTRY.lock();
+    registry.retain(|stats| {
+        for (i, &mode) in stats.mode_of.iter().enumerate() {
+            let m = &stats.modes[i];
+            let r = &stats.reported[i];
+            let now = [
+                m.acquired.load(Relaxed),
+                m.contended.load(Relaxed),
+                m.wait_ns.load(Relaxed),
+            ];
+            let delta: Vec<u64> = (0..3)
+                .map(|i| now[i].wrapping_sub(r[i].swap(now[i], Relaxed)))
+                .collect();
+            if delta.iter().all(|&d| d == 0) {
+                continue;
+            }
+            let t: &mut Totals = out.entry((stats.site, mode)).or_default();
+            if mode.counted() {
+                *t.acquired.get_or_insert(0) += delta[0];
+            }
+            t.contended += delta[1];
+            t.wait_ns += delta[2];
+        }
+        // The lock dropped its count: it is gone, and was read a last time.
+        Arc::strong_count(stats) > 1
+    });
+    out
+}
+
+/// Marks everything counted so far as reported: a new session starts at 0.
+pub(crate) fn reset_baseline() {
+    let _ = take_deltas();
+}

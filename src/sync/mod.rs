@@ -1,0 +1,14 @@
+//! The lock types: thin generic wrappers over `parking_lot`'s raw locks that
+//! call into the non-generic recording core.
+
+mod condvar;
+mod mutex;
+pub(crate) mod named;
+mod poison;
+mod reentrant;
+mod rwlock;
+
+pub use condvar::{ProfiledCondvar, WaitTimeoutResult};
+pub use mutex::{ProfiledMutex, ProfiledMutexGuard};
+pub use reentrant::{ProfiledReentrantMutex, ProfiledReentrantMutexGuard};
+pub use rwlock::{ProfiledRwLock, ProfiledRwLockReadGuard, ProfiledRwLockWriteGuard};

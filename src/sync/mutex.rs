@@ -1,0 +1,271 @@
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
+use std::time::Duration;
+
+use lock_api::{RawMutex as _, RawMutexTimed as _};
+
+use super::poison;
+use crate::record::{self, Mode, RawAcquire, StatsSlot, Ticket};
+use crate::site::LockSite;
+
+/// A mutual exclusion lock with `std::sync::Mutex`'s API and semantics
+/// (poisoning included) whose acquisitions are profiled.
+///
+/// ```
+/// use lockprof::ProfiledMutex as Mutex; // was: use std::sync::Mutex;
+///
+/// let counter = Mutex::new(0);
+/// *counter.lock().unwrap() += 1;
+/// assert_eq!(counter.into_inner().unwrap(), 1);
+/// ```
+///
+/// The lock remembers where it was created (`#[track_caller]`); give it a
+/// variable name with [`named!`](crate::named) or [`named`](Self::named) so
+/// profiles show `file.rs:42:session_lock`.
+pub struct ProfiledMutex<T: ?Sized> {
+    raw: parking_lot::RawMutex,
+    poison: poison::Flag,
+    site: LockSite,
+    stats: StatsSlot,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: as std's Mutex: the lock hands out `&mut T` to one thread at a time.
+unsafe impl<T: ?Sized + Send> Send for ProfiledMutex<T> {}
+// SAFETY: as above; `T: Send` suffices since only one thread accesses it.
+unsafe impl<T: ?Sized + Send> Sync for ProfiledMutex<T> {}
+
+/// The guard of a [`ProfiledMutex`]; the lock is released when it drops.
+#[must_use = "if unused the Mutex will immediately unlock"]
+pub struct ProfiledMutexGuard<'a, T: ?Sized + 'a> {
+    pub(crate) lock: &'a ProfiledMutex<T>,
+    pub(crate) poison: poison::Guard,
+    pub(crate) ticket: Ticket,
+    // Like std's guard: not Send, because the lock must be released by the
+    // thread that took it.
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: sharing the guard only shares `&T`.
+unsafe impl<T: ?Sized + Sync> Sync for ProfiledMutexGuard<'_, T> {}
+
+pub(crate) struct Raw<'a>(&'a parking_lot::RawMutex);
+
+impl RawAcquire for Raw<'_> {
+    #[inline(always)]
+    fn try_acquire(&self) -> bool {
+        self.0.try_lock()
+    }
+    #[inline(always)]
+    fn acquire(&self) {
+        self.0.lock()
+    }
+    #[inline]
+    fn try_acquire_for(&self, timeout: Duration) -> bool {
+        self.0.try_lock_for(timeout)
+    }
+}
+
+impl<T> ProfiledMutex<T> {
+    /// Creates an unlocked mutex; its site is the caller's file and line.
+    #[track_caller]
+    #[inline]
+    pub const fn new(value: T) -> Self {
+        ProfiledMutex {
+            raw: <parking_lot::RawMutex as lock_api::RawMutex>::INIT,
+            poison: poison::Flag::new(),
+            site: LockSite::caller(),
+            stats: StatsSlot::new(),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Gives the lock a variable name for profiles (usable in `static`s).
+    pub const fn named(mut self, name: &'static str) -> Self {
+        self.site = self.site.with_name(name);
+        self
+    }
+
+    /// Consumes the mutex, returning the data; `Err` if it is poisoned.
+    pub fn into_inner(self) -> LockResult<T> {
+        let poisoned = self.poison.get();
+        let data = self.data.into_inner();
+        if poisoned {
+            Err(PoisonError::new(data))
+        } else {
+            Ok(data)
+        }
+    }
+}
+
+impl<T: ?Sized> ProfiledMutex<T> {
+    /// Acquires the mutex, blocking until it is available.
+    ///
+    /// Returns `Err` wrapping the guard if another thread panicked while
+    /// holding it.
+    #[inline]
+    pub fn lock(&self) -> LockResult<ProfiledMutexGuard<'_, T>> {
+        let ticket = record::lock(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive);
+        // SAFETY: the lock was just acquired.
+        unsafe { self.guard(ticket) }
+    }
+
+    /// Attempts to acquire the mutex without blocking. A failed attempt is
+    /// not recorded.
+    #[inline]
+    pub fn try_lock(&self) -> TryLockResult<ProfiledMutexGuard<'_, T>> {
+        match record::try_lock(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive) {
+            // SAFETY: the lock was just acquired.
+            Some(ticket) => Ok(unsafe { self.guard(ticket) }?),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Attempts to acquire the mutex, waiting at most `timeout`. A timed-out
+    /// attempt is not recorded.
+    #[inline]
+    pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<ProfiledMutexGuard<'_, T>> {
+        match record::lock_for(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive, timeout) {
+            // SAFETY: the lock was just acquired.
+            Some(ticket) => Ok(unsafe { self.guard(ticket) }?),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// # Safety
+    /// The lock must be held by the current thread, and the guard made here
+    /// is the one that releases it.
+    #[inline]
+    unsafe fn guard(&self, ticket: Ticket) -> LockResult<ProfiledMutexGuard<'_, T>> {
+        poison::map_result(self.poison.guard(), |poison| ProfiledMutexGuard {
+            lock: self,
+            poison,
+            ticket,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Whether a thread panicked while holding the lock.
+    #[inline]
+    pub fn is_poisoned(&self) -> bool {
+        self.poison.get()
+    }
+
+    /// Clears the poisoned state.
+    #[inline]
+    pub fn clear_poison(&self) {
+        self.poison.clear();
+    }
+
+    /// A mutable reference to the data, without locking: the borrow checker
+    /// proves no guard exists.
+    pub fn get_mut(&mut self) -> LockResult<&mut T> {
+        let data = self.data.get_mut();
+        if self.poison.get() {
+            Err(PoisonError::new(data))
+        } else {
+            Ok(data)
+        }
+    }
+
+    /// Where the lock was created, and its name.
+    pub fn site(&self) -> &LockSite {
+        &self.site
+    }
+}
+
+impl<T: ?Sized> super::named::Nameable for ProfiledMutex<T> {
+    fn set_name(&mut self, name: &'static str) {
+        self.site = self.site.with_name(name);
+    }
+}
+
+impl<T: Default> Default for ProfiledMutex<T> {
+    #[track_caller]
+    fn default() -> Self {
+        ProfiledMutex::new(T::default())
+    }
+}
+
+impl<T> From<T> for ProfiledMutex<T> {
+    #[track_caller]
+    fn from(value: T) -> Self {
+        ProfiledMutex::new(value)
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledMutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ProfiledMutex");
+        d.field("site", &self.site);
+        match self.try_lock_unrecorded() {
+            Some(guard) => {
+                d.field("data", &&*guard);
+            }
+            None => {
+                d.field("data", &format_args!("<locked>"));
+            }
+        }
+        d.field("poisoned", &self.poison.get());
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<T: ?Sized> ProfiledMutex<T> {
+    /// A try-lock that is never recorded, for `Debug`.
+    fn try_lock_unrecorded(&self) -> Option<ProfiledMutexGuard<'_, T>> {
+        if self.raw.try_lock() {
+            // SAFETY: just acquired.
+            Some(match unsafe { self.guard(Ticket::NONE) } {
+                Ok(g) => g,
+                Err(e) => e.into_inner(),
+            })
+        } else {
+            None
+        }
+    }
+}
+
+impl<T: ?Sized> Deref for ProfiledMutexGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for ProfiledMutexGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the lock exclusively.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for ProfiledMutexGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        let lock = self.lock;
+        lock.poison.done(&self.poison);
+        record::release(self.ticket, &lock.site, Mode::Exclusive, || {
+            // SAFETY: this guard holds the lock and releases it once.
+            unsafe { lock.raw.unlock() }
+        });
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledMutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized + fmt::Display> fmt::Display for ProfiledMutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}

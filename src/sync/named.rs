@@ -1,0 +1,139 @@
+//! Naming locks after the variable, static or field they are bound to.
+
+/// A lock type that can carry a variable name. Implemented by every lock of
+/// this crate, and by `Arc`, `Rc` and `Box` of one while they are unshared.
+pub trait Nameable {
+    /// Sets the name shown in profiles (`file.rs:42:<name>`).
+    fn set_name(&mut self, name: &'static str);
+}
+
+impl<L: Nameable + ?Sized> Nameable for Box<L> {
+    fn set_name(&mut self, name: &'static str) {
+        (**self).set_name(name)
+    }
+}
+
+impl<L: Nameable + ?Sized> Nameable for std::sync::Arc<L> {
+    fn set_name(&mut self, name: &'static str) {
+        if let Some(lock) = std::sync::Arc::get_mut(self) {
+            lock.set_name(name)
+        }
+    }
+}
+
+impl<L: Nameable + ?Sized> Nameable for std::rc::Rc<L> {
+    fn set_name(&mut self, name: &'static str) {
+        if let Some(lock) = std::rc::Rc::get_mut(self) {
+            lock.set_name(name)
+        }
+    }
+}
+
+/// Names locks after the identifier they are bound to, so profiles show
+/// `server.rs:42:session_lock` rather than `server.rs:42`.
+///
+/// Five placements are supported:
+///
+/// ```
+/// use lockprof::{named, ProfiledMutex, ProfiledRwLock};
+/// use std::sync::Arc;
+///
+/// // A static (the lock's `const fn named` is used, so this is a constant).
+/// named!(static GLOBAL_CACHE_LOCK: ProfiledMutex<Vec<u32>> = ProfiledMutex::new(Vec::new()););
+///
+/// struct DatabaseConnection { connection_lock: ProfiledMutex<u32> }
+/// struct Pool { primary: DatabaseConnection, size: usize }
+/// struct UserManager { user_session_lock: ProfiledRwLock<u32>, _internal_lock: ProfiledMutex<()>, pool: Pool }
+///
+/// impl UserManager {
+///     fn new() -> Self {
+///         // Fields of a struct literal (private ones too); fields that are
+///         // not locks are left as they are.
+///         named!(Self {
+///             user_session_lock: ProfiledRwLock::new(0),
+///             _internal_lock: ProfiledMutex::new(()),
+///             // A nested struct names its own fields.
+///             pool: named!(Pool {
+///                 primary: named!(DatabaseConnection { connection_lock: ProfiledMutex::new(0) }),
+///                 size: 1,
+///             }),
+///         })
+///     }
+/// }
+///
+/// // A local binding, also through Arc/Box while unshared.
+/// named!(let request_lock = Arc::new(ProfiledMutex::new(0)));
+/// // An expression, named by hand-picked identifier.
+/// let response_lock = named!(response_lock = ProfiledMutex::new(0));
+///
+/// assert_eq!(request_lock.site().name(), Some("request_lock"));
+/// assert_eq!(GLOBAL_CACHE_LOCK.site().name(), Some("GLOBAL_CACHE_LOCK"));
+/// let users = UserManager::new();
+/// assert_eq!(users._internal_lock.site().name(), Some("_internal_lock"));
+/// assert_eq!(users.pool.primary.connection_lock.site().name(), Some("connection_lock"));
+/// # let _ = (response_lock, users.user_session_lock, users.pool.size);
+/// ```
+///
+/// The line in the label is the line where the lock was created (the
+/// constructor call), taken with `#[track_caller]`.
+#[macro_export]
+macro_rules! named {
+    (let mut $name:ident $(: $ty:ty)? = $value:expr $(;)?) => {
+        let mut $name $(: $ty)? = $crate::__private::name($value, ::core::stringify!($name));
+    };
+    (let $name:ident $(: $ty:ty)? = $value:expr $(;)?) => {
+        let $name $(: $ty)? = $crate::__private::name($value, ::core::stringify!($name));
+    };
+    ($(#[$attr:meta])* $vis:vis static $name:ident : $ty:ty = $value:expr $(;)?) => {
+        $(#[$attr])* $vis static $name: $ty = ($value).named(::core::stringify!($name));
+    };
+    ($name:ident = $value:expr) => {
+        $crate::__private::name($value, ::core::stringify!($name))
+    };
+    ($($path:ident)::+ { $($field:ident : $value:expr),* $(,)? }) => {
+        $($path)::+ {
+            $($field: {
+                #[allow(unused_imports)]
+                use $crate::__private::{NameLock as _, NameOther as _};
+                let mut value = $value;
+                (&mut $crate::__private::Probe(&mut value)).__lockprof_name(::core::stringify!($field));
+                value
+            }),*
+        }
+    };
+}
+
+/// Macro internals; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use super::Nameable;
+
+    /// Names a lock (or `Arc`/`Box` of one).
+    pub fn name<L: Nameable>(mut lock: L, name: &'static str) -> L {
+        lock.set_name(name);
+        lock
+    }
+
+    /// Autoref dispatch for struct fields: [`NameLock`] applies to lock
+    /// fields, [`NameOther`] (one autoref further) to every other field.
+    #[allow(missing_debug_implementations)]
+    pub struct Probe<'a, T>(pub &'a mut T);
+
+    pub trait NameLock {
+        fn __lockprof_name(&mut self, name: &'static str);
+    }
+
+    impl<T: Nameable> NameLock for Probe<'_, T> {
+        fn __lockprof_name(&mut self, name: &'static str) {
+            self.0.set_name(name)
+        }
+    }
+
+    pub trait NameOther {
+        fn __lockprof_name(&mut self, name: &'static str);
+    }
+
+    impl<T> NameOther for &mut Probe<'_, T> {
+        fn __lockprof_name(&mut self, _name: &'static str) {}
+    }
+}

@@ -1,0 +1,221 @@
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::time::Duration;
+
+use crate::record::{self, Mode, RawAcquire, StatsSlot, Ticket};
+use crate::site::LockSite;
+
+type RawReentrant = lock_api::RawReentrantMutex<parking_lot::RawMutex, parking_lot::RawThreadId>;
+
+/// A re-entrant mutex (Python's `RLock`): the thread that holds it can lock it
+/// again without deadlocking. Guards give shared access (`&T`); use a `Cell`
+/// or `RefCell` inside for mutation.
+///
+/// Only the outermost acquisition of a thread is recorded: nested ones
+/// neither wait nor start a new hold, and the hold time is that of the
+/// outermost guard.
+///
+/// ```
+/// use lockprof::ProfiledReentrantMutex;
+/// use std::cell::Cell;
+///
+/// let attempts = ProfiledReentrantMutex::new(Cell::new(0));
+/// let outer = attempts.lock();
+/// let inner = attempts.lock(); // same thread: no deadlock
+/// inner.set(inner.get() + 1);
+/// drop(inner);
+/// assert_eq!(outer.get(), 1);
+/// ```
+pub struct ProfiledReentrantMutex<T: ?Sized> {
+    raw: RawReentrant,
+    site: LockSite,
+    stats: StatsSlot,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: as parking_lot's ReentrantMutex: the data is shared (`&T`) only
+// with the owning thread, so `T: Send` suffices.
+unsafe impl<T: ?Sized + Send> Send for ProfiledReentrantMutex<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Send> Sync for ProfiledReentrantMutex<T> {}
+
+/// The guard of a [`ProfiledReentrantMutex`].
+#[must_use = "if unused the ReentrantMutex will immediately unlock"]
+pub struct ProfiledReentrantMutexGuard<'a, T: ?Sized + 'a> {
+    lock: &'a ProfiledReentrantMutex<T>,
+    ticket: Ticket,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: sharing the guard shares `&T`.
+unsafe impl<T: ?Sized + Sync> Sync for ProfiledReentrantMutexGuard<'_, T> {}
+
+struct Raw<'a>(&'a RawReentrant);
+
+impl RawAcquire for Raw<'_> {
+    #[inline(always)]
+    fn try_acquire(&self) -> bool {
+        self.0.try_lock()
+    }
+    #[inline(always)]
+    fn acquire(&self) {
+        self.0.lock()
+    }
+    #[inline]
+    fn try_acquire_for(&self, timeout: Duration) -> bool {
+        self.0.try_lock_for(timeout)
+    }
+}
+
+impl<T> ProfiledReentrantMutex<T> {
+    /// Creates an unlocked re-entrant mutex; its site is the caller's.
+    #[track_caller]
+    #[inline]
+    pub const fn new(value: T) -> Self {
+        ProfiledReentrantMutex {
+            raw: RawReentrant::INIT,
+            site: LockSite::caller(),
+            stats: StatsSlot::new(),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Gives the lock a variable name for profiles (usable in `static`s).
+    pub const fn named(mut self, name: &'static str) -> Self {
+        self.site = self.site.with_name(name);
+        self
+    }
+
+    /// Consumes the mutex, returning the data.
+    pub fn into_inner(self) -> T {
+        self.data.into_inner()
+    }
+}
+
+impl<T: ?Sized> ProfiledReentrantMutex<T> {
+    /// Acquires the mutex, blocking unless this thread already holds it.
+    #[inline]
+    pub fn lock(&self) -> ProfiledReentrantMutexGuard<'_, T> {
+        let ticket = if self.raw.is_owned_by_current_thread() {
+            self.raw.lock();
+            Ticket::NONE
+        } else {
+            record::lock(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive)
+        };
+        self.guard(ticket)
+    }
+
+    /// Attempts to acquire without blocking.
+    #[inline]
+    pub fn try_lock(&self) -> Option<ProfiledReentrantMutexGuard<'_, T>> {
+        if self.raw.is_owned_by_current_thread() {
+            return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
+        }
+        record::try_lock(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive).map(|t| self.guard(t))
+    }
+
+    /// Attempts to acquire, waiting at most `timeout`.
+    #[inline]
+    pub fn try_lock_for(&self, timeout: Duration) -> Option<ProfiledReentrantMutexGuard<'_, T>> {
+        if self.raw.is_owned_by_current_thread() {
+            return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
+        }
+        record::lock_for(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive, timeout)
+            .map(|t| self.guard(t))
+    }
+
+    // Called only with the lock just acquired by this thread.
+    #[inline]
+    fn guard(&self, ticket: Ticket) -> ProfiledReentrantMutexGuard<'_, T> {
+        ProfiledReentrantMutexGuard {
+            lock: self,
+            ticket,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Whether the current thread holds the lock.
+    pub fn is_owned_by_current_thread(&self) -> bool {
+        self.raw.is_owned_by_current_thread()
+    }
+
+    /// A mutable reference to the data, without locking.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+
+    /// Where the lock was created, and its name.
+    pub fn site(&self) -> &LockSite {
+        &self.site
+    }
+}
+
+impl<T: ?Sized> super::named::Nameable for ProfiledReentrantMutex<T> {
+    fn set_name(&mut self, name: &'static str) {
+        self.site = self.site.with_name(name);
+    }
+}
+
+impl<T: Default> Default for ProfiledReentrantMutex<T> {
+    #[track_caller]
+    fn default() -> Self {
+        ProfiledReentrantMutex::new(T::default())
+    }
+}
+
+impl<T> From<T> for ProfiledReentrantMutex<T> {
+    #[track_caller]
+    fn from(value: T) -> Self {
+        ProfiledReentrantMutex::new(value)
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledReentrantMutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ProfiledReentrantMutex");
+        d.field("site", &self.site);
+        if self.raw.try_lock() {
+            // SAFETY: held until the unlock below.
+            d.field("data", &unsafe { &*self.data.get() });
+            // SAFETY: taken just above by this thread.
+            unsafe { self.raw.unlock() };
+        } else {
+            d.field("data", &format_args!("<locked>"));
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<T: ?Sized> Deref for ProfiledReentrantMutexGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock; only this thread can hold it.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for ProfiledReentrantMutexGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        let lock = self.lock;
+        record::release(self.ticket, &lock.site, Mode::Exclusive, || {
+            // SAFETY: this guard holds one level of the lock and releases it.
+            unsafe { lock.raw.unlock() }
+        });
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledReentrantMutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized + fmt::Display> fmt::Display for ProfiledReentrantMutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
