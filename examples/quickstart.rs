@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-named!(
-    static REQUEST_COUNT: Mutex<u64> = Mutex::new(0);
-);
+named!(static REQUEST_COUNT: Mutex<u64> = Mutex::new(0));
 
 struct Cache {
     entries: RwLock<Vec<String>>,

@@ -8,7 +8,7 @@
 //! ```no_run
 //! use lockprof::{named, Profiler, ProfiledMutex as Mutex}; // was: use std::sync::Mutex;
 //!
-//! named!(static SESSIONS: Mutex<Vec<u64>> = Mutex::new(Vec::new()););
+//! named!(static SESSIONS: Mutex<Vec<u64>> = Mutex::new(Vec::new()));
 //!
 //! let profiler = Profiler::builder().capture_pct(100.0).start().expect("profiler");
 //! SESSIONS.lock().unwrap().push(42);

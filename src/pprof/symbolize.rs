@@ -120,13 +120,16 @@ impl Symbolizer {
     }
 }
 
-/// Frames of the profiler itself, and the unwinding or panic-catching glue
-/// between them, which are removed from the leaf of every stack.
+/// Frames of the profiler itself, and the unwinding, panic-catching or drop
+/// glue around them, which are removed from the leaf of every stack (only
+/// there: the first frame that is not one of these ends the trimming).
 pub(crate) fn is_internal(function: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "lockprof::",
         "<lockprof::",
-        "core::ptr::drop_in_place<lockprof::",
+        // Drop glue between the user's code and the guard's `drop`.
+        "core::ptr::drop_in_place<",
+        "core::mem::drop",
         "backtrace::",
         "<backtrace::",
         "std::panicking::",

@@ -50,6 +50,10 @@ pub(crate) fn weigh(
     totals: &HashMap<(SiteKey, Mode), Totals>,
     capture_pct: f64,
 ) -> Vec<WeightedSample> {
+    if capture_pct <= 0.0 {
+        // Capture 0 records nothing, exact totals included.
+        return Vec::new();
+    }
     let inverse_p = if capture_pct > 0.0 {
         100.0 / capture_pct
     } else {

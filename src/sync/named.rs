@@ -39,7 +39,7 @@ impl<L: Nameable + ?Sized> Nameable for std::rc::Rc<L> {
 /// use std::sync::Arc;
 ///
 /// // A static (the lock's `const fn named` is used, so this is a constant).
-/// named!(static GLOBAL_CACHE_LOCK: ProfiledMutex<Vec<u32>> = ProfiledMutex::new(Vec::new()););
+/// named!(static GLOBAL_CACHE_LOCK: ProfiledMutex<Vec<u32>> = ProfiledMutex::new(Vec::new()));
 ///
 /// struct DatabaseConnection { connection_lock: ProfiledMutex<u32> }
 /// struct Pool { primary: DatabaseConnection, size: usize }
