@@ -124,6 +124,7 @@ impl ProfilerBuilder {
         });
         let description = exporter.describe();
 
+        install_fork_handler();
         let uses_frame_pointers = stack::select(settings.unwinder);
         let session = NEXT_SESSION.fetch_add(1, Relaxed).max(1);
         sampler::configure(settings.capture_pct);
@@ -169,6 +170,7 @@ impl ProfilerBuilder {
             shared,
             description,
             uses_frame_pointers,
+            pid: std::process::id(),
         })
     }
 }
@@ -227,6 +229,9 @@ pub struct ProfilerHandle {
     shared: Arc<Shared>,
     description: String,
     uses_frame_pointers: bool,
+    /// The process that started the profiler: a forked child has a copy of
+    /// the handle but no profiler thread.
+    pid: u32,
 }
 
 impl std::fmt::Debug for ProfilerHandle {
@@ -281,6 +286,11 @@ impl ProfilerHandle {
         let Some(thread) = self.thread.take() else {
             return;
         };
+        if std::process::id() != self.pid {
+            // A forked child: the profiler thread lives in the parent only.
+            std::mem::forget(thread);
+            return;
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         if self.control.send(Control::Stop(tx)).is_ok() {
             let _ = rx.recv();
@@ -441,6 +451,28 @@ impl Worker {
         log::error!("lockprof: profile not exported: {e}");
         self.shared.profiles_failed.fetch_add(1, Relaxed);
         *self.shared.last_error.lock() = Some(e.to_string());
+    }
+}
+
+/// In a forked child no profiler thread runs: stop sampling there at once, so
+/// the child never touches the recorder's state (whose locks another thread of
+/// the parent may have held at the fork), and let it start its own profiler.
+fn install_fork_handler() {
+    #[cfg(unix)]
+    {
+        extern "C" fn in_child() {
+            sampler::SESSION.store(0, Relaxed);
+            RUNNING.store(false, Relaxed);
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: `in_child` only stores to atomics, which is
+            // async-signal-safe as a fork handler must be.
+            let rc = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+            if rc != 0 {
+                log::warn!("lockprof: cannot install a fork handler (error {rc}); a forked child keeps sampling into a queue nobody reads");
+            }
+        });
     }
 }
 
