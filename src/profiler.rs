@@ -323,7 +323,16 @@ impl Worker {
     fn run(mut self) {
         // Nothing this thread does is ever recorded, whatever the exporter
         // or an allocator does.
-        sampler::enter(|| self.run_loop());
+        let outcome = sampler::enter(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()))
+        });
+        if !matches!(outcome, Some(Ok(()))) {
+            // A bug in the profiler thread must not leave user threads
+            // sampling into a queue nobody reads.
+            sampler::SESSION.store(0, Release);
+            recorder::close();
+            log::error!("lockprof: the profiler thread failed; profiling stopped");
+        }
     }
 
     fn run_loop(&mut self) {
