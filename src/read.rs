@@ -1,6 +1,7 @@
-//! Reading lock profiles back: gzip'd or raw pprof, from lockprof or from
-//! Datadog's other profilers. Used by tests, the stress examples and the
-//! `lockprof` command.
+//! Reading lock profiles back: gzip'd, zstd'd or raw pprof, from lockprof or
+//! from Datadog's other profilers; finding the profiles in a directory or under
+//! a `DD_PROFILING_OUTPUT_PPROF` prefix; merging several. Used by tests, the
+//! stress examples and the `lockprof` command.
 //!
 //! ```no_run
 //! let profile = lockprof::read::LockProfile::from_file("/tmp/lockprof/app.1234.0.pprof")?;
@@ -119,7 +120,7 @@ pub enum ReadError {
         message: String,
     },
     /// Compressed with a format this build cannot read.
-    #[error("zstd-compressed profile: this build cannot read zstd (enable the `cli` feature)")]
+    #[error("zstd-compressed profile: this build cannot read zstd (enable the `zstd` or `cli` feature)")]
     ZstdUnsupported,
     /// Not a pprof protobuf.
     #[error("not a pprof profile (gzip, zstd or raw protobuf): {0}")]
@@ -127,6 +128,12 @@ pub enum ReadError {
     /// A pprof profile without lock sample types.
     #[error("not a lock profile: it has no lock-* sample types (it has: {})", if .0.is_empty() { "none".to_owned() } else { .0.join(", ") })]
     NotLockProfile(Vec<String>),
+    /// Nothing at this path, and no profile file under it as a prefix.
+    #[error("no such file, directory or profile prefix")]
+    NotFound,
+    /// A directory, or a prefix, with no profile file.
+    #[error("{0}")]
+    NoProfiles(String),
     /// An index into one of the profile's tables is out of range.
     #[error("corrupt profile: {what} {index} is out of range ({len} entries)")]
     BadIndex {
@@ -158,6 +165,31 @@ impl LockProfile {
         from_proto(&profile)
     }
 
+    /// Adds `other`'s samples and comments to this profile; the period becomes
+    /// the span of both. Sample types are this profile's, plus any of
+    /// `other`'s that are new.
+    pub fn merge(&mut self, other: LockProfile) {
+        let start = |p: &LockProfile| (p.time_nanos != 0).then_some(p.time_nanos);
+        let end = |p: &LockProfile| start(p).map(|t| t.saturating_add(p.duration_nanos.max(0)));
+        let starts = [start(self), start(&other)];
+        let ends = [end(self), end(&other)];
+        if let (Some(s), Some(e)) = (starts.iter().flatten().min(), ends.iter().flatten().max()) {
+            self.time_nanos = *s;
+            self.duration_nanos = e.saturating_sub(*s);
+        }
+        for t in other.sample_types {
+            if !self.sample_types.contains(&t) {
+                self.sample_types.push(t);
+            }
+        }
+        if self.period_type.is_none() {
+            self.period_type = other.period_type;
+        }
+        self.period = self.period.max(other.period);
+        self.samples.extend(other.samples);
+        self.comments.extend(other.comments);
+    }
+
     /// Every lock name, sorted.
     pub fn lock_names(&self) -> BTreeSet<String> {
         self.samples.iter().filter_map(|s| s.lock_name.clone()).collect()
@@ -169,6 +201,112 @@ impl LockProfile {
             .iter()
             .filter(move |s| s.lock_name.as_deref() == Some(lock_name))
     }
+}
+
+/// Which of the profiles in a directory or under a prefix to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// The most recently modified one.
+    Newest,
+    /// All of them, oldest first.
+    All,
+}
+
+/// The profile files that `input` stands for:
+/// - a file: itself (whatever its name);
+/// - a directory: the profile files in it (`*.pprof`, `*.pb`, `*.pb.gz`, …,
+///   or `<name>.<pid>.<seq>` with or without an extension), not recursing;
+/// - otherwise a prefix as given to `DD_PROFILING_OUTPUT_PPROF`: the files
+///   `<prefix>.<pid>.<seq>`, with or without an extension (lockprof writes
+///   `.pprof`).
+///
+/// Of a directory or prefix, `pick` chooses the newest file or all of them.
+pub fn profile_files(input: &Path, pick: Pick) -> Result<Vec<PathBuf>, ReadError> {
+    if input.is_file() {
+        return Ok(vec![input.to_owned()]);
+    }
+    let (dir, matches): (PathBuf, Box<dyn Fn(&str) -> bool>) = if input.is_dir() {
+        (input.to_owned(), Box::new(is_profile_name))
+    } else {
+        let stem = match input.file_name().and_then(|n| n.to_str()) {
+            Some(stem) => stem.to_owned(),
+            None => return Err(ReadError::NotFound),
+        };
+        let dir = match input.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        (
+            dir,
+            Box::new(move |name: &str| {
+                name.strip_prefix(stem.as_str())
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(is_pid_seq)
+            }),
+        )
+    };
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(_) if !input.is_dir() => return Err(ReadError::NotFound),
+        Err(source) => {
+            return Err(ReadError::Io {
+                path: dir,
+                source,
+            })
+        }
+    };
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !matches(name) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        found.push((modified, entry.path()));
+    }
+    if found.is_empty() {
+        return Err(if input.is_dir() {
+            ReadError::NoProfiles(
+                "directory holds no profile file (*.pprof, *.pb, *.pb.gz, *.pprof.zst, or <prefix>.<pid>.<seq>)"
+                    .to_owned(),
+            )
+        } else {
+            ReadError::NotFound
+        });
+    }
+    found.sort();
+    Ok(match pick {
+        Pick::All => found.into_iter().map(|(_, p)| p).collect(),
+        Pick::Newest => found.pop().map(|(_, p)| p).into_iter().collect(),
+    })
+}
+
+/// `<pid>.<seq>`, then nothing or an extension.
+fn is_pid_seq(rest: &str) -> bool {
+    let mut parts = rest.split('.');
+    let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    digits(parts.next()) && digits(parts.next()) && !rest.ends_with(".tmp")
+}
+
+fn is_profile_name(name: &str) -> bool {
+    if name.starts_with('.') || name.ends_with(".tmp") {
+        return false;
+    }
+    const EXTENSIONS: [&str; 9] = [
+        ".pprof", ".pprof.gz", ".pprof.zst", ".pb", ".pb.gz", ".pb.zst", ".prof", ".prof.gz", ".prof.zst",
+    ];
+    if EXTENSIONS.iter().any(|e| name.ends_with(e)) {
+        return true;
+    }
+    // `<prefix>.<pid>.<seq>` as Datadog's profilers name files.
+    let mut parts = name.rsplit('.');
+    let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    digits(parts.next()) && digits(parts.next()) && parts.next().is_some()
 }
 
 /// Gunzips or un-zstds `bytes` if compressed; returns raw bytes as they are.

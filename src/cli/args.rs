@@ -1,0 +1,175 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::By;
+
+const EXAMPLES: &str = "\
+Inputs:
+  PROFILE is a file (gzip'd, zstd'd or raw pprof), a directory (its newest
+  profile; all of them merged with --all), or a prefix as given to
+  DD_PROFILING_OUTPUT_PPROF (files <prefix>.<pid>.<seq>[.pprof]; newest, or
+  all with --all). Several PROFILEs are merged.
+
+Examples:
+  lockprof top /tmp/lockprof/                       newest profile in a directory
+  lockprof top -n 5 --by hold /tmp/lockprof/app     newest under a prefix, by hold time
+  lockprof top --all --json /tmp/lockprof/          every profile merged, as JSON
+  lockprof stacks --lock session_lock app.1234.0.pprof
+  lockprof names --expect queue,session_lock app.1234.0.pprof
+  lockprof flamegraph --by wait -o wait.svg /tmp/lockprof/
+  lockprof diff --fail-over 20 before.pprof after.pprof
+
+Exit codes: 0 success; 1 a check failed (names --expect, diff --fail-over);
+2 bad input or usage (one line on stderr names the file and the problem).
+
+There is no `timeline` command: the recorder aggregates events per stack and
+thread over each profile's period and keeps no per-event timestamps. Profiles
+carry no contended-acquisition count either, so `top` shows wait, not the
+share of contended acquisitions.";
+
+/// Inspect lock profiles written by lockprof (or by Datadog's Python lock
+/// profiler): top locks, their call stacks, lock names, flame graphs, diffs.
+#[derive(Debug, Parser)]
+#[command(name = "lockprof", version, after_long_help = EXAMPLES, after_help = "Run `lockprof --help` for inputs, examples and exit codes.")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// One row per lock name: acquisitions, total/avg/max wait, share of all
+    /// wait, total/avg hold.
+    #[command(after_help = "Example: lockprof top -n 10 --by wait /tmp/lockprof/")]
+    Top(TopArgs),
+    /// The heaviest call stacks of each lock, leaf first, with file:line.
+    #[command(after_help = "Example: lockprof stacks --lock session_lock --by hold /tmp/lockprof/")]
+    Stacks(StacksArgs),
+    /// Every lock name, marked `named` (file:line:variable) or `generic`
+    /// (file:line).
+    #[command(after_help = "Example: lockprof names --expect queue,session_lock /tmp/lockprof/ (exit 1 if one is missing)")]
+    Names(NamesArgs),
+    /// An SVG flame graph of wait or hold time, the lock name as the top
+    /// frame, then the frame that locked and its callers.
+    #[command(after_help = "Example: lockprof flamegraph --by hold -o hold.svg /tmp/lockprof/")]
+    Flamegraph(FlamegraphArgs),
+    /// How each lock's wait and hold changed between two profiles, largest
+    /// wait increase first.
+    #[command(after_help = "Example: lockprof diff --fail-over 20 base.pprof head.pprof (exit 1 if a lock's wait grew > 20%)")]
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Inputs {
+    /// Profile files, directories or DD_PROFILING_OUTPUT_PPROF prefixes.
+    #[arg(required = true, value_name = "PROFILE")]
+    pub(crate) files: Vec<PathBuf>,
+    /// Of a directory or prefix, read every profile (merged), not the newest.
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    #[command(flatten)]
+    pub(crate) inputs: Inputs,
+    /// What to rank locks by.
+    #[arg(long, value_enum, default_value_t = By::Wait)]
+    pub(crate) by: By,
+    /// Show at most this many locks.
+    #[arg(short = 'n', long = "limit", value_name = "ROWS")]
+    pub(crate) limit: Option<usize>,
+    /// One JSON array of objects (times in nanoseconds).
+    #[arg(long, conflicts_with = "csv")]
+    pub(crate) json: bool,
+    /// CSV with a header line (times in nanoseconds).
+    #[arg(long)]
+    pub(crate) csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StacksArgs {
+    #[command(flatten)]
+    pub(crate) inputs: Inputs,
+    /// Only this lock: its full label (`app.rs:42:queue`) or variable name.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) lock: Option<String>,
+    /// What to weigh stacks by.
+    #[arg(long, value_enum, default_value_t = By::Wait)]
+    pub(crate) by: By,
+    /// Stacks shown per lock.
+    #[arg(short = 'n', long = "limit", value_name = "STACKS", default_value_t = 5)]
+    pub(crate) limit: usize,
+    /// Frames shown per stack.
+    #[arg(long, value_name = "FRAMES", default_value_t = 16)]
+    pub(crate) depth: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NamesArgs {
+    #[command(flatten)]
+    pub(crate) inputs: Inputs,
+    /// Names that must be present (full labels or variable names, comma
+    /// separated); exit code 1 if one is missing.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,…")]
+    pub(crate) expect: Vec<String>,
+    /// One JSON array of `{"lock", "named"}` objects.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Which time a flame graph shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TimeBy {
+    /// Time spent waiting to acquire.
+    Wait,
+    /// Time held.
+    Hold,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FlamegraphArgs {
+    #[command(flatten)]
+    pub(crate) inputs: Inputs,
+    /// Which time to draw.
+    #[arg(long, value_enum, default_value_t = TimeBy::Wait)]
+    pub(crate) by: TimeBy,
+    /// Where to write the SVG (`-` for stdout).
+    #[arg(short = 'o', long, value_name = "SVG")]
+    pub(crate) output: PathBuf,
+    /// The title (default: what is drawn, from which profile).
+    #[arg(long)]
+    pub(crate) title: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// The baseline profile (file, directory or prefix).
+    pub(crate) before: PathBuf,
+    /// The profile to compare with it.
+    pub(crate) after: PathBuf,
+    /// Of a directory or prefix, read every profile (merged), not the newest.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Exit with code 1 if any lock's wait grew by more than PCT percent
+    /// (a lock that did not wait before and does now counts as over).
+    #[arg(long, value_name = "PCT")]
+    pub(crate) fail_over: Option<f64>,
+    /// One JSON array of objects (times in nanoseconds).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

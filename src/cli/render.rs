@@ -1,0 +1,313 @@
+//! Report rows as text: human tables, CSV and JSON.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use crate::report::{DiffRow, LockRow, LockStacks};
+
+/// A duration with three significant digits: `950ns`, `12.3µs`, `1.20s`.
+pub(crate) fn duration(ns: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1_000_000_000, "s"), (1_000_000, "ms"), (1_000, "µs")];
+    for (scale, unit) in UNITS {
+        if ns >= scale {
+            let v = ns as f64 / scale as f64;
+            return if v >= 100.0 {
+                format!("{v:.0}{unit}")
+            } else if v >= 10.0 {
+                format!("{v:.1}{unit}")
+            } else {
+                format!("{v:.2}{unit}")
+            };
+        }
+    }
+    format!("{ns}ns")
+}
+
+fn signed_duration(delta: i128) -> String {
+    let magnitude = u64::try_from(delta.unsigned_abs()).unwrap_or(u64::MAX);
+    match delta {
+        0 => "0".to_owned(),
+        d if d > 0 => format!("+{}", duration(magnitude)),
+        _ => format!("-{}", duration(magnitude)),
+    }
+}
+
+fn signed_pct(pct: Option<f64>) -> String {
+    match pct {
+        None => "new".to_owned(),
+        Some(p) if p == 0.0 => "0%".to_owned(),
+        Some(p) => format!("{p:+.1}%"),
+    }
+}
+
+fn percent(share: f64) -> String {
+    format!("{:.1}%", share * 100.0)
+}
+
+/// Left-aligns the first column, right-aligns the others, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            let pad = w.saturating_sub(cell.chars().count());
+            if i == 0 {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            } else {
+                line.push_str("  ");
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `top`'s human table.
+pub(crate) fn top_table(rows: &[LockRow]) -> String {
+    let header = [
+        "LOCK", "ACQUIRED", "WAIT", "WAIT%", "AVG WAIT", "MAX WAIT", "HOLD", "AVG HOLD",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let max = if r.max_wait_exact || r.max_wait_ns == 0 {
+                duration(r.max_wait_ns)
+            } else {
+                format!("≥{}", duration(r.max_wait_ns))
+            };
+            vec![
+                r.name.clone(),
+                r.acquisitions.to_string(),
+                duration(r.wait_ns),
+                percent(r.wait_share),
+                duration(r.avg_wait_ns()),
+                max,
+                duration(r.hold_ns),
+                duration(r.avg_hold_ns()),
+            ]
+        })
+        .collect();
+    table(&header, &cells)
+}
+
+fn top_value(r: &LockRow) -> Value {
+    json!({
+        "lock": r.name,
+        "named": r.named(),
+        "acquisitions": r.acquisitions,
+        "releases": r.releases,
+        "wait_ns": r.wait_ns,
+        "wait_share": r.wait_share,
+        "avg_wait_ns": r.avg_wait_ns(),
+        "max_wait_ns": r.max_wait_ns,
+        "max_wait_exact": r.max_wait_exact,
+        "hold_ns": r.hold_ns,
+        "avg_hold_ns": r.avg_hold_ns(),
+    })
+}
+
+/// `top --json`: an array of objects, one per lock.
+pub(crate) fn top_json(rows: &[LockRow]) -> String {
+    let mut s = Value::Array(rows.iter().map(top_value).collect()).to_string();
+    s.push('\n');
+    s
+}
+
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+/// `top --csv`: a header line, then one line per lock; times in nanoseconds.
+pub(crate) fn top_csv(rows: &[LockRow]) -> String {
+    let mut out = String::from(
+        "lock,named,acquisitions,releases,wait_ns,wait_share,avg_wait_ns,max_wait_ns,max_wait_exact,hold_ns,avg_hold_ns\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{:.6},{},{},{},{},{}",
+            csv_field(&r.name),
+            r.named(),
+            r.acquisitions,
+            r.releases,
+            r.wait_ns,
+            r.wait_share,
+            r.avg_wait_ns(),
+            r.max_wait_ns,
+            r.max_wait_exact,
+            r.hold_ns,
+            r.avg_hold_ns(),
+        );
+    }
+    out
+}
+
+/// `stacks`: per lock a heading, then its heaviest stacks, leaf first, one
+/// frame per line.
+pub(crate) fn stacks_text(locks: &[LockStacks], what: &str, limit: usize, depth: usize) -> String {
+    let mut out = String::new();
+    for (i, lock) in locks.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let n = lock.stacks.len();
+        let _ = writeln!(
+            out,
+            "{}  {what} {}  {n} stack{}",
+            lock.name,
+            if what == "acquisitions" { lock.total.to_string() } else { duration(lock.total) },
+            if n == 1 { "" } else { "s" }
+        );
+        for stack in lock.stacks.iter().take(limit) {
+            let value = if what == "acquisitions" {
+                String::new()
+            } else {
+                format!("  {}", duration(stack.value))
+            };
+            let _ = writeln!(
+                out,
+                "  {}{value}  {} {}",
+                percent(stack.share),
+                stack.events,
+                if what == "hold" { "releases" } else { "acquisitions" }
+            );
+            if stack.frames.is_empty() {
+                out.push_str("      <no stack>\n");
+            }
+            for f in stack.frames.iter().take(depth) {
+                let _ = match (f.file.is_empty(), f.line) {
+                    (true, _) => writeln!(out, "      {}", f.function),
+                    (false, 0) => writeln!(out, "      {}  {}", f.function, f.file),
+                    (false, line) => writeln!(out, "      {}  {}:{line}", f.function, f.file),
+                };
+            }
+            if stack.frames.len() > depth {
+                let _ = writeln!(out, "      … {} more frames", stack.frames.len() - depth);
+            }
+        }
+        if n > limit {
+            let _ = writeln!(out, "  … {} more stacks", n - limit);
+        }
+    }
+    out
+}
+
+/// `names`: `named` or `generic`, then the label.
+pub(crate) fn names_text(names: &[(String, bool)]) -> String {
+    let mut out = String::new();
+    for (name, named) in names {
+        let _ = writeln!(out, "{:<8} {name}", if *named { "named" } else { "generic" });
+    }
+    out
+}
+
+/// `names --json`.
+pub(crate) fn names_json(names: &[(String, bool)]) -> String {
+    let v: Vec<Value> = names
+        .iter()
+        .map(|(name, named)| json!({ "lock": name, "named": named }))
+        .collect();
+    let mut s = Value::Array(v).to_string();
+    s.push('\n');
+    s
+}
+
+/// `diff`'s human table.
+pub(crate) fn diff_table(rows: &[DiffRow]) -> String {
+    let header = [
+        "LOCK",
+        "WAIT BEFORE",
+        "WAIT AFTER",
+        "WAIT Δ",
+        "WAIT Δ%",
+        "HOLD BEFORE",
+        "HOLD AFTER",
+        "HOLD Δ",
+        "HOLD Δ%",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                duration(r.wait_before),
+                duration(r.wait_after),
+                signed_duration(r.wait_delta()),
+                signed_pct(r.wait_pct()),
+                duration(r.hold_before),
+                duration(r.hold_after),
+                signed_duration(r.hold_delta()),
+                signed_pct(r.hold_pct()),
+            ]
+        })
+        .collect();
+    table(&header, &cells)
+}
+
+/// `diff --json`.
+pub(crate) fn diff_json(rows: &[DiffRow]) -> String {
+    let v: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "lock": r.name,
+                "wait_before_ns": r.wait_before,
+                "wait_after_ns": r.wait_after,
+                "wait_change_pct": r.wait_pct(),
+                "hold_before_ns": r.hold_before,
+                "hold_after_ns": r.hold_after,
+                "hold_change_pct": r.hold_pct(),
+            })
+        })
+        .collect();
+    let mut s = Value::Array(v).to_string();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_keep_three_significant_digits() {
+        assert_eq!(duration(0), "0ns");
+        assert_eq!(duration(950), "950ns");
+        assert_eq!(duration(1_000), "1.00µs");
+        assert_eq!(duration(12_345), "12.3µs");
+        assert_eq!(duration(40_100_000), "40.1ms");
+        assert_eq!(duration(1_200_000_000), "1.20s");
+        assert_eq!(duration(u64::MAX), "18446744074s");
+        assert_eq!(signed_duration(-1_500), "-1.50µs");
+        assert_eq!(signed_duration(i128::MIN), "-18446744074s");
+    }
+
+    #[test]
+    fn csv_quotes_fields_with_separators() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+        assert_eq!(csv_field("app.rs:1:x"), "app.rs:1:x");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(&["A", "B"], &[vec!["long name".into(), "1".into()], vec!["x".into(), "100".into()]]);
+        assert_eq!(t, "A            B\nlong name    1\nx          100\n");
+    }
+}

@@ -1,0 +1,503 @@
+//! From a decoded profile to report rows: per lock totals, heaviest stacks,
+//! names, diffs. Pure functions over [`LockProfile`]; they never panic, even on
+//! negative or huge values (clamped to zero, sums saturate).
+
+use std::collections::{BTreeMap, HashMap};
+
+use lockprof::read::{Frame, LockProfile, LockSample};
+
+/// What to rank locks and stacks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum By {
+    /// Total time spent waiting to acquire.
+    Wait,
+    /// Total time held.
+    Hold,
+    /// Number of acquisitions.
+    Count,
+}
+
+/// The label of samples that carry no `lock name`.
+pub(crate) const UNLABELLED: &str = "<no lock name>";
+
+fn non_negative(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn lock_name(s: &LockSample) -> &str {
+    s.lock_name.as_deref().unwrap_or(UNLABELLED)
+}
+
+/// `file:line:name` is named; `file:line` (or `file:line:`) is generic.
+pub(crate) fn is_named(label: &str) -> bool {
+    match label.rsplit_once(':') {
+        Some((_, last)) => !last.is_empty() && !last.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+/// The variable name part of a label, if it has one.
+pub(crate) fn variable_name(label: &str) -> Option<&str> {
+    if is_named(label) {
+        label.rsplit_once(':').map(|(_, n)| n)
+    } else {
+        None
+    }
+}
+
+/// One lock's totals.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LockRow {
+    pub(crate) name: String,
+    pub(crate) acquisitions: u64,
+    pub(crate) releases: u64,
+    pub(crate) wait_ns: u64,
+    /// The longest single wait if `max_wait_exact`, else a lower bound: the
+    /// largest per-sample mean (lockprof aggregates events per stack and
+    /// thread; Datadog's Python profiler writes one sample per event).
+    pub(crate) max_wait_ns: u64,
+    pub(crate) max_wait_exact: bool,
+    pub(crate) hold_ns: u64,
+    /// This lock's share of all locks' wait, 0 to 1.
+    pub(crate) wait_share: f64,
+}
+
+impl LockRow {
+    pub(crate) fn avg_wait_ns(&self) -> u64 {
+        self.wait_ns.checked_div(self.acquisitions).unwrap_or(0)
+    }
+
+    pub(crate) fn avg_hold_ns(&self) -> u64 {
+        self.hold_ns.checked_div(self.releases).unwrap_or(0)
+    }
+
+    pub(crate) fn named(&self) -> bool {
+        is_named(&self.name)
+    }
+
+    fn key(&self, by: By) -> u64 {
+        match by {
+            By::Wait => self.wait_ns,
+            By::Hold => self.hold_ns,
+            By::Count => self.acquisitions,
+        }
+    }
+}
+
+/// One row per lock name, heaviest first by `by` (ties by name).
+pub(crate) fn top(profile: &LockProfile, by: By) -> Vec<LockRow> {
+    let mut rows: BTreeMap<&str, LockRow> = BTreeMap::new();
+    for s in &profile.samples {
+        let name = lock_name(s);
+        let row = rows.entry(name).or_insert_with(|| LockRow {
+            name: name.to_owned(),
+            acquisitions: 0,
+            releases: 0,
+            wait_ns: 0,
+            max_wait_ns: 0,
+            max_wait_exact: true,
+            hold_ns: 0,
+            wait_share: 0.0,
+        });
+        let (acquire, wait) = (non_negative(s.acquire), non_negative(s.acquire_wait_ns));
+        row.acquisitions = row.acquisitions.saturating_add(acquire);
+        row.releases = row.releases.saturating_add(non_negative(s.release));
+        row.wait_ns = row.wait_ns.saturating_add(wait);
+        row.hold_ns = row.hold_ns.saturating_add(non_negative(s.release_hold_ns));
+        if wait > 0 {
+            if acquire > 1 {
+                row.max_wait_exact = false;
+            }
+            row.max_wait_ns = row.max_wait_ns.max(wait / acquire.max(1));
+        }
+    }
+    let total_wait = rows.values().fold(0u64, |t, r| t.saturating_add(r.wait_ns));
+    let mut rows: Vec<LockRow> = rows.into_values().collect();
+    for r in &mut rows {
+        if total_wait > 0 {
+            r.wait_share = r.wait_ns as f64 / total_wait as f64;
+        }
+    }
+    rows.sort_by(|a, b| b.key(by).cmp(&a.key(by)).then_with(|| a.name.cmp(&b.name)));
+    rows
+}
+
+/// One call stack of a lock and its weight.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StackRow {
+    /// Leaf first.
+    pub(crate) frames: Vec<Frame>,
+    pub(crate) value: u64,
+    /// Events behind it: acquisitions (wait, count) or releases (hold).
+    pub(crate) events: u64,
+    /// Share of the lock's total, 0 to 1.
+    pub(crate) share: f64,
+}
+
+/// A lock's heaviest stacks.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LockStacks {
+    pub(crate) name: String,
+    pub(crate) total: u64,
+    /// Heaviest first, ties by frames.
+    pub(crate) stacks: Vec<StackRow>,
+}
+
+/// The value a sample contributes under `by`, and its event count.
+fn weight(s: &LockSample, by: By) -> (u64, u64) {
+    match by {
+        By::Wait => (non_negative(s.acquire_wait_ns), non_negative(s.acquire)),
+        By::Hold => (non_negative(s.release_hold_ns), non_negative(s.release)),
+        By::Count => (non_negative(s.acquire), non_negative(s.acquire)),
+    }
+}
+
+/// Per lock with a non-zero total under `by`, its stacks (threads merged),
+/// heaviest lock first. `lock` keeps only the locks it matches (see
+/// [`matches_lock`]).
+pub(crate) fn stacks(profile: &LockProfile, by: By, lock: Option<&str>) -> Vec<LockStacks> {
+    let mut per_lock: BTreeMap<&str, HashMap<&[Frame], (u64, u64)>> = BTreeMap::new();
+    for s in &profile.samples {
+        let name = lock_name(s);
+        if lock.is_some_and(|l| !matches_lock(name, l)) {
+            continue;
+        }
+        let (value, events) = weight(s, by);
+        if value == 0 {
+            continue;
+        }
+        let entry = per_lock
+            .entry(name)
+            .or_default()
+            .entry(s.frames.as_slice())
+            .or_insert((0, 0));
+        entry.0 = entry.0.saturating_add(value);
+        entry.1 = entry.1.saturating_add(events);
+    }
+    let mut out: Vec<LockStacks> = per_lock
+        .into_iter()
+        .map(|(name, stacks)| {
+            let total = stacks.values().fold(0u64, |t, (v, _)| t.saturating_add(*v));
+            let mut stacks: Vec<StackRow> = stacks
+                .into_iter()
+                .map(|(frames, (value, events))| StackRow {
+                    frames: frames.to_vec(),
+                    value,
+                    events,
+                    share: if total > 0 { value as f64 / total as f64 } else { 0.0 },
+                })
+                .collect();
+            stacks.sort_by(|a, b| {
+                b.value
+                    .cmp(&a.value)
+                    .then_with(|| frames_key(&a.frames).cmp(&frames_key(&b.frames)))
+            });
+            LockStacks {
+                name: name.to_owned(),
+                total,
+                stacks,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.name.cmp(&b.name)));
+    out
+}
+
+fn frames_key(frames: &[Frame]) -> Vec<(&str, &str, i64)> {
+    frames
+        .iter()
+        .map(|f| (f.function.as_str(), f.file.as_str(), f.line))
+        .collect()
+}
+
+/// Whether the lock labelled `label` is the one the user named `wanted`: the
+/// whole label, or its variable name.
+pub(crate) fn matches_lock(label: &str, wanted: &str) -> bool {
+    label == wanted || variable_name(label) == Some(wanted)
+}
+
+/// One lock's change between two profiles.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DiffRow {
+    pub(crate) name: String,
+    pub(crate) wait_before: u64,
+    pub(crate) wait_after: u64,
+    pub(crate) hold_before: u64,
+    pub(crate) hold_after: u64,
+}
+
+impl DiffRow {
+    pub(crate) fn wait_delta(&self) -> i128 {
+        i128::from(self.wait_after) - i128::from(self.wait_before)
+    }
+
+    pub(crate) fn hold_delta(&self) -> i128 {
+        i128::from(self.hold_after) - i128::from(self.hold_before)
+    }
+
+    /// Wait change in percent; `None` when it grew from zero.
+    pub(crate) fn wait_pct(&self) -> Option<f64> {
+        pct(self.wait_before, self.wait_after)
+    }
+
+    /// Hold change in percent; `None` when it grew from zero.
+    pub(crate) fn hold_pct(&self) -> Option<f64> {
+        pct(self.hold_before, self.hold_after)
+    }
+
+    /// Whether wait grew by more than `limit` percent (growth from zero
+    /// always does).
+    pub(crate) fn wait_grew_over(&self, limit: f64) -> bool {
+        match self.wait_pct() {
+            Some(p) => p > limit,
+            None => true,
+        }
+    }
+}
+
+fn pct(before: u64, after: u64) -> Option<f64> {
+    if before == 0 {
+        return if after == 0 { Some(0.0) } else { None };
+    }
+    Some((after as f64 - before as f64) / before as f64 * 100.0)
+}
+
+/// Every lock of either profile, the largest wait increase first (ties by
+/// name).
+pub(crate) fn diff(before: &LockProfile, after: &LockProfile) -> Vec<DiffRow> {
+    let mut rows: BTreeMap<String, DiffRow> = BTreeMap::new();
+    let mut add = |profile: &LockProfile, is_after: bool| {
+        for r in top(profile, By::Wait) {
+            let row = rows.entry(r.name.clone()).or_insert_with(|| DiffRow {
+                name: r.name.clone(),
+                wait_before: 0,
+                wait_after: 0,
+                hold_before: 0,
+                hold_after: 0,
+            });
+            if is_after {
+                row.wait_after = r.wait_ns;
+                row.hold_after = r.hold_ns;
+            } else {
+                row.wait_before = r.wait_ns;
+                row.hold_before = r.hold_ns;
+            }
+        }
+    };
+    add(before, false);
+    add(after, true);
+    let mut rows: Vec<DiffRow> = rows.into_values().collect();
+    rows.sort_by(|a, b| {
+        b.wait_delta()
+            .cmp(&a.wait_delta())
+            .then_with(|| b.hold_delta().cmp(&a.hold_delta()))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    rows
+}
+
+/// Folded stacks for a flame graph: `lock;leaf;…;root value`, one line per
+/// distinct stack with a non-zero value under `by`, sorted.
+pub(crate) fn folded(profile: &LockProfile, by: By) -> Vec<String> {
+    let mut lines: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &profile.samples {
+        let (value, _) = weight(s, by);
+        if value == 0 {
+            continue;
+        }
+        let mut line = folded_frame(lock_name(s));
+        for f in &s.frames {
+            line.push(';');
+            line.push_str(&folded_frame(&frame_label(f)));
+        }
+        let v = lines.entry(line).or_insert(0);
+        *v = v.saturating_add(value);
+    }
+    lines.into_iter().map(|(stack, v)| format!("{stack} {v}")).collect()
+}
+
+/// `function file:line`, with the file's last component only.
+pub(crate) fn frame_label(f: &Frame) -> String {
+    let file = f.file.rsplit(['/', '\\']).next().unwrap_or(&f.file);
+    match (file.is_empty(), f.line) {
+        (true, _) => f.function.clone(),
+        (false, 0) => format!("{} {file}", f.function),
+        (false, line) => format!("{} {file}:{line}", f.function),
+    }
+}
+
+/// A frame name that cannot break the folded format: no `;`, no newline.
+fn folded_frame(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| match c {
+            ';' => ',',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    if cleaned.trim().is_empty() {
+        "<unknown>".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockprof::read::LabelValue;
+    use proptest::prelude::*;
+
+    fn frame(function: &str, line: i64) -> Frame {
+        Frame {
+            function: function.to_owned(),
+            file: "/src/app.rs".to_owned(),
+            line,
+        }
+    }
+
+    fn sample(name: &str, acquire: i64, wait: i64, release: i64, hold: i64, frames: Vec<Frame>) -> LockSample {
+        LockSample {
+            lock_name: Some(name.to_owned()),
+            acquire,
+            acquire_wait_ns: wait,
+            release,
+            release_hold_ns: hold,
+            labels: vec![("lock name".to_owned(), LabelValue::Str(name.to_owned()))],
+            frames,
+        }
+    }
+
+    fn profile(samples: Vec<LockSample>) -> LockProfile {
+        LockProfile {
+            sample_types: vec![("lock-acquire".to_owned(), "count".to_owned())],
+            samples,
+            time_nanos: 0,
+            duration_nanos: 0,
+            period_type: None,
+            period: 1,
+            comments: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn named_labels_have_a_variable_name_after_the_line() {
+        assert!(is_named("app.rs:12:queue"));
+        assert!(!is_named("app.rs:12"));
+        assert!(!is_named("app.rs:12:"));
+        assert!(!is_named(UNLABELLED));
+        assert_eq!(variable_name("app.rs:12:queue"), Some("queue"));
+        assert!(matches_lock("app.rs:12:queue", "queue"));
+        assert!(matches_lock("app.rs:12", "app.rs:12"));
+        assert!(!matches_lock("app.rs:12:queue", "que"));
+    }
+
+    #[test]
+    fn top_sums_per_lock_and_ranks_by_wait() {
+        let p = profile(vec![
+            sample("a.rs:1:a", 3, 300, 0, 0, vec![frame("f", 1)]),
+            sample("a.rs:1:a", 0, 0, 3, 3000, vec![frame("f", 1)]),
+            sample("b.rs:2:b", 1, 100, 0, 0, vec![]),
+            sample("b.rs:2:b", 0, 0, 1, 50, vec![]),
+        ]);
+        let rows = top(&p, By::Wait);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].name, "a.rs:1:a");
+        assert_eq!((rows[0].acquisitions, rows[0].wait_ns, rows[0].hold_ns), (3, 300, 3000));
+        assert_eq!((rows[0].avg_wait_ns(), rows[0].avg_hold_ns()), (100, 1000));
+        assert_eq!((rows[0].max_wait_ns, rows[0].max_wait_exact), (100, false));
+        assert_eq!((rows[1].max_wait_ns, rows[1].max_wait_exact), (100, true));
+        assert!((rows[0].wait_share - 0.75).abs() < 1e-9);
+        assert_eq!(top(&p, By::Count)[0].name, "a.rs:1:a");
+    }
+
+    #[test]
+    fn stacks_merge_threads_and_rank_heaviest_first() {
+        let p = profile(vec![
+            sample("a.rs:1:a", 1, 100, 0, 0, vec![frame("f", 1)]),
+            sample("a.rs:1:a", 1, 100, 0, 0, vec![frame("f", 1)]),
+            sample("a.rs:1:a", 1, 600, 0, 0, vec![frame("g", 2)]),
+            sample("b.rs:1:b", 1, 0, 0, 0, vec![frame("h", 3)]),
+        ]);
+        let s = stacks(&p, By::Wait, None);
+        assert_eq!(s.len(), 1, "a lock without wait has no wait stacks");
+        assert_eq!(s[0].total, 800);
+        assert_eq!(s[0].stacks[0].frames, vec![frame("g", 2)]);
+        assert_eq!((s[0].stacks[1].value, s[0].stacks[1].events), (200, 2));
+        assert!(stacks(&p, By::Count, Some("b")).len() == 1);
+    }
+
+    #[test]
+    fn diff_ranks_by_wait_growth_and_flags_new_waits() {
+        let before = profile(vec![sample("a.rs:1:a", 1, 100, 1, 10, vec![])]);
+        let after = profile(vec![
+            sample("a.rs:1:a", 1, 150, 1, 10, vec![]),
+            sample("b.rs:1:b", 1, 1000, 0, 0, vec![]),
+        ]);
+        let rows = diff(&before, &after);
+        assert_eq!(rows[0].name, "b.rs:1:b");
+        assert_eq!(rows[0].wait_pct(), None);
+        assert!(rows[0].wait_grew_over(1000.0));
+        assert_eq!(rows[1].wait_pct(), Some(50.0));
+        assert!(rows[1].wait_grew_over(49.0));
+        assert!(!rows[1].wait_grew_over(50.0));
+    }
+
+    #[test]
+    fn folded_puts_the_lock_first_then_the_leaf() {
+        let p = profile(vec![sample("a.rs:1:a;x", 1, 100, 0, 0, vec![frame("leaf", 1), frame("main", 9)])]);
+        assert_eq!(folded(&p, By::Wait), vec!["a.rs:1:a,x;leaf app.rs:1;main app.rs:9 100"]);
+        assert!(folded(&p, By::Hold).is_empty());
+    }
+
+    fn arb_sample() -> impl Strategy<Value = LockSample> {
+        let value = prop_oneof![Just(0i64), Just(1), Just(-1), Just(i64::MAX), Just(i64::MIN), any::<i64>()];
+        let name = prop_oneof![
+            Just(None),
+            Just(Some(String::new())),
+            Just(Some(":".to_owned())),
+            ".{0,12}".prop_map(Some)
+        ];
+        let frames = proptest::collection::vec((".{0,8}", ".{0,8}", any::<i64>()), 0..4);
+        (name, value.clone(), value.clone(), value.clone(), value, frames).prop_map(|(n, a, w, r, h, f)| LockSample {
+            lock_name: n,
+            acquire: a,
+            acquire_wait_ns: w,
+            release: r,
+            release_hold_ns: h,
+            labels: Vec::new(),
+            frames: f
+                .into_iter()
+                .map(|(function, file, line)| Frame { function, file, line })
+                .collect(),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        /// Fuzz: the report builders never panic, whatever the values.
+        #[test]
+        fn report_builders_never_panic(
+            a in proptest::collection::vec(arb_sample(), 0..12),
+            b in proptest::collection::vec(arb_sample(), 0..12),
+        ) {
+            let (pa, pb) = (profile(a), profile(b));
+            for by in [By::Wait, By::Hold, By::Count] {
+                let rows = top(&pa, by);
+                for r in &rows {
+                    let _ = (r.avg_wait_ns(), r.avg_hold_ns(), r.named());
+                    prop_assert!((0.0..=1.0).contains(&r.wait_share));
+                }
+                let _ = stacks(&pa, by, Some("x"));
+                for l in folded(&pa, by) {
+                    prop_assert_eq!(l.lines().count(), 1);
+                }
+            }
+            for r in diff(&pa, &pb) {
+                let _ = (r.wait_pct(), r.hold_pct(), r.wait_grew_over(10.0));
+            }
+            let _ = crate::render::top_table(&top(&pa, By::Wait));
+        }
+    }
+}
