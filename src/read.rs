@@ -453,3 +453,226 @@ fn from_proto(p: &proto::Profile) -> Result<LockProfile, ReadError> {
         comments,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LOCK_STRINGS: [&str; 9] = [
+        "",
+        "lock-acquire",
+        "count",
+        "lock-acquire-wait",
+        "nanoseconds",
+        "lock name",
+        "app.rs:1:queue",
+        "lock-release-hold",
+        "cpu",
+    ];
+
+    fn arb_profile() -> impl Strategy<Value = proto::Profile> {
+        let index = || -2i64..12;
+        let value_type = (index(), index()).prop_map(|(t, u)| proto::ValueType { r#type: t, unit: u });
+        let label = (index(), index(), any::<i64>()).prop_map(|(key, str, num)| proto::Label {
+            key,
+            str,
+            num,
+            num_unit: 0,
+        });
+        let value = prop_oneof![Just(0i64), Just(1), Just(-1), Just(i64::MAX), Just(i64::MIN), any::<i64>()];
+        let sample = (
+            proptest::collection::vec(0u64..6, 0..4),
+            proptest::collection::vec(value, 0..6),
+            proptest::collection::vec(label, 0..3),
+        )
+            .prop_map(|(location_id, value, label)| proto::Sample {
+                location_id,
+                value,
+                label,
+            });
+        let line = (0u64..6, any::<i64>()).prop_map(|(function_id, line)| proto::Line {
+            function_id,
+            line,
+            column: 0,
+        });
+        let location = (0u64..6, proptest::collection::vec(line, 0..3)).prop_map(|(id, line)| proto::Location {
+            id,
+            mapping_id: 0,
+            address: 0,
+            line,
+            is_folded: false,
+        });
+        let function = (0u64..6, index(), index()).prop_map(|(id, name, filename)| proto::Function {
+            id,
+            name,
+            system_name: name,
+            filename,
+            start_line: 0,
+        });
+        (
+            proptest::collection::vec(value_type, 0..5),
+            proptest::collection::vec(sample, 0..5),
+            proptest::collection::vec(location, 0..4),
+            proptest::collection::vec(function, 0..4),
+            0usize..=LOCK_STRINGS.len(),
+            proptest::collection::vec(index(), 0..2),
+            proptest::option::of(value_type_strategy()),
+        )
+            .prop_map(|(sample_type, sample, location, function, n_strings, comment, period_type)| proto::Profile {
+                sample_type,
+                sample,
+                mapping: Vec::new(),
+                location,
+                function,
+                string_table: LOCK_STRINGS[..n_strings].iter().map(|s| (*s).to_owned()).collect(),
+                drop_frames: 0,
+                keep_frames: 0,
+                time_nanos: 0,
+                duration_nanos: 0,
+                period_type,
+                period: 1,
+                comment,
+                default_sample_type: 0,
+            })
+    }
+
+    fn value_type_strategy() -> impl Strategy<Value = proto::ValueType> {
+        (-2i64..12, -2i64..12).prop_map(|(t, u)| proto::ValueType { r#type: t, unit: u })
+    }
+
+    fn gzip(raw: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let _ = enc.write_all(raw);
+        enc.finish().unwrap_or_default()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// Fuzz: any bytes decode to a profile or an error, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = LockProfile::from_bytes(&bytes);
+            let mut gz = vec![0x1f, 0x8b];
+            gz.extend_from_slice(&bytes);
+            let _ = LockProfile::from_bytes(&gz);
+            let mut zst = vec![0x28, 0xb5, 0x2f, 0xfd];
+            zst.extend_from_slice(&bytes);
+            let _ = LockProfile::from_bytes(&zst);
+        }
+
+        /// Fuzz: well-formed protobuf with out-of-range indexes and odd
+        /// values, compressed or not, whole, truncated or with a byte
+        /// flipped: an error or a profile, never a panic.
+        #[test]
+        fn structured_profiles_never_panic(
+            profile in arb_profile(),
+            compress in any::<bool>(),
+            cut in any::<prop::sample::Index>(),
+            flip in proptest::option::of((any::<prop::sample::Index>(), 1u8..=255)),
+        ) {
+            let raw = profile.encode_to_vec();
+            let mut bytes = if compress { gzip(&raw) } else { raw };
+            if let Some((at, mask)) = flip {
+                if !bytes.is_empty() {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= mask;
+                }
+            }
+            let whole = LockProfile::from_bytes(&bytes);
+            if let Ok(p) = &whole {
+                let _ = p.lock_names();
+                let mut merged = p.clone();
+                merged.merge(p.clone());
+                prop_assert_eq!(merged.samples.len(), 2 * p.samples.len());
+            }
+            if !bytes.is_empty() {
+                let _ = LockProfile::from_bytes(&bytes[..cut.index(bytes.len())]);
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_string_index_is_an_error() {
+        let p = proto::Profile {
+            sample_type: vec![proto::ValueType { r#type: 1, unit: 7 }],
+            string_table: vec![String::new(), "lock-acquire".to_owned()],
+            ..proto::Profile::default()
+        };
+        let e = LockProfile::from_bytes(&p.encode_to_vec()).unwrap_err();
+        assert_eq!(e.to_string(), "corrupt profile: string index 7 is out of range (2 entries)");
+    }
+
+    fn touch(path: &Path, age_s: u64) {
+        std::fs::write(path, b"x").unwrap();
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age_s);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+
+    #[test]
+    fn directories_and_prefixes_find_their_profiles_newest_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        touch(&d.join("app.10.0.pprof"), 30);
+        touch(&d.join("app.10.1.pprof"), 20);
+        touch(&d.join("app.11.0"), 10); // Datadog's naming without extension.
+        touch(&d.join("other.1.0.pprof"), 5);
+        touch(&d.join("app.10.2.pprof.tmp"), 1);
+        touch(&d.join("notes.txt"), 1);
+        let names = |files: Vec<PathBuf>| -> Vec<String> {
+            files
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(profile_files(d, Pick::Newest).unwrap()), ["other.1.0.pprof"]);
+        assert_eq!(
+            names(profile_files(d, Pick::All).unwrap()),
+            ["app.10.0.pprof", "app.10.1.pprof", "app.11.0", "other.1.0.pprof"]
+        );
+        assert_eq!(names(profile_files(&d.join("app"), Pick::Newest).unwrap()), ["app.11.0"]);
+        assert_eq!(
+            names(profile_files(&d.join("app"), Pick::All).unwrap()),
+            ["app.10.0.pprof", "app.10.1.pprof", "app.11.0"]
+        );
+        assert_eq!(names(profile_files(&d.join("notes.txt"), Pick::Newest).unwrap()), ["notes.txt"]);
+        assert!(matches!(profile_files(&d.join("ap"), Pick::Newest), Err(ReadError::NotFound)));
+        assert!(matches!(
+            profile_files(&d.join("missing-dir/app"), Pick::Newest),
+            Err(ReadError::NotFound)
+        ));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(profile_files(empty.path(), Pick::All), Err(ReadError::NoProfiles(_))));
+    }
+
+    #[test]
+    fn merge_spans_both_periods_and_keeps_all_samples() {
+        let base = LockProfile {
+            sample_types: vec![("lock-acquire".to_owned(), "count".to_owned())],
+            samples: vec![LockSample::default()],
+            time_nanos: 100,
+            duration_nanos: 50,
+            period_type: None,
+            period: 1,
+            comments: vec!["a".to_owned()],
+        };
+        let mut later = base.clone();
+        later.time_nanos = 200;
+        later.duration_nanos = 10;
+        later.period = 20;
+        later.sample_types.push(("lock-release".to_owned(), "count".to_owned()));
+        let mut merged = base.clone();
+        merged.merge(later);
+        assert_eq!((merged.time_nanos, merged.duration_nanos, merged.period), (100, 110, 20));
+        assert_eq!(merged.samples.len(), 2);
+        assert_eq!(merged.sample_types.len(), 2);
+        assert_eq!(merged.comments, ["a", "a"]);
+    }
+}
