@@ -181,7 +181,7 @@ fn flamegraph(lines: &[String], title: &str, output: &PathBuf) -> Result<(), Fai
     use inferno::flamegraph::{self, Direction, Options};
     let mut options = Options::default();
     options.title = title.to_owned();
-    options.subtitle = Some("lock name on top; below it the frame that locked, then its callers".to_owned());
+    options.subtitle = Some("lock names on top; under each, the frame that locked it, then its callers".to_owned());
     options.count_name = "ns".to_owned();
     options.name_type = "Frame:".to_owned();
     options.direction = Direction::Inverted;
