@@ -4,8 +4,14 @@
 #   ./scripts/test.sh
 #
 # Needs on the machine: a Rust toolchain, Go (`go tool pprof`, Debian package
-# golang-go) and Python 3 with venv. `.ci/run` installs them on a fresh Debian
-# machine; here, tests that need a missing tool fail and name what to install.
+# golang-go), Chromium (the flame graph test, Debian package chromium) and
+# Python 3 with venv. `.ci/run` installs them on a fresh Debian machine; here,
+# tests that need a missing tool fail and name what to install.
+#
+# `--all-features` builds the `lockprof` command (feature `cli`) and runs its
+# tests, including the bounded fuzzing of the profile decoder and the report
+# builders (proptests with fixed case counts, a few seconds; failures are kept
+# in proptest-regressions/ and replayed first on later runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -228,7 +228,7 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     assert!(lines[0].starts_with(&format!("{queue}  wait ")), "{stacks}");
     assert!(lines[0].ends_with("  1 stack"), "{stacks}");
     assert!(lines[1].starts_with("  100.0%  "), "{stacks}");
-    assert!(lines[1].ends_with("  1 acquisitions"), "{stacks}");
+    assert!(lines[1].ends_with("  1 acquisition"), "{stacks}");
     let leaf = lines[2].trim();
     assert!(leaf.contains("cli_golden"), "leaf frame {leaf:?}");
     assert!(

@@ -106,6 +106,10 @@ pub(crate) struct StacksArgs {
     /// Frames shown per stack.
     #[arg(long, value_name = "FRAMES", default_value_t = 16)]
     pub(crate) depth: usize,
+    /// Keep the Rust runtime's frames (from `__rust_begin_short_backtrace`
+    /// to the root), which are cut by default as in Rust's short backtraces.
+    #[arg(long)]
+    pub(crate) full: bool,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +147,9 @@ pub(crate) struct FlamegraphArgs {
     /// The title (default: what is drawn, from which profile).
     #[arg(long)]
     pub(crate) title: Option<String>,
+    /// Keep the Rust runtime's frames (cut by default, as in `stacks`).
+    #[arg(long)]
+    pub(crate) full: bool,
 }
 
 #[derive(Debug, Args)]

@@ -83,7 +83,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Stacks(a) => {
             let loaded = input::load(&a.inputs.files, a.inputs.all)?;
-            let locks = report::stacks(&loaded.profile, a.by, a.lock.as_deref());
+            let locks = report::stacks(&loaded.profile, a.by, a.lock.as_deref(), a.full);
             if locks.is_empty() {
                 let what = match &a.lock {
                     Some(l) => format!("lock {l:?} has no {} in {}", by_word(a.by), loaded.describe()),
@@ -127,7 +127,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 args::TimeBy::Wait => By::Wait,
                 args::TimeBy::Hold => By::Hold,
             };
-            let lines = report::folded(&loaded.profile, by);
+            let lines = report::folded(&loaded.profile, by, a.full);
             if lines.is_empty() {
                 return Err(Failure::input(
                     None,

@@ -185,7 +185,12 @@ pub(crate) fn stacks_text(locks: &[LockStacks], what: &str, limit: usize, depth:
                 "  {}{value}  {} {}",
                 percent(stack.share),
                 stack.events,
-                if what == "hold" { "releases" } else { "acquisitions" }
+                match (what == "hold", stack.events == 1) {
+                    (true, true) => "release",
+                    (true, false) => "releases",
+                    (false, true) => "acquisition",
+                    (false, false) => "acquisitions",
+                }
             );
             if stack.frames.is_empty() {
                 out.push_str("      <no stack>\n");
@@ -198,11 +203,13 @@ pub(crate) fn stacks_text(locks: &[LockStacks], what: &str, limit: usize, depth:
                 };
             }
             if stack.frames.len() > depth {
-                let _ = writeln!(out, "      … {} more frames", stack.frames.len() - depth);
+                let more = stack.frames.len() - depth;
+                let _ = writeln!(out, "      … {more} more frame{}", if more == 1 { "" } else { "s" });
             }
         }
         if n > limit {
-            let _ = writeln!(out, "  … {} more stacks", n - limit);
+            let more = n - limit;
+            let _ = writeln!(out, "  … {more} more stack{}", if more == 1 { "" } else { "s" });
         }
     }
     out

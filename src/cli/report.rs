@@ -152,10 +152,28 @@ fn weight(s: &LockSample, by: By) -> (u64, u64) {
     }
 }
 
+/// The frames of a stack above Rust's runtime, as Rust's own short
+/// backtraces show them: everything from `__rust_begin_short_backtrace`
+/// towards the root goes, and the `FnOnce::call_once` shims just before it.
+/// Other stacks (Python's, or ones without the marker) are kept whole.
+pub(crate) fn user_frames(frames: &[Frame]) -> &[Frame] {
+    let Some(mut end) = frames
+        .iter()
+        .position(|f| f.function.contains("__rust_begin_short_backtrace"))
+    else {
+        return frames;
+    };
+    while end > 1 && frames[end - 1].function.ends_with("FnOnce::call_once") {
+        end -= 1;
+    }
+    &frames[..end]
+}
+
 /// Per lock with a non-zero total under `by`, its stacks (threads merged),
 /// heaviest lock first. `lock` keeps only the locks it matches (see
-/// [`matches_lock`]).
-pub(crate) fn stacks(profile: &LockProfile, by: By, lock: Option<&str>) -> Vec<LockStacks> {
+/// [`matches_lock`]); unless `full`, runtime frames are cut (see
+/// [`user_frames`]).
+pub(crate) fn stacks(profile: &LockProfile, by: By, lock: Option<&str>, full: bool) -> Vec<LockStacks> {
     let mut per_lock: BTreeMap<&str, HashMap<&[Frame], (u64, u64)>> = BTreeMap::new();
     for s in &profile.samples {
         let name = lock_name(s);
@@ -169,7 +187,7 @@ pub(crate) fn stacks(profile: &LockProfile, by: By, lock: Option<&str>) -> Vec<L
         let entry = per_lock
             .entry(name)
             .or_default()
-            .entry(s.frames.as_slice())
+            .entry(if full { &s.frames } else { user_frames(&s.frames) })
             .or_insert((0, 0));
         entry.0 = entry.0.saturating_add(value);
         entry.1 = entry.1.saturating_add(events);
@@ -297,8 +315,9 @@ pub(crate) fn diff(before: &LockProfile, after: &LockProfile) -> Vec<DiffRow> {
 }
 
 /// Folded stacks for a flame graph: `lock;leaf;…;root value`, one line per
-/// distinct stack with a non-zero value under `by`, sorted.
-pub(crate) fn folded(profile: &LockProfile, by: By) -> Vec<String> {
+/// distinct stack with a non-zero value under `by`, sorted; unless `full`,
+/// runtime frames are cut (see [`user_frames`]).
+pub(crate) fn folded(profile: &LockProfile, by: By, full: bool) -> Vec<String> {
     let mut lines: BTreeMap<String, u64> = BTreeMap::new();
     for s in &profile.samples {
         let (value, _) = weight(s, by);
@@ -306,7 +325,8 @@ pub(crate) fn folded(profile: &LockProfile, by: By) -> Vec<String> {
             continue;
         }
         let mut line = folded_frame(lock_name(s));
-        for f in &s.frames {
+        let frames = if full { &s.frames } else { user_frames(&s.frames) };
+        for f in frames {
             line.push(';');
             line.push_str(&folded_frame(&frame_label(f)));
         }
@@ -420,12 +440,12 @@ mod tests {
             sample("a.rs:1:a", 1, 600, 0, 0, vec![frame("g", 2)]),
             sample("b.rs:1:b", 1, 0, 0, 0, vec![frame("h", 3)]),
         ]);
-        let s = stacks(&p, By::Wait, None);
+        let s = stacks(&p, By::Wait, None, false);
         assert_eq!(s.len(), 1, "a lock without wait has no wait stacks");
         assert_eq!(s[0].total, 800);
         assert_eq!(s[0].stacks[0].frames, vec![frame("g", 2)]);
         assert_eq!((s[0].stacks[1].value, s[0].stacks[1].events), (200, 2));
-        assert!(stacks(&p, By::Count, Some("b")).len() == 1);
+        assert!(stacks(&p, By::Count, Some("b"), false).len() == 1);
     }
 
     #[test]
@@ -447,8 +467,26 @@ mod tests {
     #[test]
     fn folded_puts_the_lock_first_then_the_leaf() {
         let p = profile(vec![sample("a.rs:1:a;x", 1, 100, 0, 0, vec![frame("leaf", 1), frame("main", 9)])]);
-        assert_eq!(folded(&p, By::Wait), vec!["a.rs:1:a,x;leaf app.rs:1;main app.rs:9 100"]);
-        assert!(folded(&p, By::Hold).is_empty());
+        assert_eq!(folded(&p, By::Wait, false), vec!["a.rs:1:a,x;leaf app.rs:1;main app.rs:9 100"]);
+        assert!(folded(&p, By::Hold, false).is_empty());
+    }
+
+    #[test]
+    fn runtime_frames_are_cut_at_the_short_backtrace_marker() {
+        let f = |name: &str| frame(name, 1);
+        let main = [
+            f("app::main"),
+            f("core::ops::function::FnOnce::call_once"),
+            f("std::sys::backtrace::__rust_begin_short_backtrace"),
+            f("std::rt::lang_start"),
+        ];
+        assert_eq!(user_frames(&main), &main[..1]);
+        let thread = [f("app::worker"), f("app::main::{{closure}}"), f("std::sys::backtrace::__rust_begin_short_backtrace")];
+        assert_eq!(user_frames(&thread), &thread[..2]);
+        let python = [f("worker"), f("Thread.run")];
+        assert_eq!(user_frames(&python), &python[..]);
+        let only_marker = [f("std::sys::backtrace::__rust_begin_short_backtrace")];
+        assert!(user_frames(&only_marker).is_empty());
     }
 
     fn arb_sample() -> impl Strategy<Value = LockSample> {
@@ -489,8 +527,9 @@ mod tests {
                     let _ = (r.avg_wait_ns(), r.avg_hold_ns(), r.named());
                     prop_assert!((0.0..=1.0).contains(&r.wait_share));
                 }
-                let _ = stacks(&pa, by, Some("x"));
-                for l in folded(&pa, by) {
+                let _ = stacks(&pa, by, Some("x"), true);
+                let _ = stacks(&pa, by, None, false);
+                for l in folded(&pa, by, false) {
                     prop_assert_eq!(l.lines().count(), 1);
                 }
             }
