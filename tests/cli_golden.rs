@@ -304,6 +304,16 @@ fn diff_fails_over_the_threshold_when_wait_grows() {
     let first: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(first, ["lockref.py:2:global_database_lock", "0ns", "1.72s", "+1.72s", "new", "0ns", "960ms", "+960ms", "new"]);
 
+    // A noise floor: only locks waiting at least --min-wait after can fail.
+    let out = lockprof(&["diff", "--fail-over", "50", "--min-wait", "1s", before, PYTHON_PROFILE]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "lockprof: lock wait grew more than 50%: lockref.py:2:global_database_lock (new wait)\n"
+    );
+    let out = lockprof(&["diff", "--fail-over", "50", "--min-wait", "2s", before, PYTHON_PROFILE]);
+    assert_eq!(out.status.code(), Some(0));
+
     // The other way round every lock's wait fell by 100%: no failure.
     let out = lockprof(&["diff", "--fail-over", "0", PYTHON_PROFILE, before]);
     assert_eq!(out.status.code(), Some(0));

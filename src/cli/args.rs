@@ -20,7 +20,7 @@ Examples:
   lockprof stacks --lock session_lock app.1234.0.pprof
   lockprof names --expect queue,session_lock app.1234.0.pprof
   lockprof flamegraph --by wait -o wait.svg /tmp/lockprof/
-  lockprof diff --fail-over 20 before.pprof after.pprof
+  lockprof diff --fail-over 20 --min-wait 1ms before.pprof after.pprof
 
 Exit codes: 0 success; 1 a check failed (names --expect, diff --fail-over);
 2 bad input or usage (one line on stderr names the file and the problem).
@@ -165,15 +165,54 @@ pub(crate) struct DiffArgs {
     /// (a lock that did not wait before and does now counts as over).
     #[arg(long, value_name = "PCT")]
     pub(crate) fail_over: Option<f64>,
+    /// With --fail-over: locks whose wait after is below this never fail
+    /// the check (noise floor), e.g. `500us`, `2ms`, `1s`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ns, default_value = "0")]
+    pub(crate) min_wait: u64,
     /// One JSON array of objects (times in nanoseconds).
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `250ns`, `500us` (or `µs`), `2ms`, `1.5s`; a bare number is nanoseconds.
+fn parse_duration_ns(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "" | "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        other => return Err(format!("unknown unit {other:?} (use ns, us, ms or s)")),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("not a duration: {text:?}"))?;
+    let ns = value * scale;
+    if ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64 {
+        Ok(ns as u64)
+    } else {
+        Err(format!("duration out of range: {text:?}"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration_ns("0"), Ok(0));
+        assert_eq!(parse_duration_ns("250ns"), Ok(250));
+        assert_eq!(parse_duration_ns("500us"), Ok(500_000));
+        assert_eq!(parse_duration_ns("500µs"), Ok(500_000));
+        assert_eq!(parse_duration_ns("1.5s"), Ok(1_500_000_000));
+        assert!(parse_duration_ns("2 fortnights").is_err());
+        assert!(parse_duration_ns("ms").is_err());
+        assert!(parse_duration_ns("1e400s").is_err());
+    }
 
     #[test]
     fn command_line_is_well_formed() {

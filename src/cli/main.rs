@@ -151,7 +151,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let Some(limit) = a.fail_over else { return Ok(()) };
             let over: Vec<String> = rows
                 .iter()
-                .filter(|r| r.wait_grew_over(limit))
+                .filter(|r| r.wait_after >= a.min_wait && r.wait_grew_over(limit))
                 .map(|r| match r.wait_pct() {
                     Some(p) => format!("{} {p:+.1}%", r.name),
                     None => format!("{} (new wait)", r.name),
