@@ -19,8 +19,9 @@
 //! Profiles have the sample types of Datadog's lock profiler —
 //! `lock-acquire`, `lock-acquire-wait`, `lock-release`, `lock-release-hold` —
 //! and the labels `lock name`, `thread id`, `thread native id`, `thread name`
-//! (and `lock mode` for read-write locks). Read them with
-//! `go tool pprof -raw FILE`.
+//! (and `lock mode` for read-write locks). Read them with the `lockprof`
+//! command (feature `cli`: `lockprof top FILE`), with
+//! `go tool pprof -raw FILE`, or in code with [`read::LockProfile`].
 //!
 //! ## Cost
 //!

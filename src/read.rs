@@ -225,35 +225,31 @@ pub fn profile_files(input: &Path, pick: Pick) -> Result<Vec<PathBuf>, ReadError
     if input.is_file() {
         return Ok(vec![input.to_owned()]);
     }
-    let (dir, matches): (PathBuf, Box<dyn Fn(&str) -> bool>) = if input.is_dir() {
-        (input.to_owned(), Box::new(is_profile_name))
+    let is_dir = input.is_dir();
+    // `None`: every profile file of a directory; `Some(stem)`: a prefix's.
+    let (dir, stem) = if is_dir {
+        (input.to_owned(), None)
     } else {
-        let stem = match input.file_name().and_then(|n| n.to_str()) {
-            Some(stem) => stem.to_owned(),
-            None => return Err(ReadError::NotFound),
+        let Some(stem) = input.file_name().and_then(|n| n.to_str()) else {
+            return Err(ReadError::NotFound);
         };
         let dir = match input.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
         };
-        (
-            dir,
-            Box::new(move |name: &str| {
-                name.strip_prefix(stem.as_str())
-                    .and_then(|rest| rest.strip_prefix('.'))
-                    .is_some_and(is_pid_seq)
-            }),
-        )
+        (dir, Some(stem))
+    };
+    let matches = |name: &str| match stem {
+        None => is_profile_name(name),
+        Some(stem) => name
+            .strip_prefix(stem)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(is_pid_seq),
     };
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(_) if !input.is_dir() => return Err(ReadError::NotFound),
-        Err(source) => {
-            return Err(ReadError::Io {
-                path: dir,
-                source,
-            })
-        }
+        Err(_) if !is_dir => return Err(ReadError::NotFound),
+        Err(source) => return Err(ReadError::Io { path: dir, source }),
     };
     let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
     for entry in entries.flatten() {
@@ -270,7 +266,7 @@ pub fn profile_files(input: &Path, pick: Pick) -> Result<Vec<PathBuf>, ReadError
         found.push((modified, entry.path()));
     }
     if found.is_empty() {
-        return Err(if input.is_dir() {
+        return Err(if is_dir {
             ReadError::NoProfiles(
                 "directory holds no profile file (*.pprof, *.pb, *.pb.gz, *.pprof.zst, or <prefix>.<pid>.<seq>)"
                     .to_owned(),
@@ -298,7 +294,15 @@ fn is_profile_name(name: &str) -> bool {
         return false;
     }
     const EXTENSIONS: [&str; 9] = [
-        ".pprof", ".pprof.gz", ".pprof.zst", ".pb", ".pb.gz", ".pb.zst", ".prof", ".prof.gz", ".prof.zst",
+        ".pprof",
+        ".pprof.gz",
+        ".pprof.zst",
+        ".pb",
+        ".pb.gz",
+        ".pb.zst",
+        ".prof",
+        ".prof.gz",
+        ".prof.zst",
     ];
     if EXTENSIONS.iter().any(|e| name.ends_with(e)) {
         return true;
@@ -480,7 +484,14 @@ mod tests {
             num,
             num_unit: 0,
         });
-        let value = prop_oneof![Just(0i64), Just(1), Just(-1), Just(i64::MAX), Just(i64::MIN), any::<i64>()];
+        let value = prop_oneof![
+            Just(0i64),
+            Just(1),
+            Just(-1),
+            Just(i64::MAX),
+            Just(i64::MIN),
+            any::<i64>()
+        ];
         let sample = (
             proptest::collection::vec(0u64..6, 0..4),
             proptest::collection::vec(value, 0..6),
@@ -496,13 +507,14 @@ mod tests {
             line,
             column: 0,
         });
-        let location = (0u64..6, proptest::collection::vec(line, 0..3)).prop_map(|(id, line)| proto::Location {
-            id,
-            mapping_id: 0,
-            address: 0,
-            line,
-            is_folded: false,
-        });
+        let location =
+            (0u64..6, proptest::collection::vec(line, 0..3)).prop_map(|(id, line)| proto::Location {
+                id,
+                mapping_id: 0,
+                address: 0,
+                line,
+                is_folded: false,
+            });
         let function = (0u64..6, index(), index()).prop_map(|(id, name, filename)| proto::Function {
             id,
             name,
@@ -519,22 +531,27 @@ mod tests {
             proptest::collection::vec(index(), 0..2),
             proptest::option::of(value_type_strategy()),
         )
-            .prop_map(|(sample_type, sample, location, function, n_strings, comment, period_type)| proto::Profile {
-                sample_type,
-                sample,
-                mapping: Vec::new(),
-                location,
-                function,
-                string_table: LOCK_STRINGS[..n_strings].iter().map(|s| (*s).to_owned()).collect(),
-                drop_frames: 0,
-                keep_frames: 0,
-                time_nanos: 0,
-                duration_nanos: 0,
-                period_type,
-                period: 1,
-                comment,
-                default_sample_type: 0,
-            })
+            .prop_map(
+                |(sample_type, sample, location, function, n_strings, comment, period_type)| proto::Profile {
+                    sample_type,
+                    sample,
+                    mapping: Vec::new(),
+                    location,
+                    function,
+                    string_table: LOCK_STRINGS[..n_strings]
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
+                    drop_frames: 0,
+                    keep_frames: 0,
+                    time_nanos: 0,
+                    duration_nanos: 0,
+                    period_type,
+                    period: 1,
+                    comment,
+                    default_sample_type: 0,
+                },
+            )
     }
 
     fn value_type_strategy() -> impl Strategy<Value = proto::ValueType> {
@@ -602,7 +619,10 @@ mod tests {
             ..proto::Profile::default()
         };
         let e = LockProfile::from_bytes(&p.encode_to_vec()).unwrap_err();
-        assert_eq!(e.to_string(), "corrupt profile: string index 7 is out of range (2 entries)");
+        assert_eq!(
+            e.to_string(),
+            "corrupt profile: string index 7 is out of range (2 entries)"
+        );
     }
 
     fn touch(path: &Path, age_s: u64) {
@@ -632,24 +652,39 @@ mod tests {
                 .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
                 .collect()
         };
-        assert_eq!(names(profile_files(d, Pick::Newest).unwrap()), ["other.1.0.pprof"]);
+        assert_eq!(
+            names(profile_files(d, Pick::Newest).unwrap()),
+            ["other.1.0.pprof"]
+        );
         assert_eq!(
             names(profile_files(d, Pick::All).unwrap()),
             ["app.10.0.pprof", "app.10.1.pprof", "app.11.0", "other.1.0.pprof"]
         );
-        assert_eq!(names(profile_files(&d.join("app"), Pick::Newest).unwrap()), ["app.11.0"]);
+        assert_eq!(
+            names(profile_files(&d.join("app"), Pick::Newest).unwrap()),
+            ["app.11.0"]
+        );
         assert_eq!(
             names(profile_files(&d.join("app"), Pick::All).unwrap()),
             ["app.10.0.pprof", "app.10.1.pprof", "app.11.0"]
         );
-        assert_eq!(names(profile_files(&d.join("notes.txt"), Pick::Newest).unwrap()), ["notes.txt"]);
-        assert!(matches!(profile_files(&d.join("ap"), Pick::Newest), Err(ReadError::NotFound)));
+        assert_eq!(
+            names(profile_files(&d.join("notes.txt"), Pick::Newest).unwrap()),
+            ["notes.txt"]
+        );
+        assert!(matches!(
+            profile_files(&d.join("ap"), Pick::Newest),
+            Err(ReadError::NotFound)
+        ));
         assert!(matches!(
             profile_files(&d.join("missing-dir/app"), Pick::Newest),
             Err(ReadError::NotFound)
         ));
         let empty = tempfile::tempdir().unwrap();
-        assert!(matches!(profile_files(empty.path(), Pick::All), Err(ReadError::NoProfiles(_))));
+        assert!(matches!(
+            profile_files(empty.path(), Pick::All),
+            Err(ReadError::NoProfiles(_))
+        ));
     }
 
     #[test]
@@ -667,10 +702,15 @@ mod tests {
         later.time_nanos = 200;
         later.duration_nanos = 10;
         later.period = 20;
-        later.sample_types.push(("lock-release".to_owned(), "count".to_owned()));
+        later
+            .sample_types
+            .push(("lock-release".to_owned(), "count".to_owned()));
         let mut merged = base.clone();
         merged.merge(later);
-        assert_eq!((merged.time_nanos, merged.duration_nanos, merged.period), (100, 110, 20));
+        assert_eq!(
+            (merged.time_nanos, merged.duration_nanos, merged.period),
+            (100, 110, 20)
+        );
         assert_eq!(merged.samples.len(), 2);
         assert_eq!(merged.sample_types.len(), 2);
         assert_eq!(merged.comments, ["a", "a"]);

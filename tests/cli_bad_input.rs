@@ -5,7 +5,10 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-const PYTHON_PROFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ddtrace-4.16-lock-profile.pprof.zst");
+const PYTHON_PROFILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/ddtrace-4.16-lock-profile.pprof.zst"
+);
 
 /// Protobuf encoding, just enough to write profiles by hand.
 fn varint(mut v: u64, out: &mut Vec<u8>) {
@@ -69,7 +72,11 @@ fn fails_with(args: &[&str], expected: &str) {
         .expect("run lockprof");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "lockprof {args:?}: {stderr}");
-    assert!(out.stdout.is_empty(), "lockprof {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "lockprof {args:?} printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
     assert_eq!(stderr.trim_end(), expected, "lockprof {args:?}");
 }
@@ -128,7 +135,8 @@ fn truncated_files_are_named_with_the_problem() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with(&format!("lockprof: {cut_zst}: zstd data does not decompress: ")) && stderr.lines().count() == 1,
+        stderr.starts_with(&format!("lockprof: {cut_zst}: zstd data does not decompress: "))
+            && stderr.lines().count() == 1,
         "{stderr}"
     );
     let raw = lock_profile();
@@ -158,7 +166,10 @@ fn profiles_without_lock_types_or_with_bad_indexes_are_named_with_the_problem() 
 
 #[test]
 fn usage_errors_exit_with_code_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_lockprof")).arg("top").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lockprof"))
+        .arg("top")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(env!("CARGO_BIN_EXE_lockprof"))
         .args(["top", "--by", "nonsense", PYTHON_PROFILE])
@@ -169,11 +180,20 @@ fn usage_errors_exit_with_code_2() {
 
 #[test]
 fn help_has_examples_and_version_is_the_crate_version() {
-    let out = Command::new(env!("CARGO_BIN_EXE_lockprof")).arg("--help").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lockprof"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(help.contains("Examples:") && help.contains("lockprof diff --fail-over 20"), "{help}");
+    assert!(
+        help.contains("Examples:") && help.contains("lockprof diff --fail-over 20"),
+        "{help}"
+    );
     assert!(help.contains("no `timeline` command"), "{help}");
-    let out = Command::new(env!("CARGO_BIN_EXE_lockprof")).arg("--version").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lockprof"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         format!("lockprof {}\n", env!("CARGO_PKG_VERSION"))

@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use lockprof::{named, Profiler, ProfiledMutex as Mutex};
+use lockprof::{named, ProfiledMutex as Mutex, Profiler};
 
-const PYTHON_PROFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ddtrace-4.16-lock-profile.pprof.zst");
+const PYTHON_PROFILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/ddtrace-4.16-lock-profile.pprof.zst"
+);
 
 fn lockprof(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lockprof"))
@@ -63,7 +66,8 @@ fn known_activity() -> Activity {
             .name("golden-waiter".to_owned())
             .spawn(move || {
                 started_tx.send(()).unwrap();
-                let line = line!(); *queue.lock().unwrap() += 1; // The line `stacks` shows.
+                let line = line!() + 1;
+                *queue.lock().unwrap() += 1; // The line `stacks` shows.
                 line
             })
             .unwrap()
@@ -170,7 +174,12 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     expected.sort_by(|x, y| x.1.cmp(y.1));
     let expected: String = expected.iter().map(|(k, n)| format!("{k:<8} {n}\n")).collect();
     assert_eq!(names, expected);
-    assert_eq!(lockprof(&["names", "--expect", "queue,counter", dir_arg]).status.code(), Some(0));
+    assert_eq!(
+        lockprof(&["names", "--expect", "queue,counter", dir_arg])
+            .status
+            .code(),
+        Some(0)
+    );
     let missing = lockprof(&["names", "--expect", "queue,no_such_lock", dir_arg]);
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(
@@ -181,7 +190,11 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     // top --csv, from the prefix: exact counts, times within tolerances.
     let rows = parse_csv(&stdout_of(&["top", "--csv", prefix]));
     let names: Vec<&str> = rows.iter().map(|r| r.lock.as_str()).collect();
-    assert_eq!(names, [queue.as_str(), counter.as_str(), generic.as_str()], "ranked by wait, then name");
+    assert_eq!(
+        names,
+        [queue.as_str(), counter.as_str(), generic.as_str()],
+        "ranked by wait, then name"
+    );
     let q = &rows[0];
     assert_eq!((q.named.as_str(), q.acquisitions, q.releases), ("true", 2, 2));
     let hold = QUEUE_HOLD.as_nanos() as u64;
@@ -190,12 +203,25 @@ fn top_names_and_stacks_report_known_activity_exactly() {
         "queue wait {} ms",
         ms(q.wait_ns)
     );
-    assert_eq!((q.max_wait_ns, q.max_wait_exact.as_str()), (q.wait_ns, "true"), "one wait: the max is exact");
-    assert!(q.hold_ns >= hold && ms(q.hold_ns) < ms(hold) + 500.0, "queue hold {} ms", ms(q.hold_ns));
+    assert_eq!(
+        (q.max_wait_ns, q.max_wait_exact.as_str()),
+        (q.wait_ns, "true"),
+        "one wait: the max is exact"
+    );
+    assert!(
+        q.hold_ns >= hold && ms(q.hold_ns) < ms(hold) + 500.0,
+        "queue hold {} ms",
+        ms(q.hold_ns)
+    );
     let c = &rows[1];
     assert_eq!(
         (c.named.as_str(), c.acquisitions, c.releases, c.wait_ns),
-        ("true", COUNTER_ACQUISITIONS as u64, COUNTER_ACQUISITIONS as u64, 0)
+        (
+            "true",
+            COUNTER_ACQUISITIONS as u64,
+            COUNTER_ACQUISITIONS as u64,
+            0
+        )
     );
     let counter_hold = COUNTER_HOLD.as_nanos() as u64 * COUNTER_ACQUISITIONS as u64;
     assert!(
@@ -206,7 +232,12 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     let g = &rows[2];
     assert_eq!(
         (g.named.as_str(), g.acquisitions, g.releases, g.wait_ns),
-        ("false", GENERIC_ACQUISITIONS as u64, GENERIC_ACQUISITIONS as u64, 0)
+        (
+            "false",
+            GENERIC_ACQUISITIONS as u64,
+            GENERIC_ACQUISITIONS as u64,
+            0
+        )
     );
 
     // top's table, from the file: the count columns exactly.
@@ -217,10 +248,27 @@ fn top_names_and_stacks_report_known_activity_exactly() {
         ["LOCK", "ACQUIRED", "WAIT", "WAIT%", "AVG", "WAIT", "MAX", "WAIT", "HOLD", "AVG", "HOLD"]
     );
     assert_eq!(lines.len(), 4, "{table}");
-    assert_eq!(&lines[1][..5], [counter.as_str(), "10", "0ns", "0.0%", "0ns"], "{table}");
-    assert_eq!(&lines[2][..5], [generic.as_str(), "3", "0ns", "0.0%", "0ns"], "{table}");
-    assert_eq!(&lines[3][..4], [queue.as_str(), "2", lines[3][2], "100.0%"], "{table}");
-    assert_eq!(stdout_of(&["top", "-n", "1", "--by", "hold", file]).lines().count(), 2);
+    assert_eq!(
+        &lines[1][..5],
+        [counter.as_str(), "10", "0ns", "0.0%", "0ns"],
+        "{table}"
+    );
+    assert_eq!(
+        &lines[2][..5],
+        [generic.as_str(), "3", "0ns", "0.0%", "0ns"],
+        "{table}"
+    );
+    assert_eq!(
+        &lines[3][..4],
+        [queue.as_str(), "2", lines[3][2], "100.0%"],
+        "{table}"
+    );
+    assert_eq!(
+        stdout_of(&["top", "-n", "1", "--by", "hold", file])
+            .lines()
+            .count(),
+        2
+    );
 
     // stacks: the waiter's one stack for queue, leaf first at its lock() line.
     let stacks = stdout_of(&["stacks", "--lock", "queue", file]);
@@ -237,14 +285,21 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     );
     let counter_stacks = stdout_of(&["stacks", "--lock", &counter, "--by", "count", file]);
     let lines: Vec<&str> = counter_stacks.lines().collect();
-    assert_eq!(lines[0], format!("{counter}  acquisitions 10  1 stack"), "{counter_stacks}");
+    assert_eq!(
+        lines[0],
+        format!("{counter}  acquisitions 10  1 stack"),
+        "{counter_stacks}"
+    );
     assert_eq!(lines[1], "  100.0%  10 acquisitions", "{counter_stacks}");
     assert!(
         lines[2].ends_with(&format!("tests/cli_golden.rs:{}", a.counter_lock_line)),
         "{counter_stacks}"
     );
     let hold_stacks = stdout_of(&["stacks", "--by", "hold", "-n", "1", file]);
-    assert!(hold_stacks.contains(&format!("{counter}  hold ")), "{hold_stacks}");
+    assert!(
+        hold_stacks.contains(&format!("{counter}  hold ")),
+        "{hold_stacks}"
+    );
     assert_eq!(
         stdout_of(&["stacks", "--lock", "counter", file]),
         "lock \"counter\" has no wait in ".to_owned() + file + "\n"
@@ -252,10 +307,18 @@ fn top_names_and_stacks_report_known_activity_exactly() {
 
     // diff of a profile with itself: no change, and --fail-over passes.
     let same = lockprof(&["diff", "--fail-over", "0", file, file]);
-    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stderr));
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
 
     // --all over the directory merges its one profile: same rows.
-    assert_eq!(stdout_of(&["top", "--csv", "--all", dir_arg]), stdout_of(&["top", "--csv", file]));
+    assert_eq!(
+        stdout_of(&["top", "--csv", "--all", dir_arg]),
+        stdout_of(&["top", "--csv", file])
+    );
 }
 
 #[test]
@@ -271,10 +334,25 @@ fn python_profile_opens_and_lists_its_lock_names() {
     assert_eq!(rows.len(), 4);
     for r in &rows {
         // 4 threads × 200 iterations, one sample per event: max wait exact.
-        assert_eq!((r.acquisitions, r.releases, r.max_wait_exact.as_str()), (800, 800, "true"), "{}", r.lock);
+        assert_eq!(
+            (r.acquisitions, r.releases, r.max_wait_exact.as_str()),
+            (800, 800, "true"),
+            "{}",
+            r.lock
+        );
     }
-    assert_eq!(rows[0].lock, "lockref.py:2:global_database_lock", "the contended one");
-    let stacks = stdout_of(&["stacks", "--lock", "user_session_lock", "--by", "count", PYTHON_PROFILE]);
+    assert_eq!(
+        rows[0].lock, "lockref.py:2:global_database_lock",
+        "the contended one"
+    );
+    let stacks = stdout_of(&[
+        "stacks",
+        "--lock",
+        "user_session_lock",
+        "--by",
+        "count",
+        PYTHON_PROFILE,
+    ]);
     assert_eq!(
         stacks.lines().take(3).collect::<Vec<_>>(),
         [
@@ -302,16 +380,45 @@ fn diff_fails_over_the_threshold_when_wait_grows() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     let first: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(first, ["lockref.py:2:global_database_lock", "0ns", "1.72s", "+1.72s", "new", "0ns", "960ms", "+960ms", "new"]);
+    assert_eq!(
+        first,
+        [
+            "lockref.py:2:global_database_lock",
+            "0ns",
+            "1.72s",
+            "+1.72s",
+            "new",
+            "0ns",
+            "960ms",
+            "+960ms",
+            "new"
+        ]
+    );
 
     // A noise floor: only locks waiting at least --min-wait after can fail.
-    let out = lockprof(&["diff", "--fail-over", "50", "--min-wait", "1s", before, PYTHON_PROFILE]);
+    let out = lockprof(&[
+        "diff",
+        "--fail-over",
+        "50",
+        "--min-wait",
+        "1s",
+        before,
+        PYTHON_PROFILE,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "lockprof: lock wait grew more than 50%: lockref.py:2:global_database_lock (new wait)\n"
     );
-    let out = lockprof(&["diff", "--fail-over", "50", "--min-wait", "2s", before, PYTHON_PROFILE]);
+    let out = lockprof(&[
+        "diff",
+        "--fail-over",
+        "50",
+        "--min-wait",
+        "2s",
+        before,
+        PYTHON_PROFILE,
+    ]);
     assert_eq!(out.status.code(), Some(0));
 
     // The other way round every lock's wait fell by 100%: no failure.
@@ -330,10 +437,10 @@ const EMPTY_LOCK_PROFILE: &[u8] = &[
     0x0a, 0x04, 0x08, 0x05, 0x10, 0x02, // lock-release/count
     0x0a, 0x04, 0x08, 0x06, 0x10, 0x04, // lock-release-hold/nanoseconds
     0x32, 0x00, // ""
-    0x32, 0x0c, b'l', b'o', b'c', b'k', b'-', b'a', b'c', b'q', b'u', b'i', b'r', b'e',
-    0x32, 0x05, b'c', b'o', b'u', b'n', b't',
-    0x32, 0x11, b'l', b'o', b'c', b'k', b'-', b'a', b'c', b'q', b'u', b'i', b'r', b'e', b'-', b'w', b'a', b'i', b't',
-    0x32, 0x0b, b'n', b'a', b'n', b'o', b's', b'e', b'c', b'o', b'n', b'd', b's',
-    0x32, 0x0c, b'l', b'o', b'c', b'k', b'-', b'r', b'e', b'l', b'e', b'a', b's', b'e',
-    0x32, 0x11, b'l', b'o', b'c', b'k', b'-', b'r', b'e', b'l', b'e', b'a', b's', b'e', b'-', b'h', b'o', b'l', b'd',
+    0x32, 0x0c, b'l', b'o', b'c', b'k', b'-', b'a', b'c', b'q', b'u', b'i', b'r', b'e', 0x32, 0x05, b'c',
+    b'o', b'u', b'n', b't', 0x32, 0x11, b'l', b'o', b'c', b'k', b'-', b'a', b'c', b'q', b'u', b'i', b'r',
+    b'e', b'-', b'w', b'a', b'i', b't', 0x32, 0x0b, b'n', b'a', b'n', b'o', b's', b'e', b'c', b'o', b'n',
+    b'd', b's', 0x32, 0x0c, b'l', b'o', b'c', b'k', b'-', b'r', b'e', b'l', b'e', b'a', b's', b'e', 0x32,
+    0x11, b'l', b'o', b'c', b'k', b'-', b'r', b'e', b'l', b'e', b'a', b's', b'e', b'-', b'h', b'o', b'l',
+    b'd',
 ];

@@ -50,7 +50,9 @@ pub(crate) enum Command {
     Stacks(StacksArgs),
     /// Every lock name, marked `named` (file:line:variable) or `generic`
     /// (file:line).
-    #[command(after_help = "Example: lockprof names --expect queue,session_lock /tmp/lockprof/ (exit 1 if one is missing)")]
+    #[command(
+        after_help = "Example: lockprof names --expect queue,session_lock /tmp/lockprof/ (exit 1 if one is missing)"
+    )]
     Names(NamesArgs),
     /// An SVG flame graph of wait or hold time, the lock name as the top
     /// frame, then the frame that locked and its callers.
@@ -58,7 +60,9 @@ pub(crate) enum Command {
     Flamegraph(FlamegraphArgs),
     /// How each lock's wait and hold changed between two profiles, largest
     /// wait increase first.
-    #[command(after_help = "Example: lockprof diff --fail-over 20 base.pprof head.pprof (exit 1 if a lock's wait grew > 20%)")]
+    #[command(
+        after_help = "Example: lockprof diff --fail-over 20 base.pprof head.pprof (exit 1 if a lock's wait grew > 20%)"
+    )]
     Diff(DiffArgs),
 }
 

@@ -58,7 +58,9 @@ fn main() -> ExitCode {
 fn emit(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::input(None, format!("stdout: {e}"))),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::input(None, format!("stdout: {e}")))
+        }
         _ => Ok(()),
     }
 }
@@ -118,7 +120,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if missing.is_empty() {
                 Ok(())
             } else {
-                Err(Failure::check(format!("expected lock names missing: {}", missing.join(", "))))
+                Err(Failure::check(format!(
+                    "expected lock names missing: {}",
+                    missing.join(", ")
+                )))
             }
         }
         Command::Flamegraph(a) => {
@@ -131,7 +136,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if lines.is_empty() {
                 return Err(Failure::input(
                     None,
-                    format!("nothing to draw: no lock has {} in {}", by_word(by), loaded.describe()),
+                    format!(
+                        "nothing to draw: no lock has {} in {}",
+                        by_word(by),
+                        loaded.describe()
+                    ),
                 ));
             }
             let title = a
@@ -181,7 +190,8 @@ fn flamegraph(lines: &[String], title: &str, output: &PathBuf) -> Result<(), Fai
     use inferno::flamegraph::{self, Direction, Options};
     let mut options = Options::default();
     options.title = title.to_owned();
-    options.subtitle = Some("lock names on top; under each, the frame that locked it, then its callers".to_owned());
+    options.subtitle =
+        Some("lock names on top; under each, the frame that locked it, then its callers".to_owned());
     options.count_name = "ns".to_owned();
     options.name_type = "Frame:".to_owned();
     options.direction = Direction::Inverted;

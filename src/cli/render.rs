@@ -36,7 +36,7 @@ fn signed_duration(delta: i128) -> String {
 fn signed_pct(pct: Option<f64>) -> String {
     match pct {
         None => "new".to_owned(),
-        Some(p) if p == 0.0 => "0%".to_owned(),
+        Some(0.0) => "0%".to_owned(),
         Some(p) => format!("{p:+.1}%"),
     }
 }
@@ -171,7 +171,11 @@ pub(crate) fn stacks_text(locks: &[LockStacks], what: &str, limit: usize, depth:
             out,
             "{}  {what} {}  {n} stack{}",
             lock.name,
-            if what == "acquisitions" { lock.total.to_string() } else { duration(lock.total) },
+            if what == "acquisitions" {
+                lock.total.to_string()
+            } else {
+                duration(lock.total)
+            },
             if n == 1 { "" } else { "s" }
         );
         for stack in lock.stacks.iter().take(limit) {
@@ -204,7 +208,11 @@ pub(crate) fn stacks_text(locks: &[LockStacks], what: &str, limit: usize, depth:
             }
             if stack.frames.len() > depth {
                 let more = stack.frames.len() - depth;
-                let _ = writeln!(out, "      … {more} more frame{}", if more == 1 { "" } else { "s" });
+                let _ = writeln!(
+                    out,
+                    "      … {more} more frame{}",
+                    if more == 1 { "" } else { "s" }
+                );
             }
         }
         if n > limit {
@@ -314,7 +322,13 @@ mod tests {
 
     #[test]
     fn tables_align_columns() {
-        let t = table(&["A", "B"], &[vec!["long name".into(), "1".into()], vec!["x".into(), "100".into()]]);
+        let t = table(
+            &["A", "B"],
+            &[
+                vec!["long name".into(), "1".into()],
+                vec!["x".into(), "100".into()],
+            ],
+        );
         assert_eq!(t, "A            B\nlong name    1\nx          100\n");
     }
 }

@@ -202,7 +202,11 @@ pub(crate) fn stacks(profile: &LockProfile, by: By, lock: Option<&str>, full: bo
                     frames: frames.to_vec(),
                     value,
                     events,
-                    share: if total > 0 { value as f64 / total as f64 } else { 0.0 },
+                    share: if total > 0 {
+                        value as f64 / total as f64
+                    } else {
+                        0.0
+                    },
                 })
                 .collect();
             stacks.sort_by(|a, b| {
@@ -333,7 +337,10 @@ pub(crate) fn folded(profile: &LockProfile, by: By, full: bool) -> Vec<String> {
         let v = lines.entry(line).or_insert(0);
         *v = v.saturating_add(value);
     }
-    lines.into_iter().map(|(stack, v)| format!("{stack} {v}")).collect()
+    lines
+        .into_iter()
+        .map(|(stack, v)| format!("{stack} {v}"))
+        .collect()
 }
 
 /// `function file:line`, with the file's last component only.
@@ -377,7 +384,14 @@ mod tests {
         }
     }
 
-    fn sample(name: &str, acquire: i64, wait: i64, release: i64, hold: i64, frames: Vec<Frame>) -> LockSample {
+    fn sample(
+        name: &str,
+        acquire: i64,
+        wait: i64,
+        release: i64,
+        hold: i64,
+        frames: Vec<Frame>,
+    ) -> LockSample {
         LockSample {
             lock_name: Some(name.to_owned()),
             acquire,
@@ -424,7 +438,10 @@ mod tests {
         let rows = top(&p, By::Wait);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].name, "a.rs:1:a");
-        assert_eq!((rows[0].acquisitions, rows[0].wait_ns, rows[0].hold_ns), (3, 300, 3000));
+        assert_eq!(
+            (rows[0].acquisitions, rows[0].wait_ns, rows[0].hold_ns),
+            (3, 300, 3000)
+        );
         assert_eq!((rows[0].avg_wait_ns(), rows[0].avg_hold_ns()), (100, 1000));
         assert_eq!((rows[0].max_wait_ns, rows[0].max_wait_exact), (100, false));
         assert_eq!((rows[1].max_wait_ns, rows[1].max_wait_exact), (100, true));
@@ -466,8 +483,18 @@ mod tests {
 
     #[test]
     fn folded_puts_the_lock_first_then_the_leaf() {
-        let p = profile(vec![sample("a.rs:1:a;x", 1, 100, 0, 0, vec![frame("leaf", 1), frame("main", 9)])]);
-        assert_eq!(folded(&p, By::Wait, false), vec!["a.rs:1:a,x;leaf app.rs:1;main app.rs:9 100"]);
+        let p = profile(vec![sample(
+            "a.rs:1:a;x",
+            1,
+            100,
+            0,
+            0,
+            vec![frame("leaf", 1), frame("main", 9)],
+        )]);
+        assert_eq!(
+            folded(&p, By::Wait, false),
+            vec!["a.rs:1:a,x;leaf app.rs:1;main app.rs:9 100"]
+        );
         assert!(folded(&p, By::Hold, false).is_empty());
     }
 
@@ -481,7 +508,11 @@ mod tests {
             f("std::rt::lang_start"),
         ];
         assert_eq!(user_frames(&main), &main[..1]);
-        let thread = [f("app::worker"), f("app::main::{{closure}}"), f("std::sys::backtrace::__rust_begin_short_backtrace")];
+        let thread = [
+            f("app::worker"),
+            f("app::main::{{closure}}"),
+            f("std::sys::backtrace::__rust_begin_short_backtrace"),
+        ];
         assert_eq!(user_frames(&thread), &thread[..2]);
         let python = [f("worker"), f("Thread.run")];
         assert_eq!(user_frames(&python), &python[..]);
@@ -490,7 +521,14 @@ mod tests {
     }
 
     fn arb_sample() -> impl Strategy<Value = LockSample> {
-        let value = prop_oneof![Just(0i64), Just(1), Just(-1), Just(i64::MAX), Just(i64::MIN), any::<i64>()];
+        let value = prop_oneof![
+            Just(0i64),
+            Just(1),
+            Just(-1),
+            Just(i64::MAX),
+            Just(i64::MIN),
+            any::<i64>()
+        ];
         let name = prop_oneof![
             Just(None),
             Just(Some(String::new())),
@@ -498,17 +536,19 @@ mod tests {
             ".{0,12}".prop_map(Some)
         ];
         let frames = proptest::collection::vec((".{0,8}", ".{0,8}", any::<i64>()), 0..4);
-        (name, value.clone(), value.clone(), value.clone(), value, frames).prop_map(|(n, a, w, r, h, f)| LockSample {
-            lock_name: n,
-            acquire: a,
-            acquire_wait_ns: w,
-            release: r,
-            release_hold_ns: h,
-            labels: Vec::new(),
-            frames: f
-                .into_iter()
-                .map(|(function, file, line)| Frame { function, file, line })
-                .collect(),
+        (name, value.clone(), value.clone(), value.clone(), value, frames).prop_map(|(n, a, w, r, h, f)| {
+            LockSample {
+                lock_name: n,
+                acquire: a,
+                acquire_wait_ns: w,
+                release: r,
+                release_hold_ns: h,
+                labels: Vec::new(),
+                frames: f
+                    .into_iter()
+                    .map(|(function, file, line)| Frame { function, file, line })
+                    .collect(),
+            }
         })
     }
 
