@@ -323,9 +323,8 @@ impl Worker {
     fn run(mut self) {
         // Nothing this thread does is ever recorded, whatever the exporter
         // or an allocator does.
-        let outcome = sampler::enter(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()))
-        });
+        let outcome =
+            sampler::enter(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop())));
         if !matches!(outcome, Some(Ok(()))) {
             // A bug in the profiler thread must not leave user threads
             // sampling into a queue nobody reads.
