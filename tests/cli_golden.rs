@@ -240,6 +240,17 @@ fn top_names_and_stacks_report_known_activity_exactly() {
         )
     );
 
+    // top --json: the same rows.
+    let json: serde_json::Value = serde_json::from_str(&stdout_of(&["top", "--json", file])).unwrap();
+    let json = json.as_array().expect("an array");
+    assert_eq!(json.len(), 3);
+    assert_eq!(json[0]["lock"], queue.as_str());
+    assert_eq!(json[0]["acquisitions"], 2);
+    assert_eq!(json[0]["wait_ns"], q.wait_ns);
+    assert_eq!(json[1]["lock"], counter.as_str());
+    assert_eq!(json[1]["named"], true);
+    assert_eq!(json[2]["named"], false);
+
     // top's table, from the file: the count columns exactly.
     let table = stdout_of(&["top", "--by", "count", file]);
     let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
