@@ -133,7 +133,8 @@ fn library_profile_wait_flamegraph_renders_the_lock_and_the_frame_that_waited() 
         let flame_lock = Arc::clone(&flame_lock);
         thread::spawn(move || waits_for_the_lock(&flame_lock))
     };
-    thread::sleep(Duration::from_millis(50));
+    // Long enough for the waiter to block even on a loaded machine.
+    thread::sleep(Duration::from_millis(200));
     drop(held);
     let wait_line = waiter.join().unwrap();
     profiler.stop();

@@ -42,7 +42,7 @@ struct Activity {
     counter_lock_line: u32,
 }
 
-const QUEUE_HOLD: Duration = Duration::from_millis(80);
+const QUEUE_HOLD: Duration = Duration::from_millis(200);
 const COUNTER_HOLD: Duration = Duration::from_millis(3);
 const COUNTER_ACQUISITIONS: u32 = 10;
 const GENERIC_ACQUISITIONS: u32 = 3;
@@ -199,7 +199,7 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     assert_eq!((q.named.as_str(), q.acquisitions, q.releases), ("true", 2, 2));
     let hold = QUEUE_HOLD.as_nanos() as u64;
     assert!(
-        ms(q.wait_ns) > ms(hold) * 0.5 && ms(q.wait_ns) < ms(hold) + 500.0,
+        ms(q.wait_ns) > ms(hold) * 0.25 && ms(q.wait_ns) < ms(hold) + 2000.0,
         "queue wait {} ms",
         ms(q.wait_ns)
     );
@@ -209,7 +209,7 @@ fn top_names_and_stacks_report_known_activity_exactly() {
         "one wait: the max is exact"
     );
     assert!(
-        q.hold_ns >= hold && ms(q.hold_ns) < ms(hold) + 500.0,
+        q.hold_ns >= hold && ms(q.hold_ns) < ms(hold) + 2000.0,
         "queue hold {} ms",
         ms(q.hold_ns)
     );
@@ -225,7 +225,7 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     );
     let counter_hold = COUNTER_HOLD.as_nanos() as u64 * COUNTER_ACQUISITIONS as u64;
     assert!(
-        c.hold_ns >= counter_hold && ms(c.hold_ns) < ms(counter_hold) + 500.0,
+        c.hold_ns >= counter_hold && ms(c.hold_ns) < ms(counter_hold) + 2000.0,
         "counter hold {} ms",
         ms(c.hold_ns)
     );
