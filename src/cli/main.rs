@@ -9,7 +9,7 @@ mod render;
 mod report;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -67,114 +67,123 @@ fn emit(text: &str) -> Result<(), Failure> {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Top(a) => {
-            let loaded = input::load(&a.inputs.files, a.inputs.all)?;
-            let mut rows = report::top(&loaded.profile, a.by);
-            if let Some(n) = a.limit {
-                rows.truncate(n);
-            }
-            if a.json {
-                emit(&render::top_json(&rows))
-            } else if a.csv {
-                emit(&render::top_csv(&rows))
-            } else if rows.is_empty() {
-                emit(&format!("no lock samples in {}\n", loaded.describe()))
-            } else {
-                emit(&render::top_table(&rows))
-            }
-        }
-        Command::Stacks(a) => {
-            let loaded = input::load(&a.inputs.files, a.inputs.all)?;
-            let locks = report::stacks(&loaded.profile, a.by, a.lock.as_deref(), a.full);
-            if locks.is_empty() {
-                let what = match &a.lock {
-                    Some(l) => format!("lock {l:?} has no {} in {}", by_word(a.by), loaded.describe()),
-                    None => format!("no lock has {} in {}", by_word(a.by), loaded.describe()),
-                };
-                return emit(&format!("{what}\n"));
-            }
-            emit(&render::stacks_text(&locks, by_word(a.by), a.limit, a.depth))
-        }
-        Command::Names(a) => {
-            let loaded = input::load(&a.inputs.files, a.inputs.all)?;
-            let names: Vec<(String, bool)> = report::top(&loaded.profile, By::Count)
-                .into_iter()
-                .map(|r| {
-                    let named = r.named();
-                    (r.name, named)
-                })
-                .collect();
-            let mut names = names;
-            names.sort();
-            emit(&if a.json {
-                render::names_json(&names)
-            } else {
-                render::names_text(&names)
-            })?;
-            let missing: Vec<&str> = a
-                .expect
-                .iter()
-                .map(|e| e.trim())
-                .filter(|e| !e.is_empty() && !names.iter().any(|(n, _)| report::matches_lock(n, e)))
-                .collect();
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(Failure::check(format!(
-                    "expected lock names missing: {}",
-                    missing.join(", ")
-                )))
-            }
-        }
-        Command::Flamegraph(a) => {
-            let loaded = input::load(&a.inputs.files, a.inputs.all)?;
-            let by = match a.by {
-                args::TimeBy::Wait => By::Wait,
-                args::TimeBy::Hold => By::Hold,
-            };
-            let lines = report::folded(&loaded.profile, by, a.full);
-            if lines.is_empty() {
-                return Err(Failure::input(
-                    None,
-                    format!(
-                        "nothing to draw: no lock has {} in {}",
-                        by_word(by),
-                        loaded.describe()
-                    ),
-                ));
-            }
-            let title = a
-                .title
-                .unwrap_or_else(|| format!("Lock {} time ({})", by_word(by), loaded.describe()));
-            flamegraph(&lines, &title, &a.output)
-        }
-        Command::Diff(a) => {
-            let before = input::load(std::slice::from_ref(&a.before), a.all)?;
-            let after = input::load(std::slice::from_ref(&a.after), a.all)?;
-            let rows = report::diff(&before.profile, &after.profile);
-            emit(&if a.json {
-                render::diff_json(&rows)
-            } else {
-                render::diff_table(&rows)
-            })?;
-            let Some(limit) = a.fail_over else { return Ok(()) };
-            let over: Vec<String> = rows
-                .iter()
-                .filter(|r| r.wait_after >= a.min_wait && r.wait_grew_over(limit))
-                .map(|r| match r.wait_pct() {
-                    Some(p) => format!("{} {p:+.1}%", r.name),
-                    None => format!("{} (new wait)", r.name),
-                })
-                .collect();
-            if over.is_empty() {
-                Ok(())
-            } else {
-                Err(Failure::check(format!(
-                    "lock wait grew more than {limit}%: {}",
-                    over.join(", ")
-                )))
-            }
-        }
+        Command::Top(a) => top(a),
+        Command::Stacks(a) => stacks(a),
+        Command::Names(a) => names(a),
+        Command::Flamegraph(a) => flamegraph(a),
+        Command::Diff(a) => diff(a),
+    }
+}
+
+fn top(a: args::TopArgs) -> Result<(), Failure> {
+    let loaded = input::load(&a.inputs.files, a.inputs.all)?;
+    let mut rows = report::top(&loaded.profile, a.by);
+    if let Some(n) = a.limit {
+        rows.truncate(n);
+    }
+    if a.json {
+        emit(&render::top_json(&rows))
+    } else if a.csv {
+        emit(&render::top_csv(&rows))
+    } else if rows.is_empty() {
+        emit(&format!("no lock samples in {}\n", loaded.describe()))
+    } else {
+        emit(&render::top_table(&rows))
+    }
+}
+
+fn stacks(a: args::StacksArgs) -> Result<(), Failure> {
+    let loaded = input::load(&a.inputs.files, a.inputs.all)?;
+    let locks = report::stacks(&loaded.profile, a.by, a.lock.as_deref(), a.full);
+    if locks.is_empty() {
+        let what = match &a.lock {
+            Some(l) => format!("lock {l:?} has no {} in {}", by_word(a.by), loaded.describe()),
+            None => format!("no lock has {} in {}", by_word(a.by), loaded.describe()),
+        };
+        return emit(&format!("{what}\n"));
+    }
+    emit(&render::stacks_text(&locks, by_word(a.by), a.limit, a.depth))
+}
+
+fn names(a: args::NamesArgs) -> Result<(), Failure> {
+    let loaded = input::load(&a.inputs.files, a.inputs.all)?;
+    let mut names: Vec<(String, bool)> = report::top(&loaded.profile, By::Count)
+        .into_iter()
+        .map(|r| {
+            let named = r.named();
+            (r.name, named)
+        })
+        .collect();
+    names.sort();
+    emit(&if a.json {
+        render::names_json(&names)
+    } else {
+        render::names_text(&names)
+    })?;
+    let missing: Vec<&str> = a
+        .expect
+        .iter()
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty() && !names.iter().any(|(n, _)| report::matches_lock(n, e)))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::check(format!(
+            "expected lock names missing: {}",
+            missing.join(", ")
+        )))
+    }
+}
+
+fn flamegraph(a: args::FlamegraphArgs) -> Result<(), Failure> {
+    let loaded = input::load(&a.inputs.files, a.inputs.all)?;
+    let by = match a.by {
+        args::TimeBy::Wait => By::Wait,
+        args::TimeBy::Hold => By::Hold,
+    };
+    let lines = report::folded(&loaded.profile, by, a.full);
+    if lines.is_empty() {
+        return Err(Failure::input(
+            None,
+            format!(
+                "nothing to draw: no lock has {} in {}",
+                by_word(by),
+                loaded.describe()
+            ),
+        ));
+    }
+    let title = a
+        .title
+        .unwrap_or_else(|| format!("Lock {} time ({})", by_word(by), loaded.describe()));
+    write_flamegraph(&lines, &title, &a.output)
+}
+
+fn diff(a: args::DiffArgs) -> Result<(), Failure> {
+    let before = input::load(std::slice::from_ref(&a.before), a.all)?;
+    let after = input::load(std::slice::from_ref(&a.after), a.all)?;
+    let rows = report::diff(&before.profile, &after.profile);
+    emit(&if a.json {
+        render::diff_json(&rows)
+    } else {
+        render::diff_table(&rows)
+    })?;
+    let Some(limit) = a.fail_over else { return Ok(()) };
+    let over: Vec<String> = rows
+        .iter()
+        .filter(|r| r.wait_after >= a.min_wait && r.wait_grew_over(limit))
+        .map(|r| match r.wait_pct() {
+            Some(p) => format!("{} {p:+.1}%", r.name),
+            None => format!("{} (new wait)", r.name),
+        })
+        .collect();
+    if over.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::check(format!(
+            "lock wait grew more than {limit}%: {}",
+            over.join(", ")
+        )))
     }
 }
 
@@ -186,7 +195,7 @@ fn by_word(by: By) -> &'static str {
     }
 }
 
-fn flamegraph(lines: &[String], title: &str, output: &PathBuf) -> Result<(), Failure> {
+fn write_flamegraph(lines: &[String], title: &str, output: &Path) -> Result<(), Failure> {
     use inferno::flamegraph::{self, Direction, Options};
     let mut options = Options::default();
     options.title = title.to_owned();
