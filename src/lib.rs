@@ -33,6 +33,8 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "tokio")]
+mod async_locks;
 mod config;
 mod export;
 #[cfg(feature = "fault-injection")]
@@ -56,6 +58,12 @@ pub use sync::named::Nameable;
 pub use sync::{
     ProfiledCondvar, ProfiledMutex, ProfiledMutexGuard, ProfiledReentrantMutex, ProfiledReentrantMutexGuard,
     ProfiledRwLock, ProfiledRwLockReadGuard, ProfiledRwLockWriteGuard, WaitTimeoutResult,
+};
+
+#[cfg(feature = "tokio")]
+pub use async_locks::{
+    with_task_name, AsyncTryLockError, NamedTask, OwnedProfiledAsyncMutexGuard, ProfiledAsyncMutex,
+    ProfiledAsyncMutexGuard,
 };
 
 #[doc(hidden)]

@@ -206,6 +206,14 @@ pub(crate) fn build(
             label.push(num_label(&mut b, labels::THREAD_NATIVE_ID, t.native_id));
             label.push(str_label(&mut b, labels::THREAD_NAME, &t.name));
         }
+        if let Some(task) = &s.task {
+            if let Some(id) = task.id {
+                label.push(num_label(&mut b, labels::TASK_ID, id));
+            }
+            if let Some(name) = &task.name {
+                label.push(str_label(&mut b, labels::TASK_NAME, name));
+            }
+        }
         out.push(proto::Sample {
             location_id,
             value,

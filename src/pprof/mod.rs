@@ -24,4 +24,6 @@ pub(crate) mod labels {
     pub(crate) const THREAD_ID: &str = "thread id";
     pub(crate) const THREAD_NATIVE_ID: &str = "thread native id";
     pub(crate) const THREAD_NAME: &str = "thread name";
+    pub(crate) const TASK_ID: &str = "task id";
+    pub(crate) const TASK_NAME: &str = "task name";
 }

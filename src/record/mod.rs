@@ -12,6 +12,7 @@ pub(crate) mod report;
 pub(crate) mod sampler;
 pub(crate) mod stack;
 pub(crate) mod stats;
+pub(crate) mod task;
 pub(crate) mod thread;
 
 use std::num::NonZeroU64;
@@ -225,7 +226,7 @@ fn acquire_sampled(
     let Some(stack) = stack else {
         return Some(Ticket::NONE);
     };
-    let sent = guarded(|| recorder::send(EventKind::Acquire, site.key(), mode, waited, stack));
+    let sent = guarded(|| recorder::send(EventKind::Acquire, site.key(), mode, waited, stack, None));
     // A release is recorded only if its acquire was.
     Some(match sent {
         Some(true) => Ticket(NonZeroU64::new(acquired_at)),
@@ -239,7 +240,7 @@ fn release_sampled(site: &LockSite, mode: Mode, acquired_at: u64, released_at: u
     let held = clock::between(acquired_at, released_at);
     guarded(|| {
         let stack = stack::capture(recorder::max_frames());
-        recorder::send(EventKind::Release, site.key(), mode, held, stack)
+        recorder::send(EventKind::Release, site.key(), mode, held, stack, None)
     });
 }
 
@@ -282,5 +283,7 @@ pub(crate) struct Event {
     pub(crate) mode: Mode,
     pub(crate) value_ns: u64,
     pub(crate) thread: std::sync::Arc<thread::ThreadMeta>,
+    /// The async task, for acquisitions by async locks.
+    pub(crate) task: Option<task::TaskLabels>,
     pub(crate) stack: stack::Stack,
 }

@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 
 use super::stack::Stack;
+use super::task::TaskLabels;
 use super::thread::ThreadMeta;
 use super::{sampler, Event, EventKind, Mode};
 use crate::site::SiteKey;
@@ -52,7 +53,14 @@ pub(crate) fn close() {
 
 /// Hands one event to the recorder without blocking. Returns whether it was
 /// queued; a full queue drops it and counts the drop.
-pub(crate) fn send(kind: EventKind, site: SiteKey, mode: Mode, value_ns: u64, stack: Stack) -> bool {
+pub(crate) fn send(
+    kind: EventKind,
+    site: SiteKey,
+    mode: Mode,
+    value_ns: u64,
+    stack: Stack,
+    task: Option<TaskLabels>,
+) -> bool {
     let Some(session) = sampler::session() else {
         return false;
     };
@@ -81,6 +89,7 @@ pub(crate) fn send(kind: EventKind, site: SiteKey, mode: Mode, value_ns: u64, st
                 mode,
                 value_ns,
                 thread: Arc::clone(&c.meta),
+                task,
                 stack,
             };
             match tx.try_send(event) {
@@ -102,6 +111,7 @@ pub(crate) struct SampleKey {
     pub(crate) site: SiteKey,
     pub(crate) mode: Mode,
     pub(crate) thread: Arc<ThreadMeta>,
+    pub(crate) task: Option<TaskLabels>,
     pub(crate) stack: Stack,
 }
 
@@ -128,6 +138,7 @@ impl Recorder {
             site: event.site,
             mode: event.mode,
             thread: event.thread,
+            task: event.task,
             stack: event.stack,
         };
         let agg = self.samples.entry(key).or_default();

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use super::recorder::{Aggregate, SampleKey};
 use super::stack::Stack;
 use super::stats::Totals;
+use super::task::TaskLabels;
 use super::thread::ThreadMeta;
 use super::{EventKind, Mode};
 use crate::site::SiteKey;
@@ -39,6 +40,8 @@ pub(crate) struct WeightedSample {
     pub(crate) mode: Mode,
     /// `None` for the `<unsampled>` remainder.
     pub(crate) thread: Option<Arc<ThreadMeta>>,
+    /// The async task, for acquisitions by async locks.
+    pub(crate) task: Option<TaskLabels>,
     pub(crate) stack: Option<Stack>,
     pub(crate) count: u64,
     pub(crate) total_ns: u64,
@@ -82,6 +85,7 @@ pub(crate) fn weigh(
                 .cmp(&a.1.events)
                 .then(a.0.thread.id.cmp(&b.0.thread.id))
                 .then(a.0.stack.ips.cmp(&b.0.stack.ips))
+                .then(a.0.task.cmp(&b.0.task))
         });
         let exact = totals.get(&(site, mode)).copied();
         let sampled_events: u64 = members.iter().map(|(_, a)| a.events).sum();
@@ -110,6 +114,7 @@ pub(crate) fn weigh(
                     site,
                     mode,
                     thread: None,
+                    task: None,
                     stack: None,
                     count: residual_count,
                     total_ns,
@@ -132,6 +137,7 @@ pub(crate) fn weigh(
                 site,
                 mode,
                 thread: Some(key.thread),
+                task: key.task,
                 stack: Some(key.stack),
                 count,
                 total_ns,
@@ -216,6 +222,7 @@ mod tests {
                 native_id: thread,
                 name: String::new(),
             }),
+            task: None,
             stack: Stack {
                 ips: vec![ip].into_boxed_slice(),
                 omitted: 0,

@@ -65,6 +65,19 @@ impl StatsSlot {
         c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
     }
 
+    /// Counts one acquisition in `mode` of a lock that several holders can
+    /// hold at once (a semaphore): an atomic add, so the count stays exact.
+    #[cfg(feature = "tokio")]
+    #[inline]
+    pub(crate) fn count_shared(&self, site: &LockSite, mode: Mode) {
+        if !mode.counted() {
+            return;
+        }
+        self.get(site, mode).modes[mode.index()]
+            .acquired
+            .fetch_add(1, Relaxed);
+    }
+
     /// Counts one contended acquisition that waited `wait_ns`. Call with the
     /// lock held in `mode`.
     #[cold]
