@@ -62,8 +62,10 @@ pub use sync::{
 
 #[cfg(feature = "tokio")]
 pub use async_locks::{
-    with_task_name, AsyncTryLockError, NamedTask, OwnedProfiledAsyncMutexGuard, ProfiledAsyncMutex,
-    ProfiledAsyncMutexGuard,
+    with_task_name, AsyncTryLockError, NamedTask, OwnedProfiledAsyncMutexGuard,
+    OwnedProfiledAsyncRwLockReadGuard, OwnedProfiledAsyncRwLockWriteGuard, OwnedProfiledSemaphorePermit,
+    ProfiledAsyncMutex, ProfiledAsyncMutexGuard, ProfiledAsyncRwLock, ProfiledAsyncRwLockReadGuard,
+    ProfiledAsyncRwLockWriteGuard, ProfiledSemaphore, ProfiledSemaphorePermit,
 };
 
 #[doc(hidden)]

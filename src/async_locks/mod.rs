@@ -11,16 +11,16 @@ use std::sync::Arc;
 
 mod mutex;
 mod named_task;
-// mod rwlock;
-// mod semaphore;
+mod rwlock;
+mod semaphore;
 
 pub use mutex::{OwnedProfiledAsyncMutexGuard, ProfiledAsyncMutex, ProfiledAsyncMutexGuard};
 pub use named_task::{with_task_name, NamedTask};
-/*pub use rwlock::{
+pub use rwlock::{
     OwnedProfiledAsyncRwLockReadGuard, OwnedProfiledAsyncRwLockWriteGuard, ProfiledAsyncRwLock,
     ProfiledAsyncRwLockReadGuard, ProfiledAsyncRwLockWriteGuard,
 };
-pub use semaphore::{OwnedProfiledSemaphorePermit, ProfiledSemaphore, ProfiledSemaphorePermit};*/
+pub use semaphore::{OwnedProfiledSemaphorePermit, ProfiledSemaphore, ProfiledSemaphorePermit};
 
 /// The error of a `try_lock`, `try_read` or `try_write` on an async lock that
 /// is held: tokio's `TryLockError` cannot be built outside tokio, so the

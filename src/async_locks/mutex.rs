@@ -125,7 +125,14 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
     /// Attempts to lock without waiting. A failed attempt is not recorded.
     #[inline]
     pub fn try_lock(&self) -> Result<ProfiledAsyncMutexGuard<'_, T>, AsyncTryLockError> {
-        match task::try_acquire(&self.sem, 1, &self.site, &self.stats, Mode::Exclusive, task::Holders::One) {
+        match task::try_acquire(
+            &self.sem,
+            1,
+            &self.site,
+            &self.stats,
+            Mode::Exclusive,
+            task::Holders::One,
+        ) {
             Ok(ticket) => Ok(ProfiledAsyncMutexGuard {
                 lock: self,
                 ticket,
@@ -149,7 +156,14 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
     /// attempt is not recorded.
     #[inline]
     pub fn try_lock_owned(self: Arc<Self>) -> Result<OwnedProfiledAsyncMutexGuard<T>, AsyncTryLockError> {
-        match task::try_acquire(&self.sem, 1, &self.site, &self.stats, Mode::Exclusive, task::Holders::One) {
+        match task::try_acquire(
+            &self.sem,
+            1,
+            &self.site,
+            &self.stats,
+            Mode::Exclusive,
+            task::Holders::One,
+        ) {
             Ok(ticket) => Ok(OwnedProfiledAsyncMutexGuard {
                 lock: self,
                 ticket,
@@ -245,7 +259,9 @@ impl<T: ?Sized> Drop for ProfiledAsyncMutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        task::release(self.ticket, &lock.site, Mode::Exclusive, || lock.sem.add_permits(1));
+        task::release(self.ticket, &lock.site, Mode::Exclusive, || {
+            lock.sem.add_permits(1)
+        });
     }
 }
 
@@ -270,7 +286,9 @@ impl<T: ?Sized> Drop for OwnedProfiledAsyncMutexGuard<T> {
     #[inline]
     fn drop(&mut self) {
         let lock = &*self.lock;
-        task::release(self.ticket, &lock.site, Mode::Exclusive, || lock.sem.add_permits(1));
+        task::release(self.ticket, &lock.site, Mode::Exclusive, || {
+            lock.sem.add_permits(1)
+        });
     }
 }
 

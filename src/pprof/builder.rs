@@ -172,7 +172,9 @@ pub(crate) fn build(
         let mut location_id = Vec::new();
         match &s.stack {
             Some(stack) => {
-                let (frames, cut) = symbolizer.user_stack(&stack.ips, stack.omitted, info.max_frames);
+                let in_task = s.task.as_ref().is_some_and(|t| t.id.is_some());
+                let (frames, cut, executor) =
+                    symbolizer.user_stack(&stack.ips, stack.omitted, info.max_frames, in_task);
                 for (ip, f) in &frames {
                     // A trimmed leaf address keeps fewer inlined frames.
                     let id = b.location(LocationKey::Address(*ip, f.len()), *ip as u64, f);
@@ -181,6 +183,9 @@ pub(crate) fn build(
                 if cut > 0 {
                     let plural = if cut == 1 { "" } else { "s" };
                     location_id.push(b.synthetic(format!("<{cut} frame{plural} omitted>")).0.get());
+                }
+                if executor {
+                    location_id.push(b.synthetic("<tokio runtime>".to_owned()).0.get());
                 }
             }
             None => location_id.push(b.synthetic("<unsampled>".to_owned()).0.get()),

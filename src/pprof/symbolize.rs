@@ -84,12 +84,20 @@ impl Symbolizer {
     /// frames at the leaf, then keeps at most `max_frames`. Returns the frames
     /// (leaf first, one entry per address, with the address) and how many
     /// were cut.
+    ///
+    /// With `in_task` (an event inside a tokio task), the frames from the
+    /// first of tokio's scheduler (which polls the task's future) to the root
+    /// are dropped before the limit applies, and the last value is true: the
+    /// caller shows them as one `<tokio runtime>` frame, so the task's own
+    /// async fns are the whole stack rather than the tip of 40 executor
+    /// frames.
     pub(crate) fn user_stack(
         &mut self,
         ips: &[usize],
         omitted: u32,
         max_frames: usize,
-    ) -> (Vec<(usize, Vec<Frame>)>, u64) {
+        in_task: bool,
+    ) -> (Vec<(usize, Vec<Frame>)>, u64, bool) {
         let mut out: Vec<(usize, Vec<Frame>)> = Vec::with_capacity(ips.len());
         let mut at_leaf = true;
         for &ip in ips {
@@ -111,13 +119,42 @@ impl Symbolizer {
                 out.push((ip, resolved.frames.clone()));
             }
         }
+        if in_task {
+            let executor = out
+                .iter()
+                .position(|(_, frames)| frames.iter().any(|f| is_executor(&f.function)));
+            if let Some(at) = executor {
+                // Calls inlined into the scheduler's frame (innermost first)
+                // that are not the scheduler's are the task's: keep them.
+                let (ip, frames) = &out[at];
+                let kept: Vec<Frame> = frames
+                    .iter()
+                    .take_while(|f| !is_executor(&f.function))
+                    .cloned()
+                    .collect();
+                let ip = *ip;
+                out.truncate(at);
+                if !kept.is_empty() {
+                    out.push((ip, kept));
+                }
+                let cut = out.len().saturating_sub(max_frames) as u64;
+                out.truncate(max_frames);
+                return (out, cut, true);
+            }
+        }
         let mut cut = omitted as u64;
         if out.len() > max_frames {
             cut += (out.len() - max_frames) as u64;
             out.truncate(max_frames);
         }
-        (out, cut)
+        (out, cut, false)
     }
+}
+
+/// Frames of tokio's scheduler: in a task, these and everything below them
+/// (worker loop, thread start) are the executor.
+fn is_executor(function: &str) -> bool {
+    function.starts_with("tokio::runtime::") || function.starts_with("<tokio::runtime::")
 }
 
 /// Frames of the profiler itself, and the unwinding, panic-catching or drop

@@ -9,6 +9,7 @@
 //! hold is measured across `.await`s and across threads. A future dropped
 //! before it acquired never reaches the recording code.
 
+#[cfg(feature = "tokio")]
 use std::cell::Cell;
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ pub(crate) struct TaskLabels {
     pub(crate) name: Option<Arc<str>>,
 }
 
+#[cfg(feature = "tokio")]
 impl TaskLabels {
     /// The labels of the task being polled on this thread; `None` outside
     /// any task. Cold path only: may format a number.
@@ -34,12 +36,14 @@ impl TaskLabels {
     }
 }
 
+#[cfg(feature = "tokio")]
 thread_local! {
     /// The name of the task being polled on this thread: set by
     /// [`with_current_name`] for the duration of one poll, null otherwise.
     static CURRENT_NAME: Cell<*const Arc<str>> = const { Cell::new(std::ptr::null()) };
 }
 
+#[cfg(feature = "tokio")]
 /// Runs `f` (one poll of a named task) with `name` as this thread's current
 /// task name, restoring the previous one afterwards, also on unwind.
 pub(crate) fn with_current_name<R>(name: &Arc<str>, f: impl FnOnce() -> R) -> R {
@@ -56,6 +60,7 @@ pub(crate) fn with_current_name<R>(name: &Arc<str>, f: impl FnOnce() -> R) -> R 
     f()
 }
 
+#[cfg(feature = "tokio")]
 fn current_name() -> Option<Arc<str>> {
     CURRENT_NAME
         .try_with(|c| {
@@ -97,11 +102,6 @@ fn task_id() -> Option<u64> {
     };
     write!(buf, "{id}").ok()?;
     std::str::from_utf8(buf.bytes.get(..buf.len)?).ok()?.parse().ok()
-}
-
-#[cfg(not(feature = "tokio"))]
-fn task_id() -> Option<u64> {
-    None
 }
 
 #[cfg(feature = "tokio")]
