@@ -70,10 +70,8 @@ impl<T: ?Sized> Deref for ProfiledAsyncRwLockReadGuard<'_, T> {
 impl<T: ?Sized> Drop for ProfiledAsyncRwLockReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        let lock = &*self.lock;
-        task::release(self.ticket, &lock.site, Mode::Read, || {
-            lock.sem.add_permits(1 as usize)
-        });
+        let lock = self.lock;
+        task::release(self.ticket, &lock.site, Mode::Read, || lock.sem.add_permits(1));
     }
 }
 
@@ -116,9 +114,7 @@ impl<T: ?Sized> Drop for OwnedProfiledAsyncRwLockReadGuard<T> {
     #[inline]
     fn drop(&mut self) {
         let lock = &*self.lock;
-        task::release(self.ticket, &lock.site, Mode::Read, || {
-            lock.sem.add_permits(1 as usize)
-        });
+        task::release(self.ticket, &lock.site, Mode::Read, || lock.sem.add_permits(1));
     }
 }
 
@@ -168,7 +164,7 @@ impl<T: ?Sized> DerefMut for ProfiledAsyncRwLockWriteGuard<'_, T> {
 impl<T: ?Sized> Drop for ProfiledAsyncRwLockWriteGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        let lock = &*self.lock;
+        let lock = self.lock;
         task::release(self.ticket, &lock.site, Mode::Write, || {
             lock.sem.add_permits(MAX_READS as usize)
         });

@@ -137,6 +137,14 @@ impl Symbolizer {
                 if !kept.is_empty() {
                     out.push((ip, kept));
                 }
+                // Our own frames right above the scheduler are the task-name
+                // wrapper (`with_task_name`), already shown as a label.
+                while out
+                    .last()
+                    .is_some_and(|(_, frames)| frames.iter().all(|f| is_internal(&f.function)))
+                {
+                    out.pop();
+                }
                 let cut = out.len().saturating_sub(max_frames) as u64;
                 out.truncate(max_frames);
                 return (out, cut, true);
@@ -194,5 +202,18 @@ mod tests {
         ));
         assert!(!is_internal("lockprof_demo::work"));
         assert!(!is_internal("server::handle_request"));
+    }
+
+    #[test]
+    fn tokio_scheduler_frames_are_the_executor_and_task_futures_are_not() {
+        assert!(is_executor("tokio::runtime::task::core::Core<T,S>::poll"));
+        assert!(is_executor(
+            "<tokio::runtime::blocking::task::BlockingTask<T> as core::future::future::Future>::poll"
+        ));
+        assert!(!is_executor(
+            "<tokio::time::timeout::Timeout<T> as core::future::future::Future>::poll"
+        ));
+        assert!(!is_executor("tokio::task::task_local::LocalKey<T>::scope_inner"));
+        assert!(!is_executor("server::handle_request::{{closure}}"));
     }
 }
