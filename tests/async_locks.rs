@@ -291,9 +291,12 @@ fn hold_across_await_is_measured_and_wait_starts_at_the_first_poll() {
     let h = Arc::clone(&held);
     let samples = profile(move || {
         multi_thread().block_on(async move {
-            // Created long before it is polled: no wait is recorded.
+            // Created while the lock is held, first polled once it is free:
+            // no wait is recorded.
+            let first = h.lock().await;
             let early = h.lock();
             tokio::time::sleep(Duration::from_millis(30)).await;
+            drop(first);
             drop(early.await);
 
             let guard = h.lock().await;
@@ -317,7 +320,7 @@ fn hold_across_await_is_measured_and_wait_starts_at_the_first_poll() {
         .filter(|s| s.release > 0)
         .map(|s| s.release_hold_ns)
         .collect();
-    assert_eq!(total(&samples, |s| s.release), 3);
+    assert_eq!(total(&samples, |s| s.release), 4);
     let longest = *holds.iter().max().unwrap();
     assert!(
         (100_000_000..2_000_000_000).contains(&longest),
@@ -328,6 +331,15 @@ fn hold_across_await_is_measured_and_wait_starts_at_the_first_poll() {
         (100_000_000..2_000_000_000).contains(&waited),
         "waited {waited} ns for a lock held 100 ms"
     );
+    // The three acquisitions of the block_on future (no task id) did not
+    // wait, though `early` was created 30 ms before the lock was free.
+    let outside: Vec<_> = samples
+        .iter()
+        .copied()
+        .filter(|s| s.acquire > 0 && s.label_num("task id").is_none())
+        .collect();
+    assert_eq!(total(&outside, |s| s.acquire), 3);
+    assert_eq!(total(&outside, |s| s.acquire_wait_ns), 0);
     let named: Vec<_> = samples
         .iter()
         .copied()
