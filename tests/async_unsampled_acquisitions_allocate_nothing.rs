@@ -4,6 +4,8 @@
 //! global allocator.)
 #![cfg(feature = "tokio")]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
@@ -59,31 +61,29 @@ fn unsampled_async_acquisitions_allocate_nothing() {
     let rw = ProfiledAsyncRwLock::new(0u64);
     let sem = ProfiledSemaphore::new(1);
 
-    let dir = tempfile::tempdir().unwrap();
-    let profiler = lockprof::Profiler::builder()
-        // Running, counting exact totals, sampling none: every acquisition
-        // takes the unsampled path.
-        .capture_pct(0.0)
-        .output_pprof(dir.path().join("p"))
-        .start()
-        .unwrap();
-    let mut round = |n: u64| {
-        for _ in 0..n {
-            *ready(mutex.lock(), &mut cx) += 1;
-            *ready(rw.write(), &mut cx) += 1;
-            let _ = *ready(rw.read(), &mut cx);
-            drop(ready(sem.acquire(), &mut cx).unwrap());
-            drop(mutex.try_lock().unwrap());
-        }
-    };
-    // Warm-up: each lock's totals block is allocated on its first counted
-    // acquisition.
-    round(10);
-    COUNTING.with(|c| c.set(true));
-    round(10_000);
-    COUNTING.with(|c| c.set(false));
-    profiler.stop();
+    // Running and counting exact totals, but with a sampling probability
+    // of 1e-9: every acquisition takes the unsampled path.
+    let profile = common::profile(1e-7, || {
+        let mut round = |n: u64| {
+            for _ in 0..n {
+                *ready(mutex.lock(), &mut cx) += 1;
+                *ready(rw.write(), &mut cx) += 1;
+                let _ = *ready(rw.read(), &mut cx);
+                drop(ready(sem.acquire(), &mut cx).unwrap());
+                drop(mutex.try_lock().unwrap());
+            }
+        };
+        // Warm-up: each lock's totals block is allocated on its first
+        // counted acquisition.
+        round(10);
+        COUNTING.with(|c| c.set(true));
+        round(10_000);
+        COUNTING.with(|c| c.set(false));
+    });
     let allocations = ALLOCATIONS.with(|a| a.get());
     assert_eq!(allocations, 0, "allocations in 50,000 unsampled acquisitions");
     assert_eq!(*mutex.try_lock().unwrap(), 10_010);
+    // The session was running: the exact totals saw every acquisition.
+    assert_eq!(common::totals(&profile, &mutex.site().label()).0, 20_020);
+    assert_eq!(common::totals(&profile, &sem.site().label()).0, 10_010);
 }
