@@ -23,6 +23,15 @@
 //! command (feature `cli`: `lockprof top FILE`), with
 //! `go tool pprof -raw FILE`, or in code with [`read::LockProfile`].
 //!
+//! ## Async locks
+//!
+//! With the `tokio` feature, `ProfiledAsyncMutex`, `ProfiledAsyncRwLock`
+//! and `ProfiledSemaphore` replace tokio's `Mutex`, `RwLock` and
+//! `Semaphore` with the same API. Their samples also carry `task id` (tokio's
+//! task id) and `task name` (given with `with_task_name`); the wait is
+//! measured from the first poll of `lock()`, the hold across `.await`s and
+//! threads until the guard drops.
+//!
 //! ## Cost
 //!
 //! An acquisition that is not sampled reads no clock, captures no stack,

@@ -323,3 +323,39 @@ mod semaphore {
         });
     }
 }
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_names_nest_and_are_restored() {
+        assert_eq!(current_name(), None);
+        let outer: Arc<str> = Arc::from("outer");
+        let inner: Arc<str> = Arc::from("inner");
+        with_current_name(&outer, || {
+            assert_eq!(current_name().as_deref(), Some("outer"));
+            with_current_name(&inner, || {
+                assert_eq!(current_name().as_deref(), Some("inner"));
+            });
+            assert_eq!(current_name().as_deref(), Some("outer"));
+            let unwound = std::panic::catch_unwind(|| with_current_name(&inner, || panic!("in a poll")));
+            assert!(unwound.is_err());
+            assert_eq!(current_name().as_deref(), Some("outer"));
+        });
+        assert_eq!(current_name(), None);
+        assert_eq!(TaskLabels::current(), None);
+    }
+
+    #[test]
+    fn the_task_id_is_tokios_number() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (ours, theirs) = rt.block_on(async {
+            tokio::spawn(async { (task_id(), tokio::task::id().to_string()) })
+                .await
+                .unwrap()
+        });
+        assert_eq!(ours.map(|id| id.to_string()), Some(theirs));
+        assert_eq!(task_id(), None);
+    }
+}
