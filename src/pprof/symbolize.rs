@@ -107,7 +107,7 @@ impl Symbolizer {
                 let kept: Vec<Frame> = resolved
                     .frames
                     .iter()
-                    .skip_while(|f| is_internal(&f.function))
+                    .skip_while(|f| is_internal(f))
                     .cloned()
                     .collect();
                 if kept.is_empty() {
@@ -141,7 +141,7 @@ impl Symbolizer {
                 // wrapper (`with_task_name`), already shown as a label.
                 while out
                     .last()
-                    .is_some_and(|(_, frames)| frames.iter().all(|f| is_internal(&f.function)))
+                    .is_some_and(|(_, frames)| frames.iter().all(is_internal))
                 {
                     out.pop();
                 }
@@ -168,7 +168,25 @@ fn is_executor(function: &str) -> bool {
 /// Frames of the profiler itself, and the unwinding, panic-catching or drop
 /// glue around them, which are removed from the leaf of every stack (only
 /// there: the first frame that is not one of these ends the trimming).
-pub(crate) fn is_internal(function: &str) -> bool {
+///
+/// Recognised by name and, because optimized builds with
+/// `debug = "line-tables-only"` give inlined frames their short names only
+/// (`capture`, `drop_in_place<…>`), by source file too.
+pub(crate) fn is_internal(frame: &Frame) -> bool {
+    is_internal_name(&frame.function) || is_internal_file(&frame.file, &frame.function)
+}
+
+/// This crate's own sources, as debug info records their paths.
+const OWN_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+
+fn is_internal_file(file: &str, function: &str) -> bool {
+    file.starts_with(OWN_SOURCES)
+        || (file.ends_with("core/src/ptr/mod.rs") && function.starts_with("drop_in_place"))
+        || (file.ends_with("core/src/mem/mod.rs") && function == "drop")
+        || (file.contains("/backtrace-") && file.contains("/src/"))
+}
+
+fn is_internal_name(function: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "lockprof::",
         "<lockprof::",
@@ -193,15 +211,31 @@ mod tests {
 
     #[test]
     fn the_profilers_frames_are_internal_and_users_are_not() {
-        assert!(is_internal("lockprof::record::acquire_sampled"));
-        assert!(is_internal(
+        assert!(is_internal_name("lockprof::record::acquire_sampled"));
+        assert!(is_internal_name(
             "<lockprof::sync::mutex::ProfiledMutexGuard<T> as core::ops::drop::Drop>::drop"
         ));
-        assert!(is_internal(
+        assert!(is_internal_name(
             "core::ptr::drop_in_place<lockprof::sync::mutex::ProfiledMutexGuard<u32>>"
         ));
-        assert!(!is_internal("lockprof_demo::work"));
-        assert!(!is_internal("server::handle_request"));
+        assert!(!is_internal_name("lockprof_demo::work"));
+        assert!(!is_internal_name("server::handle_request"));
+    }
+
+    #[test]
+    fn short_names_of_inlined_frames_are_recognised_by_file() {
+        let frame = |function: &str, file: &str| Frame {
+            function: function.into(),
+            file: file.into(),
+            line: 1,
+        };
+        let own = format!("{OWN_SOURCES}record/stack.rs");
+        assert!(is_internal(&frame("capture", &own)));
+        assert!(is_internal(&frame(
+            "drop_in_place<lockprof::sync::mutex::ProfiledMutexGuard<u32>>",
+            "/rustc/abc/library/core/src/ptr/mod.rs"
+        )));
+        assert!(!is_internal(&frame("handle", "/home/me/app/src/record/stack.rs")));
     }
 
     #[test]
