@@ -93,7 +93,7 @@ impl TestAgent {
         let (status, body) = http_get(self.addr, "/test/session/requests").unwrap();
         assert_eq!(status, 200);
         let all: Vec<Value> = serde_json::from_slice(&body).unwrap();
-        let mut profiles: Vec<Value> = all
+        let profiles: Vec<Value> = all
             .into_iter()
             .filter(|r| {
                 r["url"]
@@ -101,7 +101,6 @@ impl TestAgent {
                     .is_some_and(|u| u.ends_with("/profiling/v1/input"))
             })
             .collect();
-        profiles.reverse();
         profiles
     }
 }
