@@ -22,10 +22,10 @@ use serde_json::Value;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn agent_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("LOCKPROF_TEST_AGENT") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/ddapm-test-agent");
+    let p = match std::env::var_os("LOCKPROF_TEST_AGENT") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/ddapm-test-agent"),
+    };
     assert!(
         p.exists(),
         "Datadog's test agent is not installed at {}.\n\

@@ -69,7 +69,7 @@ impl FixedTags {
     }
 }
 
-/// The `event.json` of one upload.
+/// The `event.json` of one upload, its keys in ddtrace's order.
 pub(crate) fn event_json(
     profile: &EncodedProfile,
     tags: &FixedTags,
@@ -77,29 +77,40 @@ pub(crate) fn event_json(
     uploads: &UploadStats,
 ) -> Vec<u8> {
     let s = profile.stats;
-    let event = json!({
-        "attachments": [PROFILE_PART],
-        "tags_profiler": tags.render(profile.seq),
-        "start": rfc3339(profile.start),
-        "end": rfc3339(profile.end),
-        "family": "rust",
-        "version": "4",
-        "endpoint_counts": null,
-        "internal": {
-            "events_recorded": s.events_recorded,
-            "events_dropped": s.events_dropped,
-            "sample_count": s.samples,
-            "internal_panics": s.internal_panics,
-            "profiles_sent": uploads.sent,
-            "profiles_failed": uploads.failed,
-            "profiles_dropped": uploads.dropped,
-            "upload_retries": uploads.retries,
-            "lockprof_version": env!("CARGO_PKG_VERSION"),
-        },
-        "info": { "profiler": { "settings": settings } },
+    let internal = json!({
+        "events_recorded": s.events_recorded,
+        "events_dropped": s.events_dropped,
+        "sample_count": s.samples,
+        "internal_panics": s.internal_panics,
+        "profiles_sent": uploads.sent,
+        "profiles_failed": uploads.failed,
+        "profiles_dropped": uploads.dropped,
+        "upload_retries": uploads.retries,
+        "lockprof_version": env!("CARGO_PKG_VERSION"),
     });
-    // A `Value` always serializes.
-    serde_json::to_vec(&event).unwrap_or_default()
+    let fields: [(&str, Value); 9] = [
+        ("attachments", json!([PROFILE_PART])),
+        ("tags_profiler", Value::String(tags.render(profile.seq))),
+        ("start", Value::String(rfc3339(profile.start))),
+        ("end", Value::String(rfc3339(profile.end))),
+        ("family", json!("rust")),
+        ("version", json!("4")),
+        ("endpoint_counts", Value::Null),
+        ("internal", internal),
+        ("info", json!({ "profiler": { "settings": settings } })),
+    ];
+    let mut out = b"{".to_vec();
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, key);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut out, value);
+    }
+    out.push(b'}');
+    out
 }
 
 /// The version of the compiler that built this crate (`1.83.0`).
@@ -203,6 +214,44 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn event_keys_come_in_ddtraces_order_and_parse() {
+        let profile = EncodedProfile {
+            gzipped_pprof: Vec::new(),
+            start: UNIX_EPOCH,
+            end: UNIX_EPOCH + Duration::from_secs(1),
+            seq: 3,
+            stats: crate::export::ProfileStats::default(),
+        };
+        let tags = FixedTags::new("svc", Some("prod"), None, None, &["a:b".to_owned()]);
+        let bytes = event_json(&profile, &tags, &json!({"x": 1}), &UploadStats::default());
+        let text = String::from_utf8(bytes).unwrap();
+        let keys = [
+            "attachments",
+            "tags_profiler",
+            "start",
+            "end",
+            "family",
+            "version",
+            "endpoint_counts",
+            "internal",
+            "info",
+        ];
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["info"]["profiler"]["settings"]["x"], 1);
+        let tags = v["tags_profiler"].as_str().unwrap();
+        assert!(
+            tags.starts_with("service:svc,env:prod,language:rust,runtime:rust,"),
+            "{tags}"
+        );
+        assert!(tags.ends_with(",profile_seq:3,a:b"), "{tags}");
     }
 
     #[test]
