@@ -475,7 +475,7 @@ impl std::fmt::Debug for ProfilerHandle {
 
 impl ProfilerHandle {
     /// Ends the current period now and exports its profile; returns when the
-    /// exporter is done with it.
+    /// exporter has taken it (for uploads: queued, sent in the background).
     pub fn flush(&self) {
         let (tx, rx) = crossbeam_channel::bounded(1);
         if self.control.send(Control::Flush(tx)).is_ok() {

@@ -225,17 +225,21 @@ fn profiling_is_off_unless_enabled_and_lock_profiling_not_disabled() {
     assert!(off.is_none());
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("p");
-    let on = with_vars(
+    let output = with_vars(
         &[
             ("DD_PROFILING_ENABLED", "true"),
             ("DD_PROFILING_OUTPUT_PPROF", prefix.to_str().unwrap()),
             ("DD_PROFILING_CAPTURE_PCT", "nonsense"),
         ],
-        lockprof::start_from_env,
-    )
-    .expect("starts, with the default for the bad value");
-    assert!(on.output().contains("files"), "{}", on.output());
-    on.stop();
+        || {
+            // Stopped while the lock is held: one profiler at a time.
+            let on = lockprof::start_from_env().expect("starts, with the default for the bad value");
+            let output = on.output().to_owned();
+            on.stop();
+            output
+        },
+    );
+    assert!(output.starts_with("files "), "{output}");
 }
 
 /// Starts with `vars` and returns where profiles go; the agent is never

@@ -125,7 +125,8 @@ fn an_agent_that_never_answers_costs_at_most_the_timeout() {
     let t0 = Instant::now();
     let stats = profiler.stop();
     let took = t0.elapsed();
-    assert!(took < timeout + Duration::from_millis(1000), "stop took {took:?}");
+    // Building the last profile comes first; the upload then gets the timeout.
+    assert!(took < timeout + Duration::from_secs(2), "stop took {took:?}");
     let upload = stats.upload.unwrap();
     assert_eq!(upload.sent, 0, "{upload:?}");
     assert!(upload.dropped > 0, "a full queue drops the oldest: {upload:?}");

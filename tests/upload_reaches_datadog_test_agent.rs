@@ -219,6 +219,22 @@ fn check_upload(req: &Value, expect_tags: &[&str]) -> (u64, String, Vec<String>)
     (seq, runtime_id, profile.lock_names().into_iter().collect())
 }
 
+/// Runs the workload until two profiles have been sent (a 1 s interval;
+/// a loaded machine may take longer).
+fn run_until_two_uploads(profiler: &lockprof::ProfilerHandle) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while profiler.stats().upload.expect("uploading").sent < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no two uploads in 60 s: {:?}",
+            profiler.stats()
+        );
+        workload(20);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    workload(20);
+}
+
 fn check_session(agent: &TestAgent, expect_tags: &[&str]) {
     let requests = agent.profile_requests();
     assert!(
@@ -276,11 +292,7 @@ fn profiles_configured_by_env_reach_the_test_agent_over_tcp() {
         "{}",
         profiler.output()
     );
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(2500) {
-        workload(200);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    run_until_two_uploads(&profiler);
     let stats = profiler.stop();
     let upload = stats.upload.expect("upload stats");
     assert!(upload.sent >= 2, "{stats:?}");
@@ -311,11 +323,7 @@ fn profiles_reach_the_test_agent_over_a_unix_socket() {
         .start()
         .unwrap();
     assert!(profiler.output().contains("unix://"), "{}", profiler.output());
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(2500) {
-        workload(200);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    run_until_two_uploads(&profiler);
     let stats = profiler.stop();
     assert!(stats.upload.unwrap().sent >= 2, "{stats:?}");
     check_session(&agent, &["service:lockprof-uds"]);

@@ -267,7 +267,10 @@ fn build_client(endpoint: &Endpoint, timeout: Duration) -> Result<reqwest::block
         .timeout(timeout)
         .connect_timeout(timeout)
         .user_agent(concat!("lockprof/", env!("CARGO_PKG_VERSION")))
+        // The agent is local and the intake is reached directly, as Datadog's
+        // libraries do; no redirect may carry the API key elsewhere.
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .tls_backend_preconfigured(tls);
     #[cfg(unix)]
     let builder = match endpoint {

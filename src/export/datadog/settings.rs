@@ -46,6 +46,7 @@ impl std::fmt::Debug for ApiKey {
 /// variable; a value set by a builder method is never replaced by the
 /// environment. `Debug` never shows the API key.
 #[derive(Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct DatadogSettings {
     /// `DD_SERVICE`; default: the executable's name.
     pub service: Option<String>,
