@@ -162,3 +162,70 @@ fn counts_reach_the_next_event() {
     assert_eq!(event["internal"]["profiles_failed"], 1, "{event}");
     assert_eq!(event["internal"]["profiles_sent"], 0, "{event}");
 }
+
+/// Top-level keys of an object, in the order they are written.
+fn keys_in_order(json: &str) -> Vec<String> {
+    struct Keys<'a>(&'a mut Vec<String>);
+    impl<'de> serde::de::Visitor<'de> for Keys<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                self.0.push(k);
+            }
+            Ok(())
+        }
+    }
+    let mut keys = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde::Deserializer::deserialize_map(&mut de, Keys(&mut keys)).unwrap();
+    keys
+}
+
+#[test]
+fn the_request_is_laid_out_as_ddtrace_lays_out_its_own() {
+    let _s = serial();
+    let agent = ScriptedAgent::start(|_| Reply::Status(200));
+    let (stats, _) = one_upload(&agent.url(), Duration::from_secs(5));
+    assert_eq!(stats.sent, 1);
+    let req = &agent.requests()[0];
+    assert!(
+        req.head.starts_with("POST /profiling/v1/input HTTP/1.1\r\n"),
+        "{}",
+        req.head
+    );
+    // As ddtrace 4.16's (tests/data/ddtrace-4.16-upload-request.txt), with
+    // our own origin.
+    assert_eq!(req.header("dd-evp-origin").as_deref(), Some("lockprof"));
+    assert_eq!(
+        req.header("dd-evp-origin-version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(req.header("dd-api-key"), None);
+    assert_eq!(
+        req.header("content-length").map(|l| l.parse::<usize>().unwrap()),
+        Some(req.body.len())
+    );
+    let parts = common::parse_multipart(&req.header("content-type").unwrap(), &req.body);
+    assert_eq!(parts[0].name, "event");
+    assert_eq!(parts[0].filename.as_deref(), Some("event.json"));
+    assert_eq!(parts[0].content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        parts[1].content_type, None,
+        "attachments carry no content type, as ddtrace's"
+    );
+
+    // event.json: ddtrace's keys in ddtrace's order, less its Python-only
+    // `process_tags`.
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/ddtrace-4.16-upload-event.json"
+    ))
+    .unwrap();
+    let mut expected = keys_in_order(&reference);
+    expected.retain(|k| k != "process_tags");
+    let ours = keys_in_order(std::str::from_utf8(&parts[0].body).unwrap());
+    assert_eq!(ours, expected);
+}
