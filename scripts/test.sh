@@ -15,6 +15,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Datadog's test agent, for the end-to-end upload tests.
+if [ ! -x .venv/bin/ddapm-test-agent ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check ddapm-test-agent
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
 cargo test --all-features

@@ -59,7 +59,10 @@ pub use config::{
     ConfigError, Settings, DEFAULT_CAPTURE_PCT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_FRAMES,
     DEFAULT_QUEUE_CAPACITY,
 };
-pub use export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
+pub use export::{
+    ApiKey, DatadogSettings, EncodedProfile, Export, ExportError, FileExporter, ProfileStats, UploadStats,
+    DEFAULT_AGENT_SOCKET, DEFAULT_API_TIMEOUT, DEFAULT_SITE,
+};
 pub use profiler::{start_from_env, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats, StartError};
 pub use record::stack::Unwinder;
 pub use site::LockSite;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::{self, ConfigError, Settings};
+use crate::export::datadog::settings::{ApiKey, DatadogSettings, Endpoint};
+use crate::export::datadog::{DatadogExporter, ExporterParams, UploadCounters, UploadStats};
 use crate::export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
 use crate::pprof::{self, symbolize::Symbolizer, PeriodInfo};
 use crate::record::{self, recorder, report, sampler, stack, stats, Event};
@@ -24,25 +26,54 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
 pub struct Profiler;
 
 impl Profiler {
-    /// A builder with the defaults (capture 1%, 64 frames, 60 s, local files).
+    /// A builder with the defaults (capture 1%, 64 frames, 60 s; uploads
+    /// when a Datadog agent is found, local files otherwise: see
+    /// [`ProfilerBuilder::upload`]).
     pub fn builder() -> ProfilerBuilder {
         ProfilerBuilder {
             settings: Settings::default(),
+            datadog: DatadogSettings::default(),
+            upload: None,
+            by_hand: ByHand::default(),
             exporter: None,
         }
     }
 }
 
 /// Configures and starts a profiler.
+///
+/// Settings made with its methods win over the environment, whatever the
+/// order of the calls.
 pub struct ProfilerBuilder {
     settings: Settings,
+    datadog: DatadogSettings,
+    upload: Option<bool>,
+    by_hand: ByHand,
     exporter: Option<Box<dyn Export>>,
+}
+
+/// Core settings set by builder methods, which the environment leaves alone.
+#[derive(Debug, Default, Clone, Copy)]
+struct ByHand {
+    capture_pct: bool,
+    max_frames: bool,
+    flush_interval: bool,
+    output_pprof: bool,
+}
+
+/// Where profiles go, once chosen.
+enum Output {
+    Exporter(Box<dyn Export>),
+    Files(std::path::PathBuf),
+    Upload(Endpoint),
 }
 
 impl std::fmt::Debug for ProfilerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProfilerBuilder")
             .field("settings", &self.settings)
+            .field("datadog", &self.datadog)
+            .field("upload", &self.upload)
             .field("exporter", &self.exporter.as_ref().map(|e| e.describe()))
             .finish()
     }
@@ -53,24 +84,30 @@ impl ProfilerBuilder {
     /// At 100 every acquisition and release is recorded.
     pub fn capture_pct(mut self, pct: f64) -> Self {
         self.settings.capture_pct = pct;
+        self.by_hand.capture_pct = true;
         self
     }
 
     /// Deepest stack kept (default 64).
     pub fn max_frames(mut self, frames: usize) -> Self {
         self.settings.max_frames = frames;
+        self.by_hand.max_frames = true;
         self
     }
 
-    /// Period covered by each profile (default 60 s).
+    /// Period covered by each profile, and so the upload interval (default
+    /// 60 s; `DD_PROFILING_UPLOAD_INTERVAL`, in seconds).
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.settings.flush_interval = interval;
+        self.by_hand.flush_interval = true;
         self
     }
 
-    /// Writes profiles to `<prefix>.<pid>.<seq>.pprof`.
+    /// Writes profiles to `<prefix>.<pid>.<seq>.pprof` instead of uploading
+    /// them (`DD_PROFILING_OUTPUT_PPROF`).
     pub fn output_pprof(mut self, prefix: impl Into<std::path::PathBuf>) -> Self {
         self.settings.output_pprof = Some(prefix.into());
+        self.by_hand.output_pprof = true;
         self
     }
 
@@ -93,13 +130,173 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Applies the `DD_PROFILING_*` variables to settings not set by hand
-    /// yet: call it first, then override with builder methods. Bad values are
-    /// returned and leave the default in place.
+    /// Whether to upload to Datadog: `true` uploads (to `localhost:8126`
+    /// when no agent is configured), `false` writes local files. Unset, the
+    /// profiler uploads when an agent is configured (`DD_TRACE_AGENT_URL`,
+    /// `DD_AGENT_HOST`, `DD_TRACE_AGENT_PORT` or their methods), agentless
+    /// mode is on, the agent's socket `/var/run/datadog/apm.socket` exists,
+    /// or an agent answers on `localhost:8126` at start; otherwise it writes
+    /// local files. [`output_pprof`](Self::output_pprof) always means files.
+    pub fn upload(mut self, upload: bool) -> Self {
+        self.upload = Some(upload);
+        self
+    }
+
+    /// The `service` tag (`DD_SERVICE`; default: the executable's name).
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.datadog.service = Some(service.into());
+        self
+    }
+
+    /// The `env` tag (`DD_ENV`).
+    pub fn env(mut self, env: impl Into<String>) -> Self {
+        self.datadog.env = Some(env.into());
+        self
+    }
+
+    /// The `version` tag (`DD_VERSION`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.datadog.version = Some(version.into());
+        self
+    }
+
+    /// Tags for every profile, each `key:value` (`DD_TAGS`). Malformed ones
+    /// are logged and left out.
+    pub fn tags<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, tags: I) -> Self {
+        let tags: Vec<S> = tags.into_iter().collect();
+        self.datadog.tags = Some(crate::export::datadog::settings::clean_tags(
+            "tags",
+            tags.iter().map(AsRef::as_ref),
+        ));
+        self
+    }
+
+    /// More tags, for profiles only (`DD_PROFILING_TAGS`).
+    pub fn profiling_tags<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, tags: I) -> Self {
+        let tags: Vec<S> = tags.into_iter().collect();
+        self.datadog.profiling_tags = Some(crate::export::datadog::settings::clean_tags(
+            "profiling_tags",
+            tags.iter().map(AsRef::as_ref),
+        ));
+        self
+    }
+
+    /// The agent's URL: `http://host:port`, `https://…` or
+    /// `unix:///path/to/socket` (`DD_TRACE_AGENT_URL`). Checked at start.
+    pub fn agent_url(mut self, url: impl Into<String>) -> Self {
+        self.datadog.agent_url = Some(url.into());
+        self
+    }
+
+    /// The agent's host (`DD_AGENT_HOST`, default `localhost`).
+    pub fn agent_host(mut self, host: impl Into<String>) -> Self {
+        self.datadog.agent_host = Some(host.into());
+        self
+    }
+
+    /// The agent's port (`DD_TRACE_AGENT_PORT`, default 8126).
+    pub fn agent_port(mut self, port: u16) -> Self {
+        self.datadog.agent_port = Some(port);
+        self
+    }
+
+    /// Uploads straight to Datadog's intake, without an agent
+    /// (`DD_PROFILING_AGENTLESS`); needs an API key.
+    pub fn agentless(mut self, agentless: bool) -> Self {
+        self.datadog.agentless = Some(agentless);
+        self
+    }
+
+    /// The API key for agentless uploads (`DD_API_KEY`). Never logged.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.datadog.api_key = Some(ApiKey::new(key));
+        self
+    }
+
+    /// The Datadog site for agentless uploads (`DD_SITE`, default
+    /// `datadoghq.com`).
+    pub fn site(mut self, site: impl Into<String>) -> Self {
+        self.datadog.site = Some(site.into());
+        self
+    }
+
+    /// Timeout of one upload request, and the longest [`ProfilerHandle::stop`]
+    /// waits for the last upload (`DD_PROFILING_API_TIMEOUT_MS`, default 10 s).
+    pub fn api_timeout(mut self, timeout: Duration) -> Self {
+        self.datadog.api_timeout = Some(timeout);
+        self
+    }
+
+    /// Applies the `DD_*` variables to every setting not set by a builder
+    /// method, before or after this call. Bad values are returned and leave
+    /// the default in place.
     pub fn with_env(mut self) -> (Self, Vec<ConfigError>) {
-        let (settings, errors) = config::core_from_env(self.settings);
+        let hand = self.settings.clone();
+        let (mut settings, mut errors) = config::core_from_env(self.settings);
+        if self.by_hand.capture_pct {
+            settings.capture_pct = hand.capture_pct;
+        }
+        if self.by_hand.max_frames {
+            settings.max_frames = hand.max_frames;
+        }
+        if self.by_hand.flush_interval {
+            settings.flush_interval = hand.flush_interval;
+        }
+        if self.by_hand.output_pprof {
+            settings.output_pprof = hand.output_pprof;
+        }
         self.settings = settings;
+        errors.extend(self.datadog.fill_from_env());
         (self, errors)
+    }
+
+    /// The Datadog settings as they stand.
+    pub fn datadog_settings(&self) -> &DatadogSettings {
+        &self.datadog
+    }
+
+    /// Where profiles go: an exporter given by hand, files when a prefix is
+    /// set or uploads are off, an upload when configured or an agent is
+    /// found, files otherwise.
+    fn choose_output(&mut self) -> Result<Output, ConfigError> {
+        self.datadog.validate()?;
+        if let Some(exporter) = self.exporter.take() {
+            return Ok(Output::Exporter(exporter));
+        }
+        if let Some(prefix) = &self.settings.output_pprof {
+            return Ok(Output::Files(prefix.clone()));
+        }
+        if self.upload == Some(false) {
+            return Ok(Output::Files(FileExporter::default_prefix()));
+        }
+        let endpoint = self.datadog.endpoint()?;
+        let configured = self.upload == Some(true)
+            || self.datadog.agentless == Some(true)
+            || self.datadog.agent_configured()
+            || matches!(endpoint, Endpoint::Socket { .. });
+        if configured || agent_listens_on_localhost() {
+            return Ok(Output::Upload(endpoint));
+        }
+        log::debug!("lockprof: no Datadog agent configured or found on localhost:8126; writing local files");
+        Ok(Output::Files(FileExporter::default_prefix()))
+    }
+
+    fn settings_json(&self, output: &str, agentless: bool) -> serde_json::Value {
+        let s = &self.settings;
+        serde_json::json!({
+            "enabled": true,
+            "lock.enabled": true,
+            "agentless": agentless,
+            "output_pprof": s.output_pprof.as_ref().map(|p| p.display().to_string()),
+            "upload_interval": s.flush_interval.as_secs_f64(),
+            "capture_pct": s.capture_pct,
+            "max_frames": s.max_frames,
+            "api_timeout_ms": self.datadog.timeout().as_millis() as u64,
+            "queue_capacity": s.queue_capacity,
+            "upload_queue_capacity": crate::export::datadog::PENDING_CAPACITY,
+            "unwinder": format!("{:?}", s.unwinder),
+            "output": output,
+        })
     }
 
     /// The settings as they stand.
@@ -109,19 +306,19 @@ impl ProfilerBuilder {
 
     /// Starts profiling. Fails if the settings are invalid or a profiler is
     /// already running in this process.
-    pub fn start(self) -> Result<ProfilerHandle, StartError> {
+    pub fn start(mut self) -> Result<ProfilerHandle, StartError> {
         self.settings.validate()?;
         if RUNNING.compare_exchange(false, true, AcqRel, Acquire).is_err() {
             return Err(StartError::AlreadyRunning);
         }
+        let (exporter, upload) = match self.make_exporter() {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                RUNNING.store(false, Release);
+                return Err(e.into());
+            }
+        };
         let settings = self.settings;
-        let exporter = self.exporter.unwrap_or_else(|| {
-            let prefix = settings
-                .output_pprof
-                .clone()
-                .unwrap_or_else(FileExporter::default_prefix);
-            Box::new(FileExporter::new(prefix))
-        });
         let description = exporter.describe();
 
         install_fork_handler();
@@ -168,11 +365,41 @@ impl ProfilerBuilder {
             control: control_tx,
             thread: Some(thread),
             shared,
+            upload,
             description,
             uses_frame_pointers,
             pid: std::process::id(),
         })
     }
+
+    fn make_exporter(&mut self) -> Result<(Box<dyn Export>, Option<UploadCounters>), ConfigError> {
+        Ok(match self.choose_output()? {
+            Output::Exporter(e) => (e, None),
+            Output::Files(prefix) => (Box::new(FileExporter::new(prefix)), None),
+            Output::Upload(endpoint) => {
+                let params = ExporterParams {
+                    interval: self.settings.flush_interval,
+                    settings_json: self.settings_json(&endpoint.to_string(), endpoint.is_agentless()),
+                };
+                let exporter = DatadogExporter::start(&self.datadog, endpoint, params)?;
+                let counters = exporter.counters();
+                (Box::new(exporter), Some(counters))
+            }
+        })
+    }
+}
+
+/// Whether something accepts connections on `localhost:8126`. Loopback
+/// answers (or refuses) at once; the timeout only bounds odd set-ups.
+fn agent_listens_on_localhost() -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Ok(addrs) = ("localhost", crate::export::datadog::settings::DEFAULT_AGENT_PORT).to_socket_addrs()
+    else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|a| TcpStream::connect_timeout(&a, Duration::from_millis(100)).is_ok())
 }
 
 /// Why the profiler did not start.
@@ -215,6 +442,8 @@ pub struct ProfilerStats {
     pub events_dropped: u64,
     /// The last export error, if any.
     pub last_error: Option<String>,
+    /// Upload counts, when profiles go to Datadog.
+    pub upload: Option<UploadStats>,
 }
 
 enum Control {
@@ -227,6 +456,7 @@ pub struct ProfilerHandle {
     control: Sender<Control>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
+    upload: Option<UploadCounters>,
     description: String,
     uses_frame_pointers: bool,
     /// The process that started the profiler: a forked child has a copy of
@@ -245,7 +475,7 @@ impl std::fmt::Debug for ProfilerHandle {
 
 impl ProfilerHandle {
     /// Ends the current period now and exports its profile; returns when the
-    /// exporter is done with it.
+    /// exporter has taken it (for uploads: queued, sent in the background).
     pub fn flush(&self) {
         let (tx, rx) = crossbeam_channel::bounded(1);
         if self.control.send(Control::Flush(tx)).is_ok() {
@@ -272,11 +502,13 @@ impl ProfilerHandle {
             events_recorded: self.shared.events_recorded.load(Relaxed),
             events_dropped: self.shared.events_dropped.load(Relaxed),
             last_error: self.shared.last_error.lock().clone(),
+            upload: self.upload.as_ref().map(UploadCounters::get),
         }
     }
 
     /// Stops sampling, exports a last profile and waits for the profiler
-    /// thread. Returns the final counts.
+    /// thread; an upload in progress is given at most the API timeout.
+    /// Returns the final counts.
     pub fn stop(mut self) -> ProfilerStats {
         self.shutdown();
         self.stats()
@@ -383,6 +615,7 @@ impl Worker {
         recorder::close();
         self.drain();
         self.flush();
+        self.exporter.finish();
     }
 
     fn flush(&mut self) {

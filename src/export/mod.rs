@@ -1,8 +1,13 @@
 //! Where finished profiles go. The profiler thread owns one [`Export`] and
 //! hands it every profile; nothing here runs on a locking thread.
 
+pub(crate) mod datadog;
 mod file;
 
+pub use datadog::settings::{
+    ApiKey, DatadogSettings, DEFAULT_AGENT_SOCKET, DEFAULT_API_TIMEOUT, DEFAULT_SITE,
+};
+pub use datadog::UploadStats;
 pub use file::FileExporter;
 
 use std::time::SystemTime;
@@ -45,6 +50,10 @@ pub trait Export: Send {
 
     /// A short description for logs and `Debug` (`files under /tmp/x`).
     fn describe(&self) -> String;
+
+    /// Called once when the profiler stops, after the last profile: finish
+    /// pending deliveries, waiting a bounded time. Does nothing by default.
+    fn finish(&mut self) {}
 }
 
 /// Why a profile could not be delivered.
