@@ -50,10 +50,13 @@ fn the_leaf_is_the_calling_function_and_line() {
         release.frames
     );
     assert_eq!(leaf(release).line, line_of("// <- released here"));
-    // The caller comes next.
-    assert!(acquire.frames[1]
-        .function
-        .contains("the_leaf_is_the_calling_function_and_line"));
+    // The caller comes next: the test's closure (debug info in optimized
+    // builds may name it only `{closure#0}`).
+    assert!(
+        acquire.frames[1].file.ends_with("stacks_lead_to_the_caller.rs"),
+        "{:?}",
+        acquire.frames
+    );
 
     for s in profile.samples_of(&name) {
         for f in &s.frames {

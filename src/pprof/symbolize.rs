@@ -179,10 +179,21 @@ pub(crate) fn is_internal(frame: &Frame) -> bool {
 /// This crate's own sources, as debug info records their paths.
 const OWN_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
 
+/// Standard-library files whose functions are only glue at the leaf: panic
+/// catching, closure calls and thread-locals around the profiler's code.
+const GLUE_SOURCES: &[&str] = &[
+    "std/src/panicking.rs",
+    "std/src/panic.rs",
+    "core/src/panic/unwind_safe.rs",
+    "core/src/ops/function.rs",
+    "std/src/thread/local.rs",
+];
+
 fn is_internal_file(file: &str, function: &str) -> bool {
     file.starts_with(OWN_SOURCES)
+        || GLUE_SOURCES.iter().any(|g| file.ends_with(g))
         || (file.ends_with("core/src/ptr/mod.rs") && function.starts_with("drop_in_place"))
-        || (file.ends_with("core/src/mem/mod.rs") && function == "drop")
+        || (file.ends_with("core/src/mem/mod.rs") && function.starts_with("drop"))
         || (file.contains("/backtrace-") && file.contains("/src/"))
 }
 
