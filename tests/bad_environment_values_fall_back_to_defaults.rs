@@ -52,10 +52,7 @@ fn valid_for(var: &str, value: &OsString) -> bool {
     match var {
         // Any UTF-8 string is a path.
         "DD_PROFILING_OUTPUT_PPROF" => !v.trim().is_empty(),
-        "DD_PROFILING_CAPTURE_PCT" => v
-            .trim()
-            .parse::<f64>()
-            .is_ok_and(|p| (0.0..=100.0).contains(&p)),
+        "DD_PROFILING_CAPTURE_PCT" => v.trim().parse::<f64>().is_ok_and(|p| (0.0..=100.0).contains(&p)),
         _ => false,
     }
 }
@@ -91,10 +88,7 @@ fn all_variables_bad_at_once_give_one_error_each() {
     for var in &VARS[2..5] {
         std::env::set_var(var, "garbage");
     }
-    std::env::set_var(
-        "DD_PROFILING_OUTPUT_PPROF",
-        OsString::from_vec(vec![0xff]),
-    );
+    std::env::set_var("DD_PROFILING_OUTPUT_PPROF", OsString::from_vec(vec![0xff]));
     let (builder, errors) = Profiler::builder().with_env();
     let mut named: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
     named.sort();

@@ -25,8 +25,7 @@ fn opens_unsafe(line: &str) -> bool {
         let before = rest[..at].chars().next_back();
         let after = rest[at + "unsafe".len()..].trim_start();
         let word_start = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-        if word_start && (after.starts_with('{') || after.starts_with("impl")) && !code.contains('"')
-        {
+        if word_start && (after.starts_with('{') || after.starts_with("impl")) && !code.contains('"') {
             return true;
         }
         rest = &rest[at + 1..];
@@ -51,11 +50,18 @@ fn every_unsafe_block_has_a_safety_comment() {
             }
             // The comment may sit a few lines up, above attributes or the
             // start of the statement the block belongs to.
-            let found = lines[i.saturating_sub(8)..=i].iter().rev().any(|l| l.contains("SAFETY:"));
+            let found = lines[i.saturating_sub(8)..=i]
+                .iter()
+                .rev()
+                .any(|l| l.contains("SAFETY:"));
             if !found {
                 missing.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
             }
         }
     }
-    assert!(missing.is_empty(), "unsafe without // SAFETY:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "unsafe without // SAFETY:\n{}",
+        missing.join("\n")
+    );
 }

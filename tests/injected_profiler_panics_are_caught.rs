@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use common::{profile, totals, totals_for_mode};
 use lockprof::{
-    inject_profiler_panics, named, ProfiledCondvar, ProfiledMutex, ProfiledReentrantMutex,
-    ProfiledRwLock,
+    inject_profiler_panics, named, ProfiledCondvar, ProfiledMutex, ProfiledReentrantMutex, ProfiledRwLock,
 };
 
 #[test]
@@ -30,12 +29,7 @@ fn injected_panics_are_caught_counted_and_locking_goes_on() {
         inject_profiler_panics(true);
         let threads: Vec<_> = (0..2)
             .map(|_| {
-                let (m, rw, re, cv) = (
-                    Arc::clone(&m),
-                    Arc::clone(&rw),
-                    Arc::clone(&re),
-                    Arc::clone(&cv),
-                );
+                let (m, rw, re, cv) = (Arc::clone(&m), Arc::clone(&rw), Arc::clone(&re), Arc::clone(&cv));
                 std::thread::spawn(move || {
                     for _ in 0..OPS {
                         *m.lock().unwrap() += 1;

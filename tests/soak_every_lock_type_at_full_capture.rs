@@ -76,11 +76,7 @@ struct Report(Vec<Check>);
 
 impl Report {
     fn check(&mut self, name: &'static str, passed: bool, figure: String) {
-        self.0.push(Check {
-            name,
-            passed,
-            figure,
-        });
+        self.0.push(Check { name, passed, figure });
     }
 
     fn print(&self) {
@@ -111,9 +107,7 @@ struct TimedFiles {
 impl Export for TimedFiles {
     fn export(&mut self, profile: &EncodedProfile) -> Result<(), ExportError> {
         let r = self.files.export(profile);
-        let took = SystemTime::now()
-            .duration_since(profile.end)
-            .unwrap_or_default();
+        let took = SystemTime::now().duration_since(profile.end).unwrap_or_default();
         self.flushes.lock().unwrap().push((profile.end, took));
         r
     }
@@ -171,9 +165,7 @@ fn worker(seed: u64, stop: &AtomicBool, progress: &AtomicU64) -> Counts {
             8 => {
                 let g = SOAK_CV_MUTEX.lock().unwrap();
                 c.cv_mutex += 1;
-                let (mut g, _) = SOAK_CONDVAR
-                    .wait_timeout(g, Duration::from_micros(200))
-                    .unwrap();
+                let (mut g, _) = SOAK_CONDVAR.wait_timeout(g, Duration::from_micros(200)).unwrap();
                 // Waking re-acquires the mutex: one more acquisition.
                 c.cv_mutex += 1;
                 *g += 1;
@@ -243,7 +235,13 @@ fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report 
         let workers: Vec<_> = (0..threads)
             .map(|i| {
                 let (stop, progress) = (&stop, &progress);
-                s.spawn(move || worker(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1), stop, progress))
+                s.spawn(move || {
+                    worker(
+                        0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1),
+                        stop,
+                        progress,
+                    )
+                })
             })
             .collect();
         while started.elapsed() < duration {
@@ -293,7 +291,12 @@ fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report 
     exact("mutex releases exact", m_rel, counts.mutex, &mut report);
     let rw = SOAK_RWLOCK.site().label();
     let (w_acq, _, w_rel, _) = totals_for_mode(&profile, &rw, "write");
-    exact("rwlock write acquisitions exact", w_acq, counts.write, &mut report);
+    exact(
+        "rwlock write acquisitions exact",
+        w_acq,
+        counts.write,
+        &mut report,
+    );
     exact("rwlock write releases exact", w_rel, counts.write, &mut report);
     let (r_acq, _, r_rel, _) = totals_for_mode(&profile, &rw, "read");
     for (name, got) in [
@@ -312,10 +315,25 @@ fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report 
         );
     }
     let (c_acq, _, c_rel, _) = totals(&profile, &SOAK_CV_MUTEX.site().label());
-    exact("condvar mutex acquisitions exact", c_acq, counts.cv_mutex, &mut report);
-    exact("condvar mutex releases exact", c_rel, counts.cv_mutex, &mut report);
+    exact(
+        "condvar mutex acquisitions exact",
+        c_acq,
+        counts.cv_mutex,
+        &mut report,
+    );
+    exact(
+        "condvar mutex releases exact",
+        c_rel,
+        counts.cv_mutex,
+        &mut report,
+    );
     let (re_acq, _, re_rel, _) = totals(&profile, &SOAK_REENTRANT.site().label());
-    exact("reentrant acquisitions exact", re_acq, counts.reentrant, &mut report);
+    exact(
+        "reentrant acquisitions exact",
+        re_acq,
+        counts.reentrant,
+        &mut report,
+    );
     exact("reentrant releases exact", re_rel, counts.reentrant, &mut report);
     let drop_comments: u64 = profile
         .comments
@@ -343,7 +361,11 @@ fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report 
     let (warming, steady): (Vec<_>, Vec<_>) =
         flushes.iter().partition(|(end, _)| since_start(*end) < warm_up);
     let longest = steady.iter().map(|(_, took)| *took).max().unwrap_or_default();
-    let first = warming.first().or(steady.first()).map(|(_, took)| *took).unwrap_or_default();
+    let first = warming
+        .first()
+        .or(steady.first())
+        .map(|(_, took)| *took)
+        .unwrap_or_default();
     report.check(
         "no flush longer than its interval",
         !steady.is_empty() && longest < flush_interval,
@@ -358,7 +380,11 @@ fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report 
         .find(|(t, _)| *t >= warm_up)
         .map(|&(_, b)| b)
         .unwrap_or(0);
-    let after: Vec<u64> = rss.iter().filter(|(t, _)| *t >= warm_up).map(|&(_, b)| b).collect();
+    let after: Vec<u64> = rss
+        .iter()
+        .filter(|(t, _)| *t >= warm_up)
+        .map(|&(_, b)| b)
+        .collect();
     let max_after = after.iter().copied().max().unwrap_or(0);
     let last = after.last().copied().unwrap_or(0);
     let allowed = (at_warm / 10).max(8 << 20);
