@@ -64,7 +64,7 @@ pub(crate) fn send(
     let Some(session) = sampler::session() else {
         return false;
     };
-    let mut stack = Some(stack);
+    let mut parts = Some((stack, task));
     let cached = CACHED.try_with(|cell| {
         let mut cached = cell.borrow_mut();
         let c = cached.get_or_insert_with(|| Cached {
@@ -79,7 +79,7 @@ pub(crate) fn send(
         let Some(tx) = &c.sender else {
             return false;
         };
-        let Some(stack) = stack.take() else {
+        let Some((stack, task)) = parts.take() else {
             return false;
         };
         queue(
@@ -95,11 +95,11 @@ pub(crate) fn send(
             },
         )
     });
-    match (cached, stack) {
+    match (cached, parts) {
         (Ok(sent), _) => sent,
         // This thread's locals are being torn down: a guard released by
         // another thread-local's destructor. Its event still goes out.
-        (Err(_), Some(stack)) => send_uncached(session, kind, site, mode, value_ns, stack),
+        (Err(_), Some((stack, task))) => send_uncached(session, kind, site, mode, value_ns, stack, task),
         (Err(_), None) => false,
     }
 }
@@ -113,6 +113,7 @@ fn send_uncached(
     mode: Mode,
     value_ns: u64,
     stack: Stack,
+    task: Option<TaskLabels>,
 ) -> bool {
     let Some(tx) = current_sender(session) else {
         return false;
@@ -125,6 +126,7 @@ fn send_uncached(
             mode,
             value_ns,
             thread: ThreadMeta::current(),
+            task,
             stack,
         },
     )
