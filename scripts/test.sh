@@ -24,3 +24,9 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
 cargo test --all-features
+
+# Loom model of the per-lock stats publication protocol
+# (tests/loom_stats_slot.rs). `--cfg lockprof_loom` rebuilds every crate, so it gets its
+# own target dir; the model itself runs in well under a second.
+RUSTFLAGS="--cfg lockprof_loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
+  cargo test --test loom_stats_slot

@@ -1,7 +1,6 @@
 //! Profiler settings: defaults, validation, and the `DD_PROFILING_*`
 //! environment variables.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -107,15 +106,18 @@ fn check_capture_pct(name: &str, pct: f64) -> Result<f64, ConfigError> {
     }
 }
 
-/// Reads an environment variable: `Ok(None)` if unset or empty.
+/// Reads an environment variable, trimmed: `Ok(None)` if unset, empty or
+/// blank.
 pub(crate) fn env_var(name: &str) -> Result<Option<String>, ConfigError> {
     match std::env::var_os(name) {
         None => Ok(None),
-        Some(v) if v.is_empty() => Ok(None),
-        Some(v) => v
-            .into_string()
-            .map(|s| Some(s.trim().to_owned()))
-            .map_err(|v: OsString| ConfigError::new(name, v.to_string_lossy(), "not valid UTF-8")),
+        Some(v) => match v.into_string() {
+            // Blank is unset: a blank path would write to the working
+            // directory, a blank number is no choice at all.
+            Ok(s) if s.trim().is_empty() => Ok(None),
+            Ok(s) => Ok(Some(s.trim().to_owned())),
+            Err(v) => Err(ConfigError::new(name, v.to_string_lossy(), "not valid UTF-8")),
+        },
     }
 }
 
@@ -168,12 +170,16 @@ pub(crate) fn core_from_env(base: Settings) -> (Settings, Vec<ConfigError>) {
     });
     read("DD_PROFILING_UPLOAD_INTERVAL", &mut |v| {
         match v.parse::<f64>() {
-            Ok(secs) if secs > 0.0 && secs <= 86_400.0 => s.flush_interval = Duration::from_secs_f64(secs),
+            // At least a millisecond: a smaller value would round to a zero
+            // interval, which `start` refuses.
+            Ok(secs) if (0.001..=86_400.0).contains(&secs) => {
+                s.flush_interval = Duration::from_secs_f64(secs)
+            }
             _ => {
                 return Err(ConfigError::new(
                     "DD_PROFILING_UPLOAD_INTERVAL",
                     v,
-                    "expected seconds, greater than 0 and at most 86400",
+                    "expected seconds, from 0.001 to 86400",
                 ))
             }
         }

@@ -569,7 +569,18 @@ impl Worker {
     fn run_loop(&mut self) {
         let mut deadline = Instant::now() + self.settings.flush_interval;
         loop {
-            let timeout = deadline.saturating_duration_since(Instant::now());
+            // Checked on every turn, not only on a timeout: under a steady
+            // stream of events the select below never times out.
+            let now = Instant::now();
+            if now >= deadline {
+                self.flush();
+                deadline += self.settings.flush_interval;
+                if deadline < Instant::now() {
+                    deadline = Instant::now() + self.settings.flush_interval;
+                }
+                continue;
+            }
+            let timeout = deadline - now;
             crossbeam_channel::select! {
                 recv(self.events) -> event => {
                     if let Ok(event) = event {
@@ -593,13 +604,7 @@ impl Worker {
                         return;
                     }
                 },
-                default(timeout) => {
-                    self.flush();
-                    deadline += self.settings.flush_interval;
-                    if deadline < Instant::now() {
-                        deadline = Instant::now() + self.settings.flush_interval;
-                    }
-                }
+                default(timeout) => {}
             }
         }
     }

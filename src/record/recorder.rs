@@ -64,26 +64,27 @@ pub(crate) fn send(
     let Some(session) = sampler::session() else {
         return false;
     };
-    CACHED
-        .try_with(|cell| {
-            let mut cached = cell.borrow_mut();
-            let c = cached.get_or_insert_with(|| Cached {
-                session: 0,
-                sender: None,
-                meta: ThreadMeta::current(),
-            });
-            if c.session != session {
-                c.session = session;
-                c.sender = SINK
-                    .read()
-                    .as_ref()
-                    .filter(|(s, _)| *s == session)
-                    .map(|(_, tx)| tx.clone());
-            }
-            let Some(tx) = &c.sender else {
-                return false;
-            };
-            let event = Event {
+    let mut parts = Some((stack, task));
+    let cached = CACHED.try_with(|cell| {
+        let mut cached = cell.borrow_mut();
+        let c = cached.get_or_insert_with(|| Cached {
+            session: 0,
+            sender: None,
+            meta: ThreadMeta::current(),
+        });
+        if c.session != session {
+            c.session = session;
+            c.sender = current_sender(session);
+        }
+        let Some(tx) = &c.sender else {
+            return false;
+        };
+        let Some((stack, task)) = parts.take() else {
+            return false;
+        };
+        queue(
+            tx,
+            Event {
                 kind,
                 site,
                 mode,
@@ -91,17 +92,62 @@ pub(crate) fn send(
                 thread: Arc::clone(&c.meta),
                 task,
                 stack,
-            };
-            match tx.try_send(event) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    DROPPED.fetch_add(1, Relaxed);
-                    false
-                }
-                Err(TrySendError::Disconnected(_)) => false,
-            }
-        })
-        .unwrap_or(false)
+            },
+        )
+    });
+    match (cached, parts) {
+        (Ok(sent), _) => sent,
+        // This thread's locals are being torn down: a guard released by
+        // another thread-local's destructor. Its event still goes out.
+        (Err(_), Some((stack, task))) => send_uncached(session, kind, site, mode, value_ns, stack, task),
+        (Err(_), None) => false,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn send_uncached(
+    session: u32,
+    kind: EventKind,
+    site: SiteKey,
+    mode: Mode,
+    value_ns: u64,
+    stack: Stack,
+    task: Option<TaskLabels>,
+) -> bool {
+    let Some(tx) = current_sender(session) else {
+        return false;
+    };
+    queue(
+        &tx,
+        Event {
+            kind,
+            site,
+            mode,
+            value_ns,
+            thread: ThreadMeta::current(),
+            task,
+            stack,
+        },
+    )
+}
+
+fn current_sender(session: u32) -> Option<Sender<Event>> {
+    SINK.read()
+        .as_ref()
+        .filter(|(s, _)| *s == session)
+        .map(|(_, tx)| tx.clone())
+}
+
+fn queue(tx: &Sender<Event>, event: Event) -> bool {
+    match tx.try_send(event) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            DROPPED.fetch_add(1, Relaxed);
+            false
+        }
+        Err(TrySendError::Disconnected(_)) => false,
+    }
 }
 
 /// One aggregation key.

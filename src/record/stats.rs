@@ -8,7 +8,7 @@
 //! the split across call stacks comes from the sampled events.
 
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -38,6 +38,10 @@ pub(crate) struct LockStats {
     /// What the recorder has already reported, per mode: acquired, contended,
     /// wait. Only the recorder thread touches these.
     pub(crate) reported: [[AtomicU64; 3]; 2],
+    /// Set (Release) when the lock is dropped, after its last count; read
+    /// (Acquire) by the recorder before the counters, so that a block seen
+    /// retired is read complete before it is forgotten.
+    pub(crate) retired: AtomicBool,
 }
 
 /// A lock's pointer to its [`LockStats`], allocated on first use while
@@ -113,6 +117,7 @@ impl StatsSlot {
             mode_of: [first, Mode::Read],
             modes: Default::default(),
             reported: Default::default(),
+            retired: AtomicBool::new(false),
         });
         let raw = Arc::into_raw(Arc::clone(&stats)) as *mut LockStats;
         match self.0.compare_exchange(ptr::null_mut(), raw, AcqRel, Acquire) {
@@ -138,7 +143,8 @@ impl Drop for StatsSlot {
         let p = *self.0.get_mut();
         if !p.is_null() {
             // SAFETY: the slot owns the strong count taken in `register`.
-            drop(unsafe { Arc::from_raw(p) });
+            let stats = unsafe { Arc::from_raw(p) };
+            stats.retired.store(true, Release);
         }
     }
 }
@@ -164,6 +170,10 @@ pub(crate) fn take_deltas() -> std::collections::HashMap<(SiteKey, Mode), Totals
     let mut out = std::collections::HashMap::new();
     let mut registry = REGISTRY.lock();
     registry.retain(|stats| {
+        // Before the counters: once retired, no count can follow the reads
+        // below. (Checking the strong count after them lost the counts made
+        // between the reads and the drop; see tests/loom_stats_slot.rs.)
+        let retired = stats.retired.load(Acquire);
         for (i, &mode) in stats.mode_of.iter().enumerate() {
             let m = &stats.modes[i];
             let r = &stats.reported[i];
@@ -185,8 +195,8 @@ pub(crate) fn take_deltas() -> std::collections::HashMap<(SiteKey, Mode), Totals
             t.contended += delta[1];
             t.wait_ns += delta[2];
         }
-        // The lock dropped its count: it is gone, and was read a last time.
-        Arc::strong_count(stats) > 1
+        // A retired lock was read a last time above.
+        !retired
     });
     out
 }

@@ -1,6 +1,8 @@
 //! Shared helpers: run a workload under a profiler and read back what it wrote.
 #![allow(dead_code)]
 
+pub mod logs;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

@@ -1,0 +1,412 @@
+//! Soak: many threads over every lock type at 100% capture, with periodic
+//! flushes. Checks that nothing deadlocks (a watchdog ends the process if
+//! progress stops), that per-lock counts summed over every flushed profile
+//! equal the counts kept by the test (read counts may be short by at most
+//! the reported number of dropped events), that RSS stays flat after warm-up,
+//! and that no flush takes longer than its interval.
+//!
+//! The default suite runs a 20 s version; `scripts/soak.sh` runs the 5-minute
+//! one (`#[ignore]`d here) and prints one line per check.
+
+mod common;
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{merged, profiles_in, serial, totals, totals_for_mode};
+use lockprof::{
+    named, EncodedProfile, Export, ExportError, FileExporter, ProfiledCondvar, ProfiledMutex,
+    ProfiledReentrantMutex, ProfiledRwLock, Profiler,
+};
+
+named!(static SOAK_MUTEX: ProfiledMutex<u64> = ProfiledMutex::new(0));
+named!(static SOAK_RWLOCK: ProfiledRwLock<u64> = ProfiledRwLock::new(0));
+named!(static SOAK_CV_MUTEX: ProfiledMutex<u64> = ProfiledMutex::new(0));
+static SOAK_CONDVAR: ProfiledCondvar = ProfiledCondvar::new();
+named!(static SOAK_REENTRANT: ProfiledReentrantMutex<Cell<u64>> = ProfiledReentrantMutex::new(Cell::new(0)));
+
+#[test]
+fn soak_20_seconds() {
+    let report = soak(Duration::from_secs(20), Duration::from_secs(4), 64);
+    report.print();
+    report.assert_passed();
+}
+
+#[test]
+#[ignore = "5 minutes: run by scripts/soak.sh"]
+fn soak_5_minutes() {
+    let secs = std::env::var("LOCKPROF_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let report = soak(Duration::from_secs(secs), Duration::from_secs(5), 64);
+    report.print();
+    report.assert_passed();
+}
+
+/// Exact counts kept by the workload, per lock and mode.
+#[derive(Default, Debug, Clone, Copy)]
+struct Counts {
+    mutex: u64,
+    read: u64,
+    write: u64,
+    cv_mutex: u64,
+    reentrant: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.mutex += o.mutex;
+        self.read += o.read;
+        self.write += o.write;
+        self.cv_mutex += o.cv_mutex;
+        self.reentrant += o.reentrant;
+    }
+}
+
+struct Check {
+    name: &'static str,
+    passed: bool,
+    figure: String,
+}
+
+struct Report(Vec<Check>);
+
+impl Report {
+    fn check(&mut self, name: &'static str, passed: bool, figure: String) {
+        self.0.push(Check { name, passed, figure });
+    }
+
+    fn print(&self) {
+        for c in &self.0 {
+            println!(
+                "SOAK {} {}: {}",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.name,
+                c.figure
+            );
+        }
+    }
+
+    fn assert_passed(&self) {
+        let failed: Vec<&str> = self.0.iter().filter(|c| !c.passed).map(|c| c.name).collect();
+        assert!(failed.is_empty(), "soak checks failed: {failed:?}");
+    }
+}
+
+/// Writes files and measures each flush: from the end of its period (taken
+/// when the flush starts) to the file being in place.
+struct TimedFiles {
+    files: FileExporter,
+    /// When each period ended, and how long its flush took.
+    flushes: Arc<Mutex<Vec<(SystemTime, Duration)>>>,
+}
+
+impl Export for TimedFiles {
+    fn export(&mut self, profile: &EncodedProfile) -> Result<(), ExportError> {
+        let r = self.files.export(profile);
+        let took = SystemTime::now().duration_since(profile.end).unwrap_or_default();
+        self.flushes.lock().unwrap().push((profile.end, took));
+        r
+    }
+
+    fn describe(&self) -> String {
+        self.files.describe()
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn worker(seed: u64, stop: &AtomicBool, progress: &AtomicU64) -> Counts {
+    let mut c = Counts::default();
+    let mut x = seed | 1;
+    while !stop.load(Relaxed) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        match x % 10 {
+            0..=2 => {
+                *SOAK_MUTEX.lock().unwrap() += 1;
+                c.mutex += 1;
+            }
+            3..=5 => {
+                let _ = *SOAK_RWLOCK.read().unwrap();
+                c.read += 1;
+            }
+            6 => {
+                *SOAK_RWLOCK.write().unwrap() += 1;
+                c.write += 1;
+            }
+            7 => {
+                let outer = SOAK_REENTRANT.lock();
+                let inner = SOAK_REENTRANT.lock();
+                inner.set(inner.get() + 1);
+                drop(inner);
+                drop(outer);
+                // Only the outermost acquisition counts.
+                c.reentrant += 1;
+            }
+            8 => {
+                let g = SOAK_CV_MUTEX.lock().unwrap();
+                c.cv_mutex += 1;
+                let (mut g, _) = SOAK_CONDVAR.wait_timeout(g, Duration::from_micros(200)).unwrap();
+                // Waking re-acquires the mutex: one more acquisition.
+                c.cv_mutex += 1;
+                *g += 1;
+            }
+            _ => {
+                *SOAK_CV_MUTEX.lock().unwrap() += 1;
+                c.cv_mutex += 1;
+                SOAK_CONDVAR.notify_all();
+            }
+        }
+        progress.fetch_add(1, Relaxed);
+    }
+    c
+}
+
+fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let flushes = Arc::new(Mutex::new(Vec::new()));
+    let handle = Profiler::builder()
+        .capture_pct(100.0)
+        .flush_interval(flush_interval)
+        .export(TimedFiles {
+            files: FileExporter::new(dir.path().join("soak")),
+            flushes: Arc::clone(&flushes),
+        })
+        .start()
+        .unwrap();
+
+    let stop = AtomicBool::new(false);
+    let done = AtomicBool::new(false);
+    let progress = AtomicU64::new(0);
+    let stall_limit = Duration::from_secs(30).min(duration);
+    // The first flush loads the binary's debug info to symbolize (tens of
+    // MiB, seconds in a debug build): that is warm-up.
+    let warm_up = (duration / 4).max(flush_interval * 2);
+    let mut rss: Vec<(Duration, u64)> = Vec::new();
+    let started = Instant::now();
+    let started_wall = SystemTime::now();
+
+    let (counts, ops, max_stall, stats) = std::thread::scope(|s| {
+        // The watchdog: a deadlock anywhere (user locks, flush, stop) ends the
+        // process, since nothing could ever join the stuck threads.
+        let watchdog = s.spawn(|| {
+            let mut last = progress.load(Relaxed);
+            let mut since = Instant::now();
+            let mut max_stall = Duration::ZERO;
+            while !done.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                let now = progress.load(Relaxed);
+                let stopping = stop.load(Relaxed);
+                if now != last || stopping {
+                    last = now;
+                    since = Instant::now();
+                }
+                max_stall = max_stall.max(since.elapsed());
+                if since.elapsed() > stall_limit {
+                    println!(
+                        "SOAK FAIL no deadlock: no progress for {:?} after {now} operations",
+                        since.elapsed()
+                    );
+                    std::process::exit(1);
+                }
+            }
+            max_stall
+        });
+        let workers: Vec<_> = (0..threads)
+            .map(|i| {
+                let (stop, progress) = (&stop, &progress);
+                s.spawn(move || {
+                    worker(
+                        0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1),
+                        stop,
+                        progress,
+                    )
+                })
+            })
+            .collect();
+        while started.elapsed() < duration {
+            rss.push((started.elapsed(), rss_bytes()));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        stop.store(true, Relaxed);
+        let mut counts = Counts::default();
+        for w in workers {
+            counts += w.join().unwrap();
+        }
+        let stats = handle.stop();
+        done.store(true, Relaxed);
+        let max_stall = watchdog.join().unwrap();
+        (counts, progress.load(Relaxed), max_stall, stats)
+    });
+
+    let mut report = Report(Vec::new());
+    report.check(
+        "no deadlock",
+        true,
+        format!(
+            "{ops} operations by {threads} threads in {:.0?}; longest pause in progress {max_stall:.1?} (limit {stall_limit:?})",
+            started.elapsed()
+        ),
+    );
+
+    let files = profiles_in(dir.path());
+    let profile = merged(&files);
+    let dropped = stats.events_dropped;
+    let exact = |name: &'static str, got: i64, want: u64, report: &mut Report| {
+        report.check(name, got as u64 == want, format!("profiles {got}, test {want}"));
+    };
+    let (m_acq, _, m_rel, _) = totals(&profile, &SOAK_MUTEX.site().label());
+    exact("mutex acquisitions exact", m_acq, counts.mutex, &mut report);
+    exact("mutex releases exact", m_rel, counts.mutex, &mut report);
+    let rw = SOAK_RWLOCK.site().label();
+    let (w_acq, _, w_rel, _) = totals_for_mode(&profile, &rw, "write");
+    exact(
+        "rwlock write acquisitions exact",
+        w_acq,
+        counts.write,
+        &mut report,
+    );
+    exact("rwlock write releases exact", w_rel, counts.write, &mut report);
+    let (r_acq, _, r_rel, _) = totals_for_mode(&profile, &rw, "read");
+    for (name, got) in [
+        ("rwlock read acquisitions exact less dropped", r_acq),
+        ("rwlock read releases exact less dropped", r_rel),
+    ] {
+        let got = got as u64;
+        report.check(
+            name,
+            got <= counts.read && counts.read - got <= dropped,
+            format!(
+                "profiles {got}, test {}, missing {}, dropped events reported {dropped}",
+                counts.read,
+                counts.read.saturating_sub(got)
+            ),
+        );
+    }
+    let (c_acq, _, c_rel, _) = totals(&profile, &SOAK_CV_MUTEX.site().label());
+    exact(
+        "condvar mutex acquisitions exact",
+        c_acq,
+        counts.cv_mutex,
+        &mut report,
+    );
+    exact(
+        "condvar mutex releases exact",
+        c_rel,
+        counts.cv_mutex,
+        &mut report,
+    );
+    let (re_acq, _, re_rel, _) = totals(&profile, &SOAK_REENTRANT.site().label());
+    exact(
+        "reentrant acquisitions exact",
+        re_acq,
+        counts.reentrant,
+        &mut report,
+    );
+    exact("reentrant releases exact", re_rel, counts.reentrant, &mut report);
+    let drop_comments: u64 = profile
+        .comments
+        .iter()
+        .filter_map(|c| c.strip_prefix("events recorded: "))
+        .filter_map(|c| c.rsplit(": ").next()?.parse::<u64>().ok())
+        .sum();
+    report.check(
+        "dropped events reported",
+        drop_comments == dropped,
+        format!(
+            "{dropped} dropped of {} recorded; profile comments say {drop_comments}",
+            stats.events_recorded
+        ),
+    );
+
+    let flushes = flushes.lock().unwrap().clone();
+    let since_start = |t: SystemTime| t.duration_since(started_wall).unwrap_or_default();
+    // Warm-up lasts at least until the first flush is done.
+    let warm_up = flushes
+        .first()
+        .map(|(end, took)| since_start(*end) + *took + Duration::from_secs(1))
+        .unwrap_or_default()
+        .max(warm_up);
+    let (warming, steady): (Vec<_>, Vec<_>) =
+        flushes.iter().partition(|(end, _)| since_start(*end) < warm_up);
+    // After warm-up a profile is written every interval (a slow flush may
+    // push one deadline back).
+    let expected = ((started.elapsed().saturating_sub(warm_up)).as_secs_f64() / flush_interval.as_secs_f64())
+        .floor() as usize;
+    report.check(
+        "profiles written every interval",
+        steady.len() + 1 >= expected && stats.profiles_failed == 0,
+        format!(
+            "{} profiles after warm-up for {expected} intervals ({} in all), {} failed",
+            steady.len(),
+            files.len(),
+            stats.profiles_failed
+        ),
+    );
+    let longest = steady.iter().map(|(_, took)| *took).max().unwrap_or_default();
+    let first = warming
+        .first()
+        .or(steady.first())
+        .map(|(_, took)| *took)
+        .unwrap_or_default();
+    report.check(
+        "no flush longer than its interval",
+        !steady.is_empty() && longest < flush_interval,
+        format!(
+            "longest {longest:.1?} of {} flushes after warm-up, interval {flush_interval:?} (first flush, loading debug info: {first:.1?}; all: {:.1?})",
+            steady.len(),
+            flushes.iter().map(|(_, took)| *took).collect::<Vec<_>>()
+        ),
+    );
+    let at_warm = rss
+        .iter()
+        .find(|(t, _)| *t >= warm_up)
+        .map(|&(_, b)| b)
+        .unwrap_or(0);
+    let after: Vec<u64> = rss
+        .iter()
+        .filter(|(t, _)| *t >= warm_up)
+        .map(|&(_, b)| b)
+        .collect();
+    let max_after = after.iter().copied().max().unwrap_or(0);
+    let last = after.last().copied().unwrap_or(0);
+    let allowed = (at_warm / 10).max(8 << 20);
+    if std::env::var_os("LOCKPROF_SOAK_RSS").is_some() {
+        for (t, b) in &rss {
+            println!("rss {t:.1?} {:.1} MiB", mib(*b));
+        }
+    }
+    report.check(
+        "RSS flat after warm-up",
+        !after.is_empty() && max_after.saturating_sub(at_warm) <= allowed,
+        format!(
+            "{:.1} MiB after {warm_up:?} warm-up, max {:.1} MiB, last {:.1} MiB (allowed growth {:.1} MiB)",
+            mib(at_warm),
+            mib(max_after),
+            mib(last),
+            mib(allowed)
+        ),
+    );
+
+    report
+}
