@@ -21,12 +21,10 @@ if [ ! -x .venv/bin/ddapm-test-agent ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check ddapm-test-agent
 fi
 
+# Loom model of the per-lock stats publication protocol, a package of its own
+# (loom-model/) so that `--cfg loom` rebuilds only loom.
+(cd loom-model && RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-../target}/loom" cargo test --release --test stats_slot)
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
 cargo test --all-features
-
-# Loom model of the per-lock stats publication protocol
-# (tests/loom_stats_slot.rs). `--cfg lockprof_loom` rebuilds every crate, so it gets its
-# own target dir; the model itself runs in well under a second.
-RUSTFLAGS="--cfg lockprof_loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
-  cargo test --test loom_stats_slot

@@ -51,10 +51,12 @@ fn in_a_task_the_leaf_is_the_async_fn_and_the_root_is_the_runtime() {
         } else {
             ("// <- released here", "release")
         };
+        // By file and line: optimized builds' debug info may give the async
+        // fn only its short name (`{async_fn#0}`).
         assert!(
             leaf(s)
-                .function
-                .starts_with("async_stacks_lead_to_the_polling_async_fn::update"),
+                .file
+                .ends_with("async_stacks_lead_to_the_polling_async_fn.rs"),
             "{kind}: {functions:#?}"
         );
         assert_eq!(leaf(s).line, line_of(marker), "{kind}: {functions:#?}");
@@ -62,7 +64,9 @@ fn in_a_task_the_leaf_is_the_async_fn_and_the_root_is_the_runtime() {
         // is dropped with the runtime's frames.
         assert_eq!(functions.len(), 3, "{kind}: {functions:#?}");
         assert!(
-            functions[1].contains("in_a_task_the_leaf_is_the_async_fn"),
+            s.frames[1]
+                .file
+                .ends_with("async_stacks_lead_to_the_polling_async_fn.rs"),
             "{functions:#?}"
         );
         assert_eq!(functions[2], "<tokio runtime>");

@@ -120,18 +120,12 @@ impl Symbolizer {
             }
         }
         if in_task {
-            let executor = out
-                .iter()
-                .position(|(_, frames)| frames.iter().any(|f| is_executor(&f.function)));
+            let executor = out.iter().position(|(_, frames)| frames.iter().any(is_executor));
             if let Some(at) = executor {
                 // Calls inlined into the scheduler's frame (innermost first)
                 // that are not the scheduler's are the task's: keep them.
                 let (ip, frames) = &out[at];
-                let kept: Vec<Frame> = frames
-                    .iter()
-                    .take_while(|f| !is_executor(&f.function))
-                    .cloned()
-                    .collect();
+                let kept: Vec<Frame> = frames.iter().take_while(|f| !is_executor(f)).cloned().collect();
                 let ip = *ip;
                 out.truncate(at);
                 if !kept.is_empty() {
@@ -161,7 +155,14 @@ impl Symbolizer {
 
 /// Frames of tokio's scheduler: in a task, these and everything below them
 /// (worker loop, thread start) are the executor.
-fn is_executor(function: &str) -> bool {
+/// Recognised by name, or by source file where optimized builds give only
+/// short names.
+fn is_executor(frame: &Frame) -> bool {
+    is_executor_name(&frame.function)
+        || (frame.file.contains("/tokio-") && frame.file.contains("/src/runtime/"))
+}
+
+fn is_executor_name(function: &str) -> bool {
     function.starts_with("tokio::runtime::") || function.starts_with("<tokio::runtime::")
 }
 
@@ -251,14 +252,16 @@ mod tests {
 
     #[test]
     fn tokio_scheduler_frames_are_the_executor_and_task_futures_are_not() {
-        assert!(is_executor("tokio::runtime::task::core::Core<T,S>::poll"));
-        assert!(is_executor(
+        assert!(is_executor_name("tokio::runtime::task::core::Core<T,S>::poll"));
+        assert!(is_executor_name(
             "<tokio::runtime::blocking::task::BlockingTask<T> as core::future::future::Future>::poll"
         ));
-        assert!(!is_executor(
+        assert!(!is_executor_name(
             "<tokio::time::timeout::Timeout<T> as core::future::future::Future>::poll"
         ));
-        assert!(!is_executor("tokio::task::task_local::LocalKey<T>::scope_inner"));
-        assert!(!is_executor("server::handle_request::{{closure}}"));
+        assert!(!is_executor_name(
+            "tokio::task::task_local::LocalKey<T>::scope_inner"
+        ));
+        assert!(!is_executor_name("server::handle_request::{{closure}}"));
     }
 }

@@ -172,7 +172,7 @@ pub(crate) fn take_deltas() -> std::collections::HashMap<(SiteKey, Mode), Totals
     registry.retain(|stats| {
         // Before the counters: once retired, no count can follow the reads
         // below. (Checking the strong count after them lost the counts made
-        // between the reads and the drop; see tests/loom_stats_slot.rs.)
+        // between the reads and the drop; see loom-model/tests/stats_slot.rs.)
         let retired = stats.retired.load(Acquire);
         for (i, &mode) in stats.mode_of.iter().enumerate() {
             let m = &stats.modes[i];

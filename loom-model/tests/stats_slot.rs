@@ -6,8 +6,8 @@
 //! `const fn`, loom's atomics are not), so this is a line-for-line copy of the
 //! protocol over loom's `Arc`, atomics and mutex; keep it in step with
 //! `stats.rs`. Run by `./scripts/test.sh` as
-//! `RUSTFLAGS="--cfg lockprof_loom" cargo test --test loom_stats_slot`.
-#![cfg(lockprof_loom)]
+//! `cd loom-model && RUSTFLAGS="--cfg loom" cargo test --release`.
+#![cfg(loom)]
 
 use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
 use loom::sync::{Arc, Mutex};

@@ -1,0 +1,1 @@
+//! See tests/stats_slot.rs: a loom model of lockprof's stats-slot protocol.
