@@ -101,3 +101,16 @@ pub fn select<'a>(entries: &'a [Entry], selection: Option<&str>) -> Result<Vec<&
         .filter_map(|n| entries.iter().find(|e| e.name == *n))
         .collect())
 }
+
+/// The lockprof features this example was built with: `lock_profiler_stress`
+/// is built with the same ones, so lockprof itself is not rebuilt.
+pub fn enabled_features() -> Vec<&'static str> {
+    let mut features = Vec::new();
+    if cfg!(feature = "zstd") {
+        features.push("zstd");
+    }
+    if cfg!(feature = "fault-injection") {
+        features.push("fault-injection");
+    }
+    features
+}
