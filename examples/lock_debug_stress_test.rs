@@ -24,7 +24,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use lockprof::read::LockProfile;
-use lockprof::{named, Profiler, ProfiledMutex as Mutex, ProfiledReentrantMutex, ProfiledRwLock as RwLock};
+use lockprof::{named, ProfiledMutex as Mutex, ProfiledReentrantMutex, ProfiledRwLock as RwLock, Profiler};
 
 use common::production::{self, env};
 use common::profiles::{self, LockName};
@@ -46,8 +46,12 @@ const EXPECTED: &[(&str, &str)] = &[
 
 const PHASES: usize = 4;
 
-named!(static GLOBAL_USER_SESSION_LOCK: Mutex<u64> = Mutex::new(0););
-named!(static GLOBAL_CONFIG_LOCK: RwLock<u64> = RwLock::new(0););
+named!(
+    static GLOBAL_USER_SESSION_LOCK: Mutex<u64> = Mutex::new(0);
+);
+named!(
+    static GLOBAL_CONFIG_LOCK: RwLock<u64> = RwLock::new(0);
+);
 
 fn hold(micros: u64) {
     sleep(Duration::from_micros(micros));
@@ -166,12 +170,24 @@ fn run_workloads(duration: Duration, workers: usize) {
     let phase = duration / PHASES as u32;
     let users = UserManager::new();
     let pool = ConnectionPool::new();
-    production::run_phase(1, "Local named locks (and one anonymous lock)", phase, workers, &local_locks);
+    production::run_phase(
+        1,
+        "Local named locks (and one anonymous lock)",
+        phase,
+        workers,
+        &local_locks,
+    );
     production::run_phase(2, "Static locks", phase, workers, &static_locks);
-    production::run_phase(3, "Struct, nested struct and private field locks", phase, workers, &|_| {
-        struct_locks(&users, &pool)
+    production::run_phase(
+        3,
+        "Struct, nested struct and private field locks",
+        phase,
+        workers,
+        &|_| struct_locks(&users, &pool),
+    );
+    production::run_phase(4, "Re-entrant locks", phase, workers, &|_| {
+        reentrant_locks(&users)
     });
-    production::run_phase(4, "Re-entrant locks", phase, workers, &|_| reentrant_locks(&users));
 }
 
 fn main() -> ExitCode {
@@ -228,8 +244,7 @@ fn main() -> ExitCode {
     let pid = format!(".{}.", std::process::id());
     let newest = profiles::written_under(&prefix)
         .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&pid)))
-        .next_back();
+        .rfind(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&pid)));
     let Some(path) = newest else {
         println!("\nNo profile was written under {}.", prefix.display());
         print_diagnosis(false, Upload::NotTried);
@@ -258,7 +273,10 @@ fn main() -> ExitCode {
         println!("\nRESULT: PASS - every expected lock name is in the local profile");
         ExitCode::SUCCESS
     } else {
-        println!("\nRESULT: FAIL - missing from the local profile: {}", missing.join(", "));
+        println!(
+            "\nRESULT: FAIL - missing from the local profile: {}",
+            missing.join(", ")
+        );
         ExitCode::FAILURE
     }
 }
@@ -309,7 +327,11 @@ fn analyze(path: &std::path::Path, profile: &LockProfile) -> Vec<&'static str> {
         .filter(|(name, _)| !profiles::has_name(&labels, name))
         .map(|(name, _)| *name)
         .collect();
-    println!("\nExpected names: {} of {} found", EXPECTED.len() - missing.len(), EXPECTED.len());
+    println!(
+        "\nExpected names: {} of {} found",
+        EXPECTED.len() - missing.len(),
+        EXPECTED.len()
+    );
     for (name, placement) in EXPECTED {
         let mark = if missing.contains(name) { "MISSING" } else { "ok" };
         println!("  {mark:<8} {name:<28} ({placement})");
@@ -405,7 +427,7 @@ fn print_diagnosis(names_present: bool, upload: Upload) {
         ),
     ];
     println!("\nDiagnosis");
-    println!("  {:<2}{:<14}{:<13}{}", "", "local names", "upload", "meaning");
+    println!("    {:<14}{:<13}meaning", "local names", "upload");
     for (local, upload, meaning, applies) in rows {
         let arrow = if applies { "→" } else { " " };
         println!("  {arrow:<2}{local:<14}{upload:<13}{meaning}");

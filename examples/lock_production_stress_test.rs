@@ -44,9 +44,15 @@ const EXPECTED_NAMES: &[&str] = &[
 ];
 
 // Statics: Rust's spelling of the reference's module-level globals.
-named!(static GLOBAL_USER_SESSION_LOCK: Mutex<u64> = Mutex::new(0););
-named!(static GLOBAL_CACHE_LOCK: Mutex<u64> = Mutex::new(0););
-named!(static GLOBAL_DATABASE_LOCK: Mutex<u64> = Mutex::new(0););
+named!(
+    static GLOBAL_USER_SESSION_LOCK: Mutex<u64> = Mutex::new(0);
+);
+named!(
+    static GLOBAL_CACHE_LOCK: Mutex<u64> = Mutex::new(0);
+);
+named!(
+    static GLOBAL_DATABASE_LOCK: Mutex<u64> = Mutex::new(0);
+);
 
 fn hold(micros: u64) {
     sleep(Duration::from_micros(micros));

@@ -575,8 +575,22 @@ fn producer_consumer(args: &Args, seeds: &Seeds) -> Outcome {
 
     named!(let start_gate = Event::new(false));
     let stats = thread::scope(|scope| {
-        let producers = spawn_group(scope, &start_gate, seeds, "producer", args.num_producers, &producer);
-        let consumers = spawn_group(scope, &start_gate, seeds, "consumer", args.num_consumers, &consumer);
+        let producers = spawn_group(
+            scope,
+            &start_gate,
+            seeds,
+            "producer",
+            args.num_producers,
+            &producer,
+        );
+        let consumers = spawn_group(
+            scope,
+            &start_gate,
+            seeds,
+            "consumer",
+            args.num_consumers,
+            &consumer,
+        );
         start_gate.set();
         let mut stats = join_all(producers);
         for _ in 0..args.num_consumers {
@@ -810,7 +824,9 @@ fn spawn_group<'scope, 'env>(
 fn join_all(handles: Vec<ScopedJoinHandle<'_, ThreadStats>>) -> ThreadStats {
     let mut total = ThreadStats::default();
     for handle in handles {
-        let stats = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let stats = handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         total.merge(&stats);
     }
     total
@@ -871,7 +887,10 @@ fn params(value: Value) -> BTreeMap<String, Value> {
 fn profiling_requested() -> bool {
     let flag = |name: &str, default: bool| match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => {
-            matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
         }
         _ => default,
     };

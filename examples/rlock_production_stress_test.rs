@@ -46,9 +46,15 @@ const EXPECTED_NAMES: &[&str] = &[
 ];
 
 // Statics: Rust's spelling of the reference's module-level globals.
-named!(static GLOBAL_USER_SESSION_LOCK: ReentrantMutex<Cell<u64>> = ReentrantMutex::new(Cell::new(0)););
-named!(static GLOBAL_CACHE_LOCK: ReentrantMutex<Cell<u64>> = ReentrantMutex::new(Cell::new(0)););
-named!(static GLOBAL_DATABASE_LOCK: ReentrantMutex<Cell<u64>> = ReentrantMutex::new(Cell::new(0)););
+named!(
+    static GLOBAL_USER_SESSION_LOCK: ReentrantMutex<Cell<u64>> = ReentrantMutex::new(Cell::new(0));
+);
+named!(
+    static GLOBAL_CACHE_LOCK: ReentrantMutex<Cell<u64>> = ReentrantMutex::new(Cell::new(0));
+);
+named!(
+    static GLOBAL_DATABASE_LOCK: ReentrantMutex<Cell<u64>> = ReentrantMutex::new(Cell::new(0));
+);
 
 /// Re-entrant guards give shared access: counters are `Cell`s.
 fn bump(counter: &Cell<u64>) {

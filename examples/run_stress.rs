@@ -137,7 +137,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     for e in &skipped {
-        println!("skipping {}: scenario {} is not available in this build", e.name, e.scenario_type);
+        println!(
+            "skipping {}: scenario {} is not available in this build",
+            e.name, e.scenario_type
+        );
     }
 
     let stress_bin = match &args.stress_bin {
@@ -190,7 +193,14 @@ fn main() -> ExitCode {
                 human(elapsed),
             );
             let only_mode = modes.len() == 1;
-            let run = run_one(&stress_bin, &results_dir, entry, profiled, only_mode, args.timeout_s);
+            let run = run_one(
+                &stress_bin,
+                &results_dir,
+                entry,
+                profiled,
+                only_mode,
+                args.timeout_s,
+            );
             done += 1;
             match run {
                 Ok(result) => {
@@ -235,7 +245,10 @@ fn main() -> ExitCode {
     println!("Results in {}", results_dir.display());
     let failed = rows.iter().filter(|r| !r.failures.is_empty()).count();
     if failed > 0 {
-        println!("{failed} configuration(s) failed; see {}", results_dir.join("logs").display());
+        println!(
+            "{failed} configuration(s) failed; see {}",
+            results_dir.join("logs").display()
+        );
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -251,9 +264,15 @@ fn run_one(
     only_mode: bool,
     timeout_s: u64,
 ) -> Result<ScenarioResult, String> {
-    let suffix = if profiled || only_mode { "" } else { ".profiling-off" };
+    let suffix = if profiled || only_mode {
+        ""
+    } else {
+        ".profiling-off"
+    };
     let output = results_dir.join(format!("results.{}{suffix}.json", entry.name));
-    let log_path = results_dir.join("logs").join(format!("{}{suffix}.log", entry.name));
+    let log_path = results_dir
+        .join("logs")
+        .join(format!("{}{suffix}.log", entry.name));
     let _ = fs::remove_file(&output);
     let log = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
@@ -289,7 +308,10 @@ fn run_one(
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("timed out after {timeout_s}s (log: {})", log_path.display()));
+                return Err(format!(
+                    "timed out after {timeout_s}s (log: {})",
+                    log_path.display()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => return Err(format!("cannot wait for the run: {e}")),
@@ -297,8 +319,18 @@ fn run_one(
     };
     if !status.success() {
         let log = fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(format!("{status}; last output:\n          {}", tail.join("\n          ")));
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(format!(
+            "{status}; last output:\n          {}",
+            tail.join("\n          ")
+        ));
     }
     let json = fs::read_to_string(&output).map_err(|e| format!("{}: {e}", output.display()))?;
     serde_json::from_str(&json).map_err(|e| format!("{}: {e}", output.display()))

@@ -31,15 +31,20 @@ fn a_short_run_finds_every_expected_name_and_exits_0() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("Missing expected names: none"), "{stdout}");
-    assert!(stdout.contains(&format!("Expected names: {0} of {0} found", EXPECTED.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Expected names: {0} of {0} found", EXPECTED.len())),
+        "{stdout}"
+    );
     for name in EXPECTED {
         let listed = stdout
             .lines()
             .any(|l| l.trim_start().starts_with("ok") && l.split_whitespace().nth(1) == Some(name));
         assert!(listed, "{name} not reported as found:\n{stdout}");
-        let named = stdout
-            .lines()
-            .any(|l| l.trim_start().split_whitespace().next().is_some_and(|label| label.ends_with(&format!(":{name}"))));
+        let named = stdout.lines().any(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|label| label.ends_with(&format!(":{name}")))
+        });
         assert!(named, "{name} not listed among the named locks:\n{stdout}");
     }
     // The anonymous lock is reported as generic (file:line only).
@@ -60,7 +65,9 @@ fn a_short_run_finds_every_expected_name_and_exits_0() {
     assert!(count("Samples with lock-release > 0: ") > 0);
     assert!(stdout.contains("upload skipped"), "{stdout}");
     assert!(
-        stdout.lines().any(|l| l.contains('→') && l.contains("present") && l.contains("not tried")),
+        stdout
+            .lines()
+            .any(|l| l.contains('→') && l.contains("present") && l.contains("not tried")),
         "the diagnosis should point at `present / not tried`:\n{stdout}"
     );
     assert!(stdout.contains("RESULT: PASS"), "{stdout}");
@@ -81,7 +88,9 @@ fn names_missing_from_the_local_profile_fail_the_run() {
         assert!(stdout.contains(&format!("MISSING  {name}")), "{name}:\n{stdout}");
     }
     assert!(
-        stdout.lines().any(|l| l.contains('→') && l.contains("collector problem")),
+        stdout
+            .lines()
+            .any(|l| l.contains('→') && l.contains("collector problem")),
         "the diagnosis should blame the collector:\n{stdout}"
     );
     assert!(stdout.contains("RESULT: FAIL"), "{stdout}");

@@ -12,7 +12,10 @@ fn run_and_collect(example: &str) -> (String, std::collections::BTreeSet<String>
             .args(["1.4", "2"])
             .env("DD_PROFILING_OUTPUT_PPROF", dir.path().join("prod")),
     );
-    (String::from_utf8_lossy(&output.stdout).into_owned(), lock_names_in(dir.path()))
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        lock_names_in(dir.path()),
+    )
 }
 
 const MUTEX_NAMES: &[&str] = &[
@@ -34,10 +37,16 @@ const MUTEX_NAMES: &[&str] = &[
 fn mutex_stress_test_names_all_six_phases_locks() {
     let (stdout, names) = run_and_collect("lock_production_stress_test");
     for phase in 1..=6 {
-        assert!(stdout.contains(&format!("Phase {phase}: ")), "phase {phase}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("Phase {phase}: ")),
+            "phase {phase}:\n{stdout}"
+        );
     }
     assert!(!stdout.contains("Phase 7"), "{stdout}");
-    assert!(stdout.contains("DD_SERVICE: lock-production-stress-test"), "{stdout}");
+    assert!(
+        stdout.contains("DD_SERVICE: lock-production-stress-test"),
+        "{stdout}"
+    );
     assert!(stdout.contains("Profiles: 1 exported, 0 failed"), "{stdout}");
     for name in MUTEX_NAMES {
         assert!(has_name(&names, name), "{name} missing from {names:?}");
@@ -48,9 +57,15 @@ fn mutex_stress_test_names_all_six_phases_locks() {
 fn reentrant_stress_test_names_all_seven_phases_locks() {
     let (stdout, names) = run_and_collect("rlock_production_stress_test");
     for phase in 1..=7 {
-        assert!(stdout.contains(&format!("Phase {phase}: ")), "phase {phase}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("Phase {phase}: ")),
+            "phase {phase}:\n{stdout}"
+        );
     }
-    assert!(stdout.contains("DD_SERVICE: rlock-production-stress-test"), "{stdout}");
+    assert!(
+        stdout.contains("DD_SERVICE: rlock-production-stress-test"),
+        "{stdout}"
+    );
     for name in MUTEX_NAMES.iter().chain(&["login_attempts_lock"]) {
         assert!(has_name(&names, name), "{name} missing from {names:?}");
     }

@@ -110,7 +110,8 @@ fn long_held_locks() {
 
 #[test]
 fn producer_consumer() {
-    let args = "--num-producers 2 --num-consumers 2 --queue-size 10 --items-per-producer 100 --processing-time-ms 0";
+    let args =
+        "--num-producers 2 --num-consumers 2 --queue-size 10 --items-per-producer 100 --processing-time-ms 0";
     let report = run_profiled("producer_consumer", &split(args), &["work_queue"], false);
     // Each item counts once when put and once when processed.
     assert_eq!(report.total_operations, 2 * 2 * 100);
@@ -118,21 +119,24 @@ fn producer_consumer() {
 
 #[test]
 fn reader_writer() {
-    let args = "--num-readers 4 --num-writers 2 --operations-per-thread 20 --read-time-ms 1 --write-time-ms 2";
+    let args =
+        "--num-readers 4 --num-writers 2 --operations-per-thread 20 --read-time-ms 1 --write-time-ms 2";
     let report = run_profiled("reader_writer", &split(args), &["document_lock"], false);
     assert_eq!(report.total_operations, 6 * 20);
 }
 
 #[test]
 fn memory_pressure() {
-    let args = "--num-threads 4 --num-locks 4 --operations-per-thread 15 --allocate-mb-per-op 0.25 --hold-time-ms 1";
+    let args =
+        "--num-threads 4 --num-locks 4 --operations-per-thread 15 --allocate-mb-per-op 0.25 --hold-time-ms 1";
     let report = run_profiled("memory_pressure", &split(args), &["allocation_lock"], false);
     assert_eq!(report.total_operations, 4 * 15);
 }
 
 #[test]
 fn deadlock_prone_in_random_order_finishes_despite_timeouts() {
-    let args = "--num-threads 4 --num-locks 5 --operations-per-thread 40 --randomize-order true --timeout-ms 20";
+    let args =
+        "--num-threads 4 --num-locks 5 --operations-per-thread 40 --randomize-order true --timeout-ms 20";
     let report = run_profiled("deadlock_prone", &split(args), &["resource_lock"], true);
     // Every op either completed or counted at least one timeout.
     assert!(report.total_operations + report.errors >= 4 * 40, "{report:?}");
@@ -140,7 +144,8 @@ fn deadlock_prone_in_random_order_finishes_despite_timeouts() {
 
 #[test]
 fn deadlock_prone_in_global_order_never_times_out() {
-    let args = "--num-threads 4 --num-locks 5 --operations-per-thread 40 --randomize-order false --timeout-ms 5000";
+    let args =
+        "--num-threads 4 --num-locks 5 --operations-per-thread 40 --randomize-order false --timeout-ms 5000";
     let report = run_profiled("deadlock_prone", &split(args), &["resource_lock"], false);
     assert_eq!(report.total_operations, 4 * 40);
 }
@@ -151,7 +156,9 @@ fn without_the_profiling_variables_nothing_is_profiled() {
     let json_path = dir.path().join("result.json");
     let output = run_ok(
         command("lock_profiler_stress")
-            .args(split("--scenario-type high_frequency --num-threads 2 --operations-per-thread 500"))
+            .args(split(
+                "--scenario-type high_frequency --num-threads 2 --operations-per-thread 500",
+            ))
             .arg("--output")
             .arg(&json_path)
             .env("DD_PROFILING_OUTPUT_PPROF", dir.path().join("off")),

@@ -190,4 +190,3 @@ impl<T> Nameable for BoundedQueue<T> {
         self.items.set_name(name);
     }
 }
-

@@ -54,7 +54,9 @@ pub fn parse_args(example: &str, default_duration_s: f64, default_workers: usize
         None => default_duration_s,
         Some(a) => match a.parse::<f64>() {
             Ok(s) if s.is_finite() && s > 0.0 => s,
-            _ => fail(&format!("duration_s must be a positive number of seconds, not {a:?}")),
+            _ => fail(&format!(
+                "duration_s must be a positive number of seconds, not {a:?}"
+            )),
         },
     };
     let workers = match args.get(1) {
@@ -91,7 +93,11 @@ pub fn print_header(title: &str, duration: Duration, workers: usize, phases: usi
     for name in ["DD_SERVICE", "DD_ENV", "DD_VERSION", "DD_PROFILING_CAPTURE_PCT"] {
         println!("{name}: {}", env(name).unwrap_or_default());
     }
-    println!("Duration: {:.1}s, {phases} phases of {:.1}s", duration.as_secs_f64(), duration.as_secs_f64() / phases as f64);
+    println!(
+        "Duration: {:.1}s, {phases} phases of {:.1}s",
+        duration.as_secs_f64(),
+        duration.as_secs_f64() / phases as f64
+    );
     println!("Workers per phase: {workers}");
     println!("Upload mode: {}", upload_mode());
     println!("\nExpected lock names (label `<file>:<line>:<name>`):");
@@ -103,7 +109,13 @@ pub fn print_header(title: &str, duration: Duration, workers: usize, phases: usi
 
 /// Runs `work(worker)` on `workers` threads, over and over, until `duration`
 /// has passed; prints the phase's title and how long it took.
-pub fn run_phase(number: usize, title: &str, duration: Duration, workers: usize, work: &(dyn Fn(usize) + Sync)) {
+pub fn run_phase(
+    number: usize,
+    title: &str,
+    duration: Duration,
+    workers: usize,
+    work: &(dyn Fn(usize) + Sync),
+) {
     println!("\nPhase {number}: {title}\n{}", "-".repeat(80));
     let start = Instant::now();
     let end = start + duration;
@@ -128,29 +140,45 @@ pub fn run_phase(number: usize, title: &str, duration: Duration, workers: usize,
             .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .sum()
     });
-    println!("✓ Phase completed in {:.2}s ({rounds} rounds)", start.elapsed().as_secs_f64());
+    println!(
+        "✓ Phase completed in {:.2}s ({rounds} rounds)",
+        start.elapsed().as_secs_f64()
+    );
 }
 
 /// Stops the profiler (which exports a last profile) and says where the
 /// profiles went and how to look at them.
 pub fn finish(profiler: Option<ProfilerHandle>, started: Instant) {
     let rule = "=".repeat(80);
-    println!("\n{rule}\nAll phases completed in {:.2}s\n{rule}", started.elapsed().as_secs_f64());
+    println!(
+        "\n{rule}\nAll phases completed in {:.2}s\n{rule}",
+        started.elapsed().as_secs_f64()
+    );
     let Some(profiler) = profiler else {
         println!("The profiler did not run (DD_PROFILING_ENABLED / DD_PROFILING_LOCK_ENABLED are off, or it failed to start).");
         return;
     };
     let output = profiler.output().to_owned();
     let stats = profiler.stop();
-    println!("Profiles: {} exported, {} failed, to {output}", stats.profiles_exported, stats.profiles_failed);
-    println!("Events: {} recorded, {} dropped", stats.events_recorded, stats.events_dropped);
+    println!(
+        "Profiles: {} exported, {} failed, to {output}",
+        stats.profiles_exported, stats.profiles_failed
+    );
+    println!(
+        "Events: {} recorded, {} dropped",
+        stats.events_recorded, stats.events_dropped
+    );
     if let Some(error) = &stats.last_error {
         println!("Last export error: {error}");
     }
     if output.starts_with("files ") {
         println!("Read a profile with: go tool pprof -raw <file>   (look at the `lock name` labels)");
     } else {
-        println!("In Datadog: Profiling, filter service:{} env:{}, Lock profile type.", env("DD_SERVICE").unwrap_or_default(), env("DD_ENV").unwrap_or_default());
+        println!(
+            "In Datadog: Profiling, filter service:{} env:{}, Lock profile type.",
+            env("DD_SERVICE").unwrap_or_default(),
+            env("DD_ENV").unwrap_or_default()
+        );
     }
     println!("{rule}");
 }

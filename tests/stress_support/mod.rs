@@ -43,7 +43,10 @@ pub fn example(name: &str) -> PathBuf {
     if !features.is_empty() {
         command.arg("--features").arg(features.join(","));
     }
-    let output = command.stderr(Stdio::inherit()).output().expect("run cargo build");
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
     assert!(output.status.success(), "cargo build --example {name} failed");
     let path = String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -51,7 +54,9 @@ pub fn example(name: &str) -> PathBuf {
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo did not report the executable of example {name}"));
-    built.get_or_insert_with(HashMap::new).insert(name.to_owned(), path.clone());
+    built
+        .get_or_insert_with(HashMap::new)
+        .insert(name.to_owned(), path.clone());
     path
 }
 
@@ -113,7 +118,9 @@ pub fn parse_report(stdout: &str) -> Report {
             .split_once('.')
             .unwrap_or_else(|| panic!("{number:?} should have {places} decimals"));
         assert_eq!(fraction.len(), places, "{number:?} should have {places} decimals");
-        number.parse().unwrap_or_else(|_| panic!("{number:?} is not a number"))
+        number
+            .parse()
+            .unwrap_or_else(|_| panic!("{number:?} is not a number"))
     };
     let integer = |text: &str| -> u64 { text.parse().unwrap_or_else(|_| panic!("{text:?} is not a count")) };
     Report {
