@@ -227,6 +227,11 @@ fn main() -> ExitCode {
     let mut result = ScenarioResult::new(&args.scenario_type.name(), duration, &outcome.stats);
     result.lock_names = outcome.lock_names;
     result.parameters = outcome.parameters;
+    if let Some(profiler) = &profiler {
+        result.profiling = true;
+        result.profile_output = Some(profiler.output().to_owned());
+    }
+    println!("{result}");
     if let Some(profiler) = profiler {
         let output = profiler.output().to_owned();
         let stats = profiler.stop();
@@ -240,11 +245,7 @@ fn main() -> ExitCode {
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default()
         );
-        result.profiling = true;
-        result.profile_output = Some(output);
     }
-
-    println!("{result}");
     if let Some(path) = &args.output {
         let written = serde_json::to_string_pretty(&result)
             .map_err(|e| e.to_string())

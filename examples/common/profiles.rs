@@ -32,11 +32,6 @@ pub fn written_under(prefix: &Path) -> Vec<PathBuf> {
     files.into_iter().map(|(_, p)| p).collect()
 }
 
-/// The newest profile written under `prefix`.
-pub fn newest_under(prefix: &Path) -> Option<PathBuf> {
-    written_under(prefix).pop()
-}
-
 /// A `lock name` label split into its parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockName<'a> {
