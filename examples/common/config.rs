@@ -112,5 +112,8 @@ pub fn enabled_features() -> Vec<&'static str> {
     if cfg!(feature = "fault-injection") {
         features.push("fault-injection");
     }
+    if cfg!(feature = "cli") {
+        features.push("cli");
+    }
     features
 }

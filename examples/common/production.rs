@@ -172,7 +172,8 @@ pub fn finish(profiler: Option<ProfilerHandle>, started: Instant) {
         println!("Last export error: {error}");
     }
     if output.starts_with("files ") {
-        println!("Read a profile with: go tool pprof -raw <file>   (look at the `lock name` labels)");
+        println!("See the lock names with: cargo run --features cli --bin lockprof -- names <the prefix above>");
+        println!("                     or: go tool pprof -raw <file>   (the `lock name` labels)");
     } else {
         println!(
             "In Datadog: Profiling, filter service:{} env:{}, Lock profile type.",

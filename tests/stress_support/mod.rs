@@ -40,6 +40,9 @@ pub fn example(name: &str) -> PathBuf {
     if cfg!(feature = "fault-injection") {
         features.push("fault-injection");
     }
+    if cfg!(feature = "cli") {
+        features.push("cli");
+    }
     if !features.is_empty() {
         command.arg("--features").arg(features.join(","));
     }
