@@ -18,6 +18,9 @@
 //! and the bounded queue are built from `ProfiledMutex` and `ProfiledCondvar`
 //! (`examples/common/primitives.rs`), so their internal locking shows up too.
 //! All threads of a run wait on one start gate and are joined at the end.
+//!
+//! `async_stress` uses `ProfiledAsyncMutex` and needs the `tokio` feature:
+//! `cargo run --release --features tokio --example lock_profiler_stress -- --scenario-type async_stress`.
 
 mod common;
 
@@ -209,8 +212,11 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ValueValidation, message)
             .exit();
     }
-    if args.scenario_type == ScenarioType::AsyncStress {
-        eprintln!("async_stress needs lockprof's async locks, which this build does not have");
+    if args.scenario_type == ScenarioType::AsyncStress && !cfg!(feature = "tokio") {
+        eprintln!(
+            "async_stress needs lockprof's async locks: \
+             cargo run --release --features tokio --example lock_profiler_stress -- …"
+        );
         return ExitCode::from(2);
     }
     let requested = profiling_requested();
@@ -269,7 +275,7 @@ fn run(args: &Args, seeds: &Seeds) -> Outcome {
         ScenarioType::ReaderWriter => reader_writer(args, seeds),
         ScenarioType::MemoryPressure => memory_pressure(args, seeds),
         ScenarioType::DeadlockProne => deadlock_prone(args, seeds),
-        ScenarioType::AsyncStress => unreachable!("refused in main"),
+        ScenarioType::AsyncStress => async_stress(args, seeds),
     }
 }
 
@@ -776,6 +782,83 @@ fn deadlock_prone(args: &Args, seeds: &Seeds) -> Outcome {
             "timeout_ms": args.timeout_ms,
         })),
     }
+}
+
+/// `num_tasks` tasks on a multi-threaded tokio runtime, each taking a random
+/// one of `num_locks` profiled async mutexes and holding it across an
+/// `async_sleep_ms` sleep. Tasks are named `task-<i>` in the profile.
+#[cfg(feature = "tokio")]
+fn async_stress(args: &Args, seeds: &Seeds) -> Outcome {
+    use lockprof::ProfiledAsyncMutex;
+    use std::sync::Arc;
+
+    let num_locks = args.num_locks.unwrap_or(10);
+    let locks: Arc<Vec<ProfiledAsyncMutex<u64>>> = Arc::new(
+        (0..num_locks)
+            .map(|_| named!(async_lock = ProfiledAsyncMutex::new(0)))
+            .collect(),
+    );
+    named!(let start_gate = Arc::new(ProfiledAsyncMutex::new(())));
+    let ops = args.operations_per_task;
+    let sleep = Duration::from_millis(args.async_sleep_ms);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_time()
+        .thread_name("async-worker")
+        .build()
+        .expect("build a tokio runtime");
+    let stats = runtime.block_on(async {
+        // Held while the tasks are spawned, so that they all start together.
+        let gate = start_gate.lock().await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..args.num_tasks {
+            let (locks, start_gate) = (Arc::clone(&locks), Arc::clone(&start_gate));
+            let mut rng = seeds.rng();
+            tasks.spawn(lockprof::with_task_name(format!("task-{i}"), async move {
+                drop(start_gate.lock().await);
+                let mut stats = ThreadStats::default();
+                for _ in 0..ops {
+                    let lock = &locks[rng.usize(..locks.len())];
+                    let start = Instant::now();
+                    let mut guard = lock.lock().await;
+                    stats.acquired(start.elapsed());
+                    *guard += 1;
+                    if sleep.is_zero() {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(sleep).await;
+                    }
+                }
+                stats
+            }));
+        }
+        drop(gate);
+        let mut total = ThreadStats::default();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(stats) => total.merge(&stats),
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(e) => panic!("a task failed: {e}"),
+                },
+            }
+        }
+        total
+    });
+    Outcome {
+        stats,
+        lock_names: vec![locks[0].site().label()],
+        parameters: params(json!({
+            "num_tasks": args.num_tasks,
+            "num_locks": num_locks,
+            "operations_per_task": args.operations_per_task,
+            "async_sleep_ms": args.async_sleep_ms,
+        })),
+    }
+}
+
+#[cfg(not(feature = "tokio"))]
+fn async_stress(_: &Args, _: &Seeds) -> Outcome {
+    unreachable!("refused in main without the tokio feature")
 }
 
 /// A worker body: its index in its group and its random generator in, its

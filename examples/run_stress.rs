@@ -69,7 +69,7 @@ enum Profiling {
 
 /// Scenario types this build of `lock_profiler_stress` can run.
 fn scenario_available(scenario_type: &str) -> bool {
-    scenario_type != "async_stress"
+    scenario_type != "async_stress" || cfg!(feature = "tokio")
 }
 
 /// One configuration's outcome, for the table and `summary.json`.

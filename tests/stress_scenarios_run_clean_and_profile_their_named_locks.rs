@@ -150,6 +150,25 @@ fn deadlock_prone_in_global_order_never_times_out() {
     assert_eq!(report.total_operations, 4 * 40);
 }
 
+#[cfg(feature = "tokio")]
+#[test]
+fn async_stress() {
+    let args = "--num-tasks 20 --num-locks 4 --operations-per-task 20 --async-sleep-ms 1";
+    let report = run_profiled("async_stress", &split(args), &["async_lock"], false);
+    assert_eq!(report.total_operations, 20 * 20);
+}
+
+#[cfg(not(feature = "tokio"))]
+#[test]
+fn async_stress_without_the_tokio_feature_is_refused() {
+    let output = command("lock_profiler_stress")
+        .args(["--scenario-type", "async_stress"])
+        .output()
+        .expect("start the example");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--features tokio"));
+}
+
 #[test]
 fn without_the_profiling_variables_nothing_is_profiled() {
     let dir = tempfile::tempdir().expect("tempdir");

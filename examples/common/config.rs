@@ -115,5 +115,8 @@ pub fn enabled_features() -> Vec<&'static str> {
     if cfg!(feature = "cli") {
         features.push("cli");
     }
+    if cfg!(feature = "tokio") {
+        features.push("tokio");
+    }
     features
 }

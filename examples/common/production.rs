@@ -172,7 +172,9 @@ pub fn finish(profiler: Option<ProfilerHandle>, started: Instant) {
         println!("Last export error: {error}");
     }
     if output.starts_with("files ") {
-        println!("See the lock names with: cargo run --features cli --bin lockprof -- names <the prefix above>");
+        println!(
+            "See the lock names with: cargo run --features cli --bin lockprof -- names <the prefix above>"
+        );
         println!("                     or: go tool pprof -raw <file>   (the `lock name` labels)");
     } else {
         println!(

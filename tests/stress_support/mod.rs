@@ -43,6 +43,9 @@ pub fn example(name: &str) -> PathBuf {
     if cfg!(feature = "cli") {
         features.push("cli");
     }
+    if cfg!(feature = "tokio") {
+        features.push("tokio");
+    }
     if !features.is_empty() {
         command.arg("--features").arg(features.join(","));
     }
