@@ -1,8 +1,10 @@
 //! Diagnoses where lock names get lost: runs short workloads over every
 //! naming placement with local pprof output, reads the newest profile back,
 //! and says which expected names are in it. If an agent or an API key is
-//! configured, it then runs the workloads again with the environment's
-//! profiler, which uploads, and says how that went. The closing table tells a
+//! configured (`DD_AGENT_HOST`, `DD_TRACE_AGENT_URL`, `DD_TRACE_AGENT_PORT`,
+//! or `DD_API_KEY` for agentless), it then runs the workloads again under
+//! `start_from_env()`, which uploads, and says what the agent or intake did
+//! with the profiles. The closing table tells a
 //! collector problem (names missing locally) from an upload problem (names
 //! present locally but not in Datadog).
 //!
@@ -200,6 +202,7 @@ fn main() -> ExitCode {
             std::env::set_var(name, value);
         }
     }
+    production::agentless_when_only_a_key();
     let (duration, workers) = production::parse_args("lock_debug_stress_test", 30.0, 4);
     let prefix = match env("DD_PROFILING_OUTPUT_PPROF") {
         Some(prefix) => PathBuf::from(prefix),
@@ -212,7 +215,7 @@ fn main() -> ExitCode {
     println!("{rule}\nLock Debug Stress Test - where do lock names get lost?\n{rule}");
     println!("Duration: {:.1}s, workers: {workers}", duration.as_secs_f64());
     println!("Local profiles: {}.<pid>.<seq>.pprof", prefix.display());
-    println!("Upload mode: {}", production::upload_mode());
+    println!("Upload (step 3): {}", production::upload_mode(false));
 
     // Step 1: local profile, everything captured, one profile for the run.
     let (mut builder, errors) = Profiler::builder().with_env();
@@ -261,7 +264,7 @@ fn main() -> ExitCode {
     let missing = analyze(&path, &profile);
 
     // Step 3: the upload, if one is configured.
-    let upload = if env("DD_AGENT_HOST").is_some() || env("DD_API_KEY").is_some() {
+    let upload = if production::upload_configured() {
         upload_step(duration, workers)
     } else {
         println!("\nStep 3: upload skipped (set DD_AGENT_HOST or DD_API_KEY to test it too)");
@@ -347,37 +350,41 @@ fn analyze(path: &std::path::Path, profile: &LockProfile) -> Vec<&'static str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Upload {
     NotTried,
-    /// Configured, but this build only writes local files.
-    Unavailable,
     Ok,
     Failed,
 }
 
 /// Runs the workloads again under `start_from_env()`, which sends profiles
-/// where the environment says.
+/// where the environment says, and reports what the agent or intake did
+/// with them.
 fn upload_step(duration: Duration, workers: usize) -> Upload {
-    println!("\nStep 3: upload ({})", production::upload_mode());
+    // Local files would win over the upload; step 1 has written them.
+    std::env::remove_var("DD_PROFILING_OUTPUT_PPROF");
     if env("DD_PROFILING_ENABLED").is_none() {
         std::env::set_var("DD_PROFILING_ENABLED", "1");
     }
+    println!("\nStep 3: upload ({})", production::upload_mode(false));
     let Some(profiler) = lockprof::start_from_env() else {
-        println!("The profiler did not start from the environment (DD_PROFILING_ENABLED / DD_PROFILING_LOCK_ENABLED off?)");
+        println!("The profiler did not start from the environment: DD_PROFILING_ENABLED / DD_PROFILING_LOCK_ENABLED off, or a bad setting (agentless without DD_API_KEY?)");
         return Upload::Failed;
     };
     let output = profiler.output().to_owned();
     if output.starts_with("files ") {
-        println!("This build of lockprof has no uploader: start_from_env() writes {output}");
+        println!("start_from_env() chose local files ({output}), not an upload");
         drop(profiler);
-        return Upload::Unavailable;
+        return Upload::Failed;
     }
     println!("Sending to {output}");
     run_workloads(duration.min(Duration::from_secs(20)), workers);
     let started = Instant::now();
     let stats = profiler.stop();
+    let upload = stats.upload.unwrap_or_default();
     println!(
-        "Upload: {} profile(s) sent, {} failed ({:.1}s){}",
-        stats.profiles_exported,
-        stats.profiles_failed,
+        "Upload: {} sent, {} failed, {} dropped, {} retries ({:.1}s to stop){}",
+        upload.sent,
+        upload.failed,
+        upload.dropped,
+        upload.retries,
         started.elapsed().as_secs_f64(),
         stats
             .last_error
@@ -385,7 +392,7 @@ fn upload_step(duration: Duration, workers: usize) -> Upload {
             .map(|e| format!("; last error: {e}"))
             .unwrap_or_default()
     );
-    if stats.profiles_failed == 0 && stats.profiles_exported > 0 {
+    if upload.sent > 0 && upload.failed == 0 && upload.dropped == 0 {
         Upload::Ok
     } else {
         Upload::Failed
@@ -394,7 +401,7 @@ fn upload_step(duration: Duration, workers: usize) -> Upload {
 
 /// The closing table, with an arrow on the row that applies.
 fn print_diagnosis(names_present: bool, upload: Upload) {
-    let rows: [(&str, &str, &str, bool); 5] = [
+    let rows: [(&str, &str, &str, bool); 4] = [
         (
             "present",
             "ok",
@@ -412,12 +419,6 @@ fn print_diagnosis(names_present: bool, upload: Upload) {
             "not tried",
             "collector works; set DD_AGENT_HOST or DD_API_KEY to test the upload",
             names_present && upload == Upload::NotTried,
-        ),
-        (
-            "present",
-            "unavailable",
-            "collector works; this build cannot upload, so Datadog gets nothing",
-            names_present && upload == Upload::Unavailable,
         ),
         (
             "missing",

@@ -1,11 +1,15 @@
 //! `examples/lock_debug_stress_test.rs`, run for a few seconds: it reads its
 //! own profile back, reports every expected lock name as found, and exits 0;
 //! with nothing recorded it reports them missing, blames the collector, and
-//! exits 1.
+//! exits 1. With an agent configured it uploads: to a scripted agent on
+//! loopback that accepts, the diagnosis says collector and upload work; to a
+//! port nobody listens on, it says the upload is the problem.
 
 mod stress_support;
+mod upload_common;
 
 use stress_support::{command, run_ok};
+use upload_common::{closed_port, Reply, ScriptedAgent};
 
 const EXPECTED: &[&str] = &[
     "request_lock",
@@ -94,4 +98,61 @@ fn names_missing_from_the_local_profile_fail_the_run() {
         "the diagnosis should blame the collector:\n{stdout}"
     );
     assert!(stdout.contains("RESULT: FAIL"), "{stdout}");
+}
+
+#[test]
+fn with_an_agent_that_accepts_the_upload_is_reported_ok() {
+    let agent = ScriptedAgent::start(|_| Reply::Status(200));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run_ok(
+        command("lock_debug_stress_test")
+            .args(["1", "2"])
+            .env("DD_PROFILING_OUTPUT_PPROF", dir.path().join("debug"))
+            .env("DD_TRACE_AGENT_URL", agent.url()),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Missing expected names: none"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Sending to Datadog agent at {}/", agent.url())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Upload: 1 sent, 0 failed, 0 dropped"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains('→') && l.contains("present") && l.contains(" ok ")),
+        "the diagnosis should point at `present / ok`:\n{stdout}"
+    );
+    let uploads: Vec<_> = agent
+        .requests()
+        .into_iter()
+        .filter(|r| r.head.starts_with("POST /profiling/v1/input "))
+        .collect();
+    assert_eq!(uploads.len(), 1, "{:?}", agent.requests());
+    // The profile went up with the identity the debug test gives itself.
+    let body = String::from_utf8_lossy(&uploads[0].body);
+    assert!(body.contains("service:lock-debug-stress-test"), "{body}");
+}
+
+#[test]
+fn an_unreachable_agent_is_an_upload_problem_not_a_collector_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run_ok(
+        command("lock_debug_stress_test")
+            .args(["1", "2"])
+            .env("DD_PROFILING_OUTPUT_PPROF", dir.path().join("debug"))
+            .env("DD_AGENT_HOST", "127.0.0.1")
+            .env("DD_TRACE_AGENT_PORT", closed_port().to_string())
+            .env("DD_PROFILING_API_TIMEOUT_MS", "1000"),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Missing expected names: none"), "{stdout}");
+    assert!(stdout.contains("Upload: 0 sent"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains('→') && l.contains("upload problem")),
+        "the diagnosis should blame the upload:\n{stdout}"
+    );
+    assert!(stdout.contains("RESULT: PASS"), "{stdout}");
 }

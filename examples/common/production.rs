@@ -20,10 +20,33 @@ pub fn set_env_defaults(service: &str) {
         ("DD_PROFILING_CAPTURE_PCT", "100"),
     ];
     for (name, value) in defaults {
-        if std::env::var_os(name).is_none_or(|v| v.is_empty()) {
+        if env(name).is_none() {
             std::env::set_var(name, value);
         }
     }
+    agentless_when_only_a_key();
+}
+
+/// As in the reference scripts, `DD_API_KEY` alone means agentless: turns
+/// `DD_PROFILING_AGENTLESS` on when a key is set and neither an agent nor
+/// `DD_PROFILING_AGENTLESS` is. Called before any thread exists.
+pub fn agentless_when_only_a_key() {
+    let agent = ["DD_TRACE_AGENT_URL", "DD_AGENT_HOST", "DD_TRACE_AGENT_PORT"]
+        .iter()
+        .any(|v| env(v).is_some());
+    if env("DD_API_KEY").is_some() && !agent && env("DD_PROFILING_AGENTLESS").is_none() {
+        std::env::set_var("DD_PROFILING_AGENTLESS", "true");
+    }
+}
+
+/// Whether the environment names somewhere to upload to: an agent, or
+/// agentless mode.
+pub fn upload_configured() -> bool {
+    ["DD_TRACE_AGENT_URL", "DD_AGENT_HOST", "DD_TRACE_AGENT_PORT"]
+        .iter()
+        .any(|v| env(v).is_some())
+        || env("DD_PROFILING_AGENTLESS")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 /// An environment variable, if set and not empty.
@@ -69,20 +92,35 @@ pub fn parse_args(example: &str, default_duration_s: f64, default_workers: usize
     (Duration::from_secs_f64(duration), workers)
 }
 
-/// Where the environment says profiles should go, in words.
-pub fn upload_mode() -> String {
-    if env("DD_API_KEY").is_some() {
+/// Where the environment says profiles should go, in words (lockprof's
+/// rules; the profiler's `output()` says where they actually go). With
+/// `files_win` false, `DD_PROFILING_OUTPUT_PPROF` is left out of account.
+pub fn upload_mode(files_win: bool) -> String {
+    let agentless = env("DD_PROFILING_AGENTLESS")
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+    if let Some(prefix) = env("DD_PROFILING_OUTPUT_PPROF").filter(|_| files_win) {
+        format!("local files {prefix}.<pid>.<seq>.pprof (DD_PROFILING_OUTPUT_PPROF is set)")
+    } else if agentless {
         format!(
-            "agentless (DD_API_KEY set, site {})",
-            env("DD_SITE").unwrap_or_else(|| "datadoghq.com".to_owned())
+            "agentless to {} (DD_API_KEY {})",
+            env("DD_SITE").unwrap_or_else(|| "datadoghq.com".to_owned()),
+            if env("DD_API_KEY").is_some() {
+                "set"
+            } else {
+                "MISSING"
+            }
         )
-    } else if let Some(host) = env("DD_AGENT_HOST") {
+    } else if let Some(url) = env("DD_TRACE_AGENT_URL") {
+        format!("agent at {url}")
+    } else if env("DD_AGENT_HOST").is_some() || env("DD_TRACE_AGENT_PORT").is_some() {
         format!(
-            "agent at {host}:{}",
+            "agent at {}:{}",
+            env("DD_AGENT_HOST").unwrap_or_else(|| "localhost".to_owned()),
             env("DD_TRACE_AGENT_PORT").unwrap_or_else(|| "8126".to_owned())
         )
     } else {
-        "local files (neither DD_AGENT_HOST nor DD_API_KEY is set)".to_owned()
+        "local files, unless an agent listens on localhost:8126 (no DD_AGENT_HOST, DD_TRACE_AGENT_URL or DD_API_KEY)"
+            .to_owned()
     }
 }
 
@@ -99,7 +137,7 @@ pub fn print_header(title: &str, duration: Duration, workers: usize, phases: usi
         duration.as_secs_f64() / phases as f64
     );
     println!("Workers per phase: {workers}");
-    println!("Upload mode: {}", upload_mode());
+    println!("Upload mode: {}", upload_mode(true));
     println!("\nExpected lock names (label `<file>:<line>:<name>`):");
     for name in expected {
         println!("  - {name}");
@@ -168,6 +206,12 @@ pub fn finish(profiler: Option<ProfilerHandle>, started: Instant) {
         "Events: {} recorded, {} dropped",
         stats.events_recorded, stats.events_dropped
     );
+    if let Some(upload) = &stats.upload {
+        println!(
+            "Upload: {} sent, {} failed, {} dropped, {} retries",
+            upload.sent, upload.failed, upload.dropped, upload.retries
+        );
+    }
     if let Some(error) = &stats.last_error {
         println!("Last export error: {error}");
     }
