@@ -1,0 +1,274 @@
+//! End-to-end check that `ProfiledMutex` locks show up by variable name:
+//! six phases, each on `workers` threads, exercise every naming placement —
+//! local bindings, statics, struct fields, nested structs, a private field,
+//! and one heavily contended field.
+//!
+//! ```text
+//! cargo run --release --example lock_production_stress_test -- [duration_s=120] [workers=8]
+//! ```
+//!
+//! Sets `DD_SERVICE=lock-production-stress-test`, `DD_ENV=stress-test`,
+//! `DD_VERSION=1.0.0` and 100% capture unless the environment sets them, and
+//! starts the profiler with `lockprof::start_from_env()`. Profiles go wherever
+//! the environment sends them (local files by default); the last lines say
+//! where. `scripts/run_lock_production_stress_test.sh` wraps this with checks
+//! of the upload settings.
+
+mod common;
+
+use std::collections::HashMap;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use lockprof::{named, ProfiledMutex as Mutex};
+
+use common::production;
+
+const SERVICE: &str = "lock-production-stress-test";
+const PHASES: usize = 6;
+
+/// The names each phase should put in the profile.
+const EXPECTED_NAMES: &[&str] = &[
+    "request_lock",
+    "response_lock",
+    "GLOBAL_USER_SESSION_LOCK",
+    "GLOBAL_CACHE_LOCK",
+    "GLOBAL_DATABASE_LOCK",
+    "user_session_lock",
+    "user_cache_lock",
+    "cache_read_lock",
+    "cache_write_lock",
+    "connection_pool_lock",
+    "query_lock",
+    "_internal_lock",
+];
+
+// Statics: Rust's spelling of the reference's module-level globals.
+named!(
+    static GLOBAL_USER_SESSION_LOCK: Mutex<u64> = Mutex::new(0);
+);
+named!(
+    static GLOBAL_CACHE_LOCK: Mutex<u64> = Mutex::new(0);
+);
+named!(
+    static GLOBAL_DATABASE_LOCK: Mutex<u64> = Mutex::new(0);
+);
+
+fn hold(micros: u64) {
+    sleep(Duration::from_micros(micros));
+}
+
+/// Struct members.
+struct UserManager {
+    user_session_lock: Mutex<HashMap<String, u64>>,
+    user_cache_lock: Mutex<u64>,
+}
+
+impl UserManager {
+    fn new() -> Self {
+        named!(Self {
+            user_session_lock: Mutex::new(HashMap::new()),
+            user_cache_lock: Mutex::new(0),
+        })
+    }
+
+    fn authenticate_user(&self, user_id: &str, iterations: usize) {
+        for _ in 0..iterations {
+            let mut sessions = self.user_session_lock.lock().unwrap();
+            *sessions.entry(user_id.to_owned()).or_default() += 1;
+            hold(1000);
+        }
+    }
+
+    fn update_cache(&self, iterations: usize) {
+        for _ in 0..iterations {
+            *self.user_cache_lock.lock().unwrap() += 1;
+            hold(500);
+        }
+    }
+}
+
+/// More struct members, one of them private by convention.
+struct CacheManager {
+    cache_read_lock: Mutex<u64>,
+    cache_write_lock: Mutex<u64>,
+    _internal_lock: Mutex<u64>,
+}
+
+impl CacheManager {
+    fn new() -> Self {
+        named!(Self {
+            cache_read_lock: Mutex::new(0),
+            cache_write_lock: Mutex::new(0),
+            _internal_lock: Mutex::new(0),
+        })
+    }
+
+    fn read_cache(&self, iterations: usize) {
+        for _ in 0..iterations {
+            let _hits = *self.cache_read_lock.lock().unwrap();
+            hold(300);
+        }
+    }
+
+    fn write_cache(&self, iterations: usize) {
+        for _ in 0..iterations {
+            *self.cache_write_lock.lock().unwrap() += 1;
+            hold(2000);
+        }
+    }
+
+    fn internal_operation(&self, iterations: usize) {
+        for _ in 0..iterations {
+            *self._internal_lock.lock().unwrap() += 1;
+            hold(500);
+        }
+    }
+}
+
+/// Nested structs: a connection, with its own user manager, inside a pool.
+struct DatabaseConnection {
+    query_lock: Mutex<u64>,
+    user_manager: UserManager,
+}
+
+struct ConnectionPool {
+    connection_pool_lock: Mutex<usize>,
+    connection: DatabaseConnection,
+}
+
+impl ConnectionPool {
+    fn new() -> Self {
+        named!(Self {
+            connection_pool_lock: Mutex::new(0),
+            connection: named!(DatabaseConnection {
+                query_lock: Mutex::new(0),
+                user_manager: UserManager::new(),
+            }),
+        })
+    }
+
+    fn execute_query(&self, iterations: usize) {
+        for _ in 0..iterations {
+            *self.connection.query_lock.lock().unwrap() += 1;
+            hold(1000);
+        }
+    }
+
+    fn get_connection(&self, iterations: usize) {
+        for _ in 0..iterations {
+            *self.connection_pool_lock.lock().unwrap() += 1;
+            hold(2000);
+        }
+    }
+
+    fn execute_with_user_auth(&self, user_id: &str, iterations: usize) {
+        for _ in 0..iterations {
+            let mut sessions = self.connection.user_manager.user_session_lock.lock().unwrap();
+            *sessions.entry(user_id.to_owned()).or_default() += 1;
+            hold(1000);
+        }
+    }
+}
+
+// One round of each phase: 10 iterations, as in the reference.
+
+fn local_named_locks(_worker: usize) {
+    for _ in 0..10 {
+        named!(let request_lock = Mutex::new(0u64));
+        named!(let response_lock = Mutex::new(0u64));
+        {
+            *request_lock.lock().unwrap() += 1;
+            hold(500);
+        }
+        {
+            *response_lock.lock().unwrap() += 1;
+            hold(500);
+        }
+        hold(1000);
+    }
+}
+
+fn global_locks(_worker: usize) {
+    for i in 0..10 {
+        {
+            *GLOBAL_USER_SESSION_LOCK.lock().unwrap() += 1;
+            hold(1000);
+        }
+        {
+            *GLOBAL_CACHE_LOCK.lock().unwrap() += 1;
+            hold(1000);
+        }
+        if i % 5 == 0 {
+            *GLOBAL_DATABASE_LOCK.lock().unwrap() += 1;
+            hold(2000);
+        }
+    }
+}
+
+fn struct_member_locks(worker: usize) {
+    let users = UserManager::new();
+    let cache = CacheManager::new();
+    let user_id = format!("user-{worker}");
+    for i in 0..10 {
+        users.authenticate_user(&user_id, 5);
+        users.update_cache(5);
+        cache.read_cache(5);
+        if i % 3 == 0 {
+            cache.write_cache(2);
+        }
+    }
+}
+
+fn nested_struct_locks(worker: usize) {
+    let pool = ConnectionPool::new();
+    let user_id = format!("user-{worker}");
+    for _ in 0..10 {
+        pool.execute_query(5);
+        pool.get_connection(3);
+        pool.execute_with_user_auth(&user_id, 3);
+    }
+}
+
+fn private_field_locks(_worker: usize) {
+    let cache = CacheManager::new();
+    for _ in 0..10 {
+        cache.internal_operation(10);
+    }
+}
+
+fn high_contention(shared: &UserManager) {
+    for _ in 0..10 {
+        let _sessions = shared.user_session_lock.lock().unwrap();
+        hold(5000);
+    }
+}
+
+fn main() {
+    production::set_env_defaults(SERVICE);
+    let (duration, workers) = production::parse_args("lock_production_stress_test", 120.0, 8);
+    production::print_header(
+        "Lock Production Stress Test",
+        duration,
+        workers,
+        PHASES,
+        EXPECTED_NAMES,
+    );
+    let profiler = lockprof::start_from_env();
+    if let Some(p) = &profiler {
+        println!("Profiler started; profiles go to {}", p.output());
+    }
+
+    let started = Instant::now();
+    let phase = duration / PHASES as u32;
+    let shared = UserManager::new();
+    production::run_phase(1, "Local Named Locks", phase, workers, &local_named_locks);
+    production::run_phase(2, "Global (static) Named Locks", phase, workers, &global_locks);
+    production::run_phase(3, "Struct Member Locks", phase, workers, &struct_member_locks);
+    production::run_phase(4, "Nested Struct Locks", phase, workers, &nested_struct_locks);
+    production::run_phase(5, "Private Field Locks", phase, workers, &private_field_locks);
+    production::run_phase(6, "High Contention (Named Locks)", phase, workers, &|_| {
+        high_contention(&shared)
+    });
+    production::finish(profiler, started);
+}
