@@ -6,6 +6,8 @@
 //! [`StatsSlot`]. The fast paths are `#[inline(always)]`; everything that
 //! reads a clock, captures a stack or talks to the recorder is `#[cold]`.
 
+#[doc(hidden)]
+pub mod bench;
 pub(crate) mod clock;
 pub(crate) mod recorder;
 pub(crate) mod report;
