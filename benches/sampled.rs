@@ -70,8 +70,9 @@ fn flush(c: &mut Criterion) {
     let mut g = c.benchmark_group("flush");
     g.sample_size(10);
     let mut fixture = lockprof::__bench::FlushFixture::new(10_000, DEPTH);
+    let batch = fixture.batch();
     g.bench_function("10k_stacks", |b| {
-        b.iter_batched(|| fixture.batch(), |batch| fixture.flush(batch), BatchSize::PerIteration)
+        b.iter_batched(|| batch.clone(), |batch| fixture.flush(batch), BatchSize::PerIteration)
     });
     g.finish();
 }
