@@ -202,7 +202,7 @@ mod fp {
         // Addresses go to a buffer on this stack first, so that the one heap
         // allocation is of the exact size (a `Vec` shrunk into a box would
         // reallocate on every sampled event).
-        let mut buf = [0usize; BUF_FRAMES];
+        let mut buf = [std::mem::MaybeUninit::<usize>::uninit(); BUF_FRAMES];
         let mut spill = Vec::new();
         let mut kept = 0usize;
         let mut seen = 0usize;
@@ -228,7 +228,9 @@ mod fp {
             seen += 1;
             if kept < limit {
                 match buf.get_mut(kept) {
-                    Some(slot) => *slot = ret,
+                    Some(slot) => {
+                        slot.write(ret);
+                    }
                     None => spill.push(ret),
                 }
                 kept += 1;
@@ -239,10 +241,12 @@ mod fp {
             }
             fp = next;
         }
+        // SAFETY: the first `min(kept, BUF_FRAMES)` slots were written above.
+        let buffered = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), kept.min(BUF_FRAMES)) };
         let ips: Box<[usize]> = if spill.is_empty() {
-            Box::from(&buf[..kept])
+            Box::from(buffered)
         } else {
-            buf.iter().copied().chain(spill).collect()
+            buffered.iter().copied().chain(spill).collect()
         };
         Some(Stack {
             omitted: (seen - kept) as u32,
