@@ -147,8 +147,12 @@ fn main() {
     let (b, l) = interleaved(
         ROUNDS,
         Some(lockprof::DEFAULT_CAPTURE_PCT),
-        &mut || timed(N, || drop(black_box(*black_box(&pr).read()))),
-        &mut || timed(N, || drop(black_box(*black_box(&r).read().unwrap()))),
+        &mut || timed(N, || {
+            black_box(*black_box(&pr).read());
+        }),
+        &mut || timed(N, || {
+            black_box(*black_box(&r).read().unwrap());
+        }),
     );
     report(
         &format!("uncontended rwlock read default/parking_lot ({l:.1} ns vs {b:.1} ns)"),
