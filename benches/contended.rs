@@ -53,7 +53,8 @@ fn contended(c: &mut Criterion) {
         for threads in [2usize, 8, 32] {
             let mut g = c.benchmark_group(format!("contended/{locks}_lock/{threads}_threads"));
             g.throughput(criterion::Throughput::Elements(1));
-            let pl: Vec<parking_lot::Mutex<[u64; 4]>> = (0..locks).map(|_| parking_lot::Mutex::new([0; 4])).collect();
+            let pl: Vec<parking_lot::Mutex<[u64; 4]>> =
+                (0..locks).map(|_| parking_lot::Mutex::new([0; 4])).collect();
             g.bench_function("parking_lot", |b| {
                 b.iter_custom(|iters| {
                     run(threads, iters, &|t, i| {

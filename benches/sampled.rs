@@ -35,7 +35,10 @@ fn sampled_event(c: &mut Criterion) {
             })
         })
     });
-    for (name, unwinder) in [("frame_pointers", Unwinder::FramePointers), ("backtrace", Unwinder::Backtrace)] {
+    for (name, unwinder) in [
+        ("frame_pointers", Unwinder::FramePointers),
+        ("backtrace", Unwinder::Backtrace),
+    ] {
         let p = Profiler::builder()
             .capture_pct(100.0)
             .queue_capacity(1 << 16)
@@ -72,7 +75,11 @@ fn flush(c: &mut Criterion) {
     let mut fixture = lockprof::__bench::FlushFixture::new(10_000, DEPTH);
     let batch = fixture.batch();
     g.bench_function("10k_stacks", |b| {
-        b.iter_batched(|| batch.clone(), |batch| fixture.flush(batch), BatchSize::PerIteration)
+        b.iter_batched(
+            || batch.clone(),
+            |batch| fixture.flush(batch),
+            BatchSize::PerIteration,
+        )
     });
     g.finish();
 }

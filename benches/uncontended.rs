@@ -11,14 +11,17 @@ mod common;
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use lockprof::{ProfiledMutex, ProfiledReentrantMutex, ProfiledRwLock};
 
 const CAPTURES: [(&str, f64); 3] = [("capture_0", 0.0), ("capture_1", 1.0), ("capture_100", 100.0)];
 
 /// Runs `bench` with no profiler, then under each capture level.
-fn profiled(g: &mut BenchmarkGroup<'_, WallTime>, mut bench: impl FnMut(&mut BenchmarkGroup<'_, WallTime>, &str)) {
+fn profiled(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    mut bench: impl FnMut(&mut BenchmarkGroup<'_, WallTime>, &str),
+) {
     bench(g, "lockprof/off");
     for (name, pct) in CAPTURES {
         let p = common::profiler(pct);

@@ -14,7 +14,9 @@ use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use lockprof::{EncodedProfile, Export, ExportError, ProfiledMutex, ProfiledRwLock, Profiler, ProfilerHandle};
+use lockprof::{
+    EncodedProfile, Export, ExportError, ProfiledMutex, ProfiledRwLock, Profiler, ProfilerHandle,
+};
 
 struct Discard;
 
@@ -147,12 +149,16 @@ fn main() {
     let (b, l) = interleaved(
         ROUNDS,
         Some(lockprof::DEFAULT_CAPTURE_PCT),
-        &mut || timed(N, || {
-            black_box(*black_box(&pr).read());
-        }),
-        &mut || timed(N, || {
-            black_box(*black_box(&r).read().unwrap());
-        }),
+        &mut || {
+            timed(N, || {
+                black_box(*black_box(&pr).read());
+            })
+        },
+        &mut || {
+            timed(N, || {
+                black_box(*black_box(&r).read().unwrap());
+            })
+        },
     );
     report(
         &format!("uncontended rwlock read default/parking_lot ({l:.1} ns vs {b:.1} ns)"),
@@ -168,7 +174,11 @@ fn main() {
         let (b, l) = interleaved(
             7,
             Some(lockprof::DEFAULT_CAPTURE_PCT),
-            &mut || threaded(threads, total, &|t, i| work(&mut pls[(t + i as usize) % locks].lock(), i)),
+            &mut || {
+                threaded(threads, total, &|t, i| {
+                    work(&mut pls[(t + i as usize) % locks].lock(), i)
+                })
+            },
             &mut || {
                 threaded(threads, total, &|t, i| {
                     work(&mut lps[(t + i as usize) % locks].lock().unwrap(), i)

@@ -82,7 +82,10 @@ fn main() {
             });
         }
         for minute in 1..=minutes {
-            std::thread::sleep(Duration::from_secs(60).saturating_sub(start.elapsed() - Duration::from_secs(60 * (minute - 1))));
+            std::thread::sleep(
+                Duration::from_secs(60)
+                    .saturating_sub(start.elapsed() - Duration::from_secs(60 * (minute - 1))),
+            );
             let (hwm, rss) = rss_mib();
             let stats = profiler.stats();
             println!(
@@ -95,5 +98,8 @@ fn main() {
         stop.store(true, Relaxed);
     });
     let stats = profiler.stop();
-    println!("done: {} profiles, {} events recorded", stats.profiles_exported, stats.events_recorded);
+    println!(
+        "done: {} profiles, {} events recorded",
+        stats.profiles_exported, stats.events_recorded
+    );
 }

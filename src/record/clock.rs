@@ -17,7 +17,10 @@ static EPOCH: OnceLock<Instant> = OnceLock::new();
 pub(crate) fn now() -> u64 {
     // Straight to the vDSO: `Instant` adds an epoch lookup and 128-bit
     // arithmetic to a path that runs twice per sampled acquisition.
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64)

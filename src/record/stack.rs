@@ -242,7 +242,8 @@ mod fp {
             fp = next;
         }
         // SAFETY: the first `min(kept, BUF_FRAMES)` slots were written above.
-        let buffered = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), kept.min(BUF_FRAMES)) };
+        let buffered =
+            unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), kept.min(BUF_FRAMES)) };
         let ips: Box<[usize]> = if spill.is_empty() {
             Box::from(buffered)
         } else {

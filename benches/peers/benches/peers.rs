@@ -22,7 +22,9 @@ use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use lockprof::{EncodedProfile, Export, ExportError, ProfiledMutex, ProfiledRwLock, Profiler, ProfilerHandle};
+use lockprof::{
+    EncodedProfile, Export, ExportError, ProfiledMutex, ProfiledRwLock, Profiler, ProfilerHandle,
+};
 
 struct Discard;
 
@@ -61,7 +63,9 @@ fn uncontended(c: &mut Criterion) {
     g.bench_function("parking_lot", |b| b.iter(|| *black_box(&pl).lock() += 1));
     let lp = ProfiledMutex::new(0u64);
     let p = lockprof_default();
-    g.bench_function("lockprof/capture_1", |b| b.iter(|| *black_box(&lp).lock().unwrap() += 1));
+    g.bench_function("lockprof/capture_1", |b| {
+        b.iter(|| *black_box(&lp).lock().unwrap() += 1)
+    });
     drop(p);
     let lt = locktick::parking_lot::Mutex::new(0u64);
     g.bench_function("locktick", |b| b.iter(|| *black_box(&lt).lock() += 1));
@@ -76,7 +80,9 @@ fn uncontended(c: &mut Criterion) {
     g.bench_function("parking_lot", |b| b.iter(|| *black_box(&pl).read()));
     let lp = ProfiledRwLock::new(0u64);
     let p = lockprof_default();
-    g.bench_function("lockprof/capture_1", |b| b.iter(|| *black_box(&lp).read().unwrap()));
+    g.bench_function("lockprof/capture_1", |b| {
+        b.iter(|| *black_box(&lp).read().unwrap())
+    });
     drop(p);
     let lt = locktick::parking_lot::RwLock::new(0u64);
     g.bench_function("locktick", |b| b.iter(|| *black_box(&lt).read()));
@@ -132,13 +138,43 @@ fn contended(c: &mut Criterion) {
                     });
                 }};
             }
-            bench!("parking_lot", (0..locks).map(|_| parking_lot::Mutex::new([0u64; 4])).collect::<Vec<_>>(), |l| l.lock());
+            bench!(
+                "parking_lot",
+                (0..locks)
+                    .map(|_| parking_lot::Mutex::new([0u64; 4]))
+                    .collect::<Vec<_>>(),
+                |l| l.lock()
+            );
             let p = lockprof_default();
-            bench!("lockprof/capture_1", (0..locks).map(|_| ProfiledMutex::new([0u64; 4])).collect::<Vec<_>>(), |l| l.lock().unwrap());
+            bench!(
+                "lockprof/capture_1",
+                (0..locks)
+                    .map(|_| ProfiledMutex::new([0u64; 4]))
+                    .collect::<Vec<_>>(),
+                |l| l.lock().unwrap()
+            );
             drop(p);
-            bench!("locktick", (0..locks).map(|_| locktick::parking_lot::Mutex::new([0u64; 4])).collect::<Vec<_>>(), |l| l.lock());
-            bench!("hotpath", (0..locks).map(|_| hotpath::mutex!(parking_lot::Mutex::new([0u64; 4]))).collect::<Vec<_>>(), |l| l.lock());
-            bench!("tracing-mutex", (0..locks).map(|_| tracing_mutex::parkinglot::tracing::Mutex::new([0u64; 4])).collect::<Vec<_>>(), |l| l.lock());
+            bench!(
+                "locktick",
+                (0..locks)
+                    .map(|_| locktick::parking_lot::Mutex::new([0u64; 4]))
+                    .collect::<Vec<_>>(),
+                |l| l.lock()
+            );
+            bench!(
+                "hotpath",
+                (0..locks)
+                    .map(|_| hotpath::mutex!(parking_lot::Mutex::new([0u64; 4])))
+                    .collect::<Vec<_>>(),
+                |l| l.lock()
+            );
+            bench!(
+                "tracing-mutex",
+                (0..locks)
+                    .map(|_| tracing_mutex::parkinglot::tracing::Mutex::new([0u64; 4]))
+                    .collect::<Vec<_>>(),
+                |l| l.lock()
+            );
             g.finish();
         }
     }
