@@ -26,7 +26,7 @@ pub fn sampled_event() -> bool {
     let Some(stack) = guarded(|| stack::capture(recorder::max_frames())) else {
         return false;
     };
-    guarded(|| recorder::send(EventKind::Acquire, site, Mode::Exclusive, 0, stack)).unwrap_or(false)
+    guarded(|| recorder::send(EventKind::Acquire, site, Mode::Exclusive, 0, stack, None)).unwrap_or(false)
 }
 
 /// One period's aggregated events, ready to be flushed.
@@ -87,6 +87,7 @@ impl FlushFixture {
                     site,
                     mode: Mode::Exclusive,
                     thread: Arc::clone(&thread),
+                    task: None,
                     stack: stack.clone(),
                 };
                 let agg = Aggregate {
