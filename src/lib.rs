@@ -83,6 +83,9 @@ pub use async_locks::{
 #[doc(hidden)]
 pub use sync::named::__private;
 
+#[doc(hidden)]
+pub use record::bench as __bench;
+
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use fault::inject_profiler_panics;

@@ -1,7 +1,7 @@
 //! Interning and encoding: string table with `""` at 0, functions and
 //! locations deduplicated, ids as non-zero newtypes.
 
-use std::collections::HashMap;
+use super::fxhash::FxHashMap as HashMap;
 use std::io::Write;
 use std::num::NonZeroU64;
 use std::sync::Arc;
@@ -153,9 +153,9 @@ pub(crate) fn build(
 ) -> proto::Profile {
     let mut b = Builder {
         strings: Strings::new(),
-        functions: HashMap::new(),
+        functions: HashMap::default(),
         function_list: Vec::new(),
-        locations: HashMap::new(),
+        locations: HashMap::default(),
         location_list: Vec::new(),
     };
     let sample_type: Vec<proto::ValueType> = SAMPLE_TYPES
@@ -165,7 +165,7 @@ pub(crate) fn build(
             unit: b.strings.intern(u).0,
         })
         .collect();
-    let mut labels_by_site: HashMap<crate::site::SiteKey, StringId> = HashMap::new();
+    let mut labels_by_site: HashMap<crate::site::SiteKey, StringId> = HashMap::default();
 
     let mut out = Vec::with_capacity(samples.len());
     for s in samples {
@@ -175,9 +175,10 @@ pub(crate) fn build(
                 let in_task = s.task.as_ref().is_some_and(|t| t.id.is_some());
                 let (frames, cut, executor) =
                     symbolizer.user_stack(&stack.ips, stack.omitted, info.max_frames, in_task);
-                for (ip, f) in &frames {
+                for frame in &frames {
+                    let (ip, f) = (frame.ip, frame.frames());
                     // A trimmed leaf address keeps fewer inlined frames.
-                    let id = b.location(LocationKey::Address(*ip, f.len()), *ip as u64, f);
+                    let id = b.location(LocationKey::Address(ip, f.len()), ip as u64, f);
                     location_id.push(id.0.get());
                 }
                 if cut > 0 {

@@ -2,6 +2,7 @@
 //! interning tables, and the encoding of one period into a gzip'd profile.
 
 mod builder;
+pub(crate) mod fxhash;
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 #[rustfmt::skip]
 pub(crate) mod proto;

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::fxhash::FxHashMap;
+
 /// One source frame; an address yields several when calls were inlined,
 /// innermost first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,7 +23,7 @@ pub(crate) struct Resolved {
 
 #[derive(Default)]
 pub(crate) struct Symbolizer {
-    cache: HashMap<usize, Arc<Resolved>>,
+    cache: FxHashMap<usize, Arc<Resolved>>,
     names: HashMap<String, Arc<str>>,
 }
 
@@ -82,8 +84,7 @@ impl Symbolizer {
 
     /// Symbolizes a captured stack for the profile: drops the profiler's own
     /// frames at the leaf, then keeps at most `max_frames`. Returns the frames
-    /// (leaf first, one entry per address, with the address) and how many
-    /// were cut.
+    /// (leaf first, one entry per address) and how many were cut.
     ///
     /// With `in_task` (an event inside a tokio task), the frames from the
     /// first of tokio's scheduler (which polls the task's future) to the root
@@ -97,46 +98,49 @@ impl Symbolizer {
         omitted: u32,
         max_frames: usize,
         in_task: bool,
-    ) -> (Vec<(usize, Vec<Frame>)>, u64, bool) {
-        let mut out: Vec<(usize, Vec<Frame>)> = Vec::with_capacity(ips.len());
+    ) -> (Vec<UserFrame>, u64, bool) {
+        let mut out: Vec<UserFrame> = Vec::with_capacity(ips.len());
         let mut at_leaf = true;
         for &ip in ips {
             let resolved = self.resolve(ip);
+            let end = resolved.frames.len();
+            let mut start = 0;
             if at_leaf {
                 // Inlined frames are innermost first: drop ours from the front.
-                let kept: Vec<Frame> = resolved
-                    .frames
-                    .iter()
-                    .skip_while(|f| is_internal(f))
-                    .cloned()
-                    .collect();
-                if kept.is_empty() {
+                start = resolved.frames.iter().take_while(|f| is_internal(f)).count();
+                if start == end {
                     continue;
                 }
                 at_leaf = false;
-                out.push((ip, kept));
-            } else {
-                out.push((ip, resolved.frames.clone()));
             }
+            out.push(UserFrame {
+                ip,
+                resolved,
+                start,
+                end,
+            });
         }
         if in_task {
-            let executor = out.iter().position(|(_, frames)| frames.iter().any(is_executor));
+            let executor = out
+                .iter()
+                .position(|u| u.frames().iter().any(is_executor));
             if let Some(at) = executor {
                 // Calls inlined into the scheduler's frame (innermost first)
                 // that are not the scheduler's are the task's: keep them.
-                let (ip, frames) = &out[at];
-                let kept: Vec<Frame> = frames.iter().take_while(|f| !is_executor(f)).cloned().collect();
-                let ip = *ip;
+                let mut kept = out[at].clone();
+                kept.end = kept.start
+                    + kept
+                        .frames()
+                        .iter()
+                        .take_while(|f| !is_executor(f))
+                        .count();
                 out.truncate(at);
-                if !kept.is_empty() {
-                    out.push((ip, kept));
+                if kept.start < kept.end {
+                    out.push(kept);
                 }
                 // Our own frames right above the scheduler are the task-name
                 // wrapper (`with_task_name`), already shown as a label.
-                while out
-                    .last()
-                    .is_some_and(|(_, frames)| frames.iter().all(is_internal))
-                {
+                while out.last().is_some_and(|u| u.frames().iter().all(is_internal)) {
                     out.pop();
                 }
                 let cut = out.len().saturating_sub(max_frames) as u64;
@@ -150,6 +154,23 @@ impl Symbolizer {
             out.truncate(max_frames);
         }
         (out, cut, false)
+    }
+}
+
+/// One address of a symbolized stack: a range of its cached resolution,
+/// shared rather than copied for every sample.
+#[derive(Debug, Clone)]
+pub(crate) struct UserFrame {
+    pub(crate) ip: usize,
+    resolved: Arc<Resolved>,
+    start: usize,
+    end: usize,
+}
+
+impl UserFrame {
+    /// The source frames kept at this address, innermost first.
+    pub(crate) fn frames(&self) -> &[Frame] {
+        &self.resolved.frames[self.start..self.end]
     }
 }
 

@@ -6,6 +6,8 @@
 //! [`StatsSlot`]. The fast paths are `#[inline(always)]`; everything that
 //! reads a clock, captures a stack or talks to the recorder is `#[cold]`.
 
+#[doc(hidden)]
+pub mod bench;
 pub(crate) mod clock;
 pub(crate) mod recorder;
 pub(crate) mod report;
@@ -146,12 +148,17 @@ pub(crate) fn lock_for(
 pub(crate) fn release(ticket: Ticket, site: &LockSite, mode: Mode, unlock: impl FnOnce()) {
     match ticket.0 {
         None => unlock(),
-        Some(acquired_at) => {
-            let released_at = clock::now();
-            unlock();
-            release_sampled(site, mode, acquired_at.get(), released_at);
-        }
+        Some(acquired_at) => release_timed(acquired_at.get(), site, mode, unlock),
     }
+}
+
+/// Out of line so that a guard's drop stays small enough to inline.
+#[cold]
+#[inline(never)]
+fn release_timed(acquired_at: u64, site: &LockSite, mode: Mode, unlock: impl FnOnce()) {
+    let released_at = clock::now();
+    unlock();
+    release_sampled(site, mode, acquired_at, released_at);
 }
 
 #[derive(Clone, Copy)]

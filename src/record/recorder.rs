@@ -2,7 +2,6 @@
 //! aggregation of sampled events by (kind, lock, mode, thread, stack).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use super::stack::Stack;
 use super::task::TaskLabels;
 use super::thread::ThreadMeta;
 use super::{sampler, Event, EventKind, Mode};
+use crate::pprof::fxhash::FxHashMap;
 use crate::site::SiteKey;
 
 /// The running session's channel. Read by a locking thread only when its
@@ -172,7 +172,8 @@ pub(crate) struct Aggregate {
 /// not with events.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
-    samples: HashMap<SampleKey, Aggregate>,
+    // Fx: every event hashes its whole stack here, on the recorder thread.
+    samples: FxHashMap<SampleKey, Aggregate>,
     recorded: u64,
 }
 

@@ -145,6 +145,10 @@ mod fp {
 
     pub(super) const AVAILABLE: bool = true;
 
+    /// Frames a walk keeps without touching the heap until the end: the
+    /// default `max_frames` (64) plus [`INTERNAL_SLACK`] fit.
+    const BUF_FRAMES: usize = 96;
+
     #[inline(always)]
     fn frame_pointer() -> usize {
         let fp: usize;
@@ -195,7 +199,12 @@ mod fp {
     #[inline(never)]
     pub(super) fn walk(limit: usize) -> Option<Stack> {
         let (lo, hi) = bounds()?;
-        let mut ips = Vec::with_capacity(limit.min(128));
+        // Addresses go to a buffer on this stack first, so that the one heap
+        // allocation is of the exact size (a `Vec` shrunk into a box would
+        // reallocate on every sampled event).
+        let mut buf = [std::mem::MaybeUninit::<usize>::uninit(); BUF_FRAMES];
+        let mut spill = Vec::new();
+        let mut kept = 0usize;
         let mut seen = 0usize;
         let mut fp = frame_pointer();
         while seen < MAX_COUNTED {
@@ -217,8 +226,14 @@ mod fp {
                 break;
             }
             seen += 1;
-            if ips.len() < limit {
-                ips.push(ret);
+            if kept < limit {
+                match buf.get_mut(kept) {
+                    Some(slot) => {
+                        slot.write(ret);
+                    }
+                    None => spill.push(ret),
+                }
+                kept += 1;
             }
             // The stack grows down: callers' frames are at higher addresses.
             if next <= fp {
@@ -226,9 +241,17 @@ mod fp {
             }
             fp = next;
         }
+        // SAFETY: the first `min(kept, BUF_FRAMES)` slots were written above.
+        let buffered =
+            unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), kept.min(BUF_FRAMES)) };
+        let ips: Box<[usize]> = if spill.is_empty() {
+            Box::from(buffered)
+        } else {
+            buffered.iter().copied().chain(spill).collect()
+        };
         Some(Stack {
-            omitted: (seen - ips.len()) as u32,
-            ips: ips.into_boxed_slice(),
+            omitted: (seen - kept) as u32,
+            ips,
         })
     }
 }

@@ -87,6 +87,18 @@ impl StatsSlot {
     #[cold]
     pub(crate) fn contended(&self, site: &LockSite, mode: Mode, wait_ns: u64) {
         let s = &self.get(site, mode).modes[mode.index()];
+        if mode.counted() {
+            // Held exclusively, as in `count`: plain stores, so that no
+            // locked instruction lengthens a critical section that other
+            // threads are already queueing for.
+            let add = |c: &AtomicU64, v: u64| c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
+            add(&s.contended, 1);
+            add(&s.wait_ns, wait_ns);
+            if wait_ns > s.max_wait_ns.load(Relaxed) {
+                s.max_wait_ns.store(wait_ns, Relaxed);
+            }
+            return;
+        }
         // Shared modes can race here with each other, so these are atomic
         // read-modify-writes; they only run after a measured wait.
         s.contended.fetch_add(1, Relaxed);

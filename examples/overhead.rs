@@ -1,0 +1,234 @@
+//! The key overhead comparisons in one command, about a minute:
+//!
+//! ```text
+//! cargo run --release --example overhead
+//! ```
+//!
+//! Each line compares lockprof with the raw `parking_lot` lock on the same
+//! work, measured in interleaved rounds in this one process (baseline batch,
+//! lockprof batch, baseline batch, ...), and prints the ratio of the medians
+//! next to the issue's target. Ratios are what matter: absolute figures drift
+//! on a shared machine.
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use lockprof::{
+    EncodedProfile, Export, ExportError, ProfiledMutex, ProfiledRwLock, Profiler, ProfilerHandle,
+};
+
+struct Discard;
+
+impl Export for Discard {
+    fn export(&mut self, _profile: &EncodedProfile) -> Result<(), ExportError> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "discarded".into()
+    }
+}
+
+fn profiler(capture_pct: Option<f64>) -> Option<ProfilerHandle> {
+    capture_pct.map(|pct| {
+        Profiler::builder()
+            .capture_pct(pct)
+            .queue_capacity(1 << 16)
+            .export(Discard)
+            .start()
+            .expect("no other profiler runs")
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Alternates `rounds` timed batches of the baseline and of lockprof (under a
+/// profiler at `capture_pct`, or none); returns the medians in ns per op.
+fn interleaved(
+    rounds: usize,
+    capture_pct: Option<f64>,
+    baseline: &mut dyn FnMut() -> (Duration, u64),
+    profiled: &mut dyn FnMut() -> (Duration, u64),
+) -> (f64, f64) {
+    let per_op = |(d, n): (Duration, u64)| d.as_nanos() as f64 / n as f64;
+    // Warm-up, untimed.
+    baseline();
+    let p = profiler(capture_pct);
+    profiled();
+    drop(p);
+    let (mut b, mut l) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        b.push(per_op(baseline()));
+        let p = profiler(capture_pct);
+        l.push(per_op(profiled()));
+        drop(p);
+    }
+    (median(b), median(l))
+}
+
+fn timed(n: u64, mut f: impl FnMut()) -> (Duration, u64) {
+    let t0 = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    (t0.elapsed(), n)
+}
+
+/// `threads` threads doing `total` acquisitions in all through `op`.
+fn threaded(threads: usize, total: u64, op: &(dyn Fn(usize, u64) + Sync)) -> (Duration, u64) {
+    let per_thread = total / threads as u64;
+    let start = Barrier::new(threads + 1);
+    let elapsed = std::thread::scope(|s| {
+        for t in 0..threads {
+            let start = &start;
+            s.spawn(move || {
+                start.wait();
+                for i in 0..per_thread {
+                    op(t, i);
+                }
+            });
+        }
+        start.wait();
+        Instant::now()
+    })
+    .elapsed();
+    (elapsed, per_thread * threads as u64)
+}
+
+#[inline(always)]
+fn work(v: &mut [u64; 4], i: u64) {
+    v[(i % 4) as usize] = v[(i % 4) as usize].wrapping_mul(31).wrapping_add(i);
+}
+
+fn report(what: &str, ratio: f64, target: &str, ok: bool) {
+    let verdict = if ok { "ok" } else { "MISSED" };
+    println!("{what}: {ratio:.2}x   (target {target}: {verdict})");
+}
+
+#[inline(never)]
+fn at_depth<R>(depth: usize, f: &mut dyn FnMut() -> R) -> R {
+    if depth == 0 {
+        return f();
+    }
+    let r = at_depth(depth - 1, f);
+    black_box(r)
+}
+
+fn main() {
+    const N: u64 = 1_000_000;
+    const ROUNDS: usize = 11;
+
+    let pl = parking_lot::Mutex::new(0u64);
+    let m = ProfiledMutex::new(0u64);
+    for (name, pct, target) in [
+        ("no profiler", None, 1.05),
+        ("default", Some(lockprof::DEFAULT_CAPTURE_PCT), 1.15),
+        ("capture 100%", Some(100.0), 3.0),
+    ] {
+        let n = if pct == Some(100.0) { N / 10 } else { N };
+        let (b, l) = interleaved(
+            ROUNDS,
+            pct,
+            &mut || timed(n, || *black_box(&pl).lock() += 1),
+            &mut || timed(n, || *black_box(&m).lock().unwrap() += 1),
+        );
+        let r = l / b;
+        report(
+            &format!("uncontended mutex {name}/parking_lot ({l:.1} ns vs {b:.1} ns)"),
+            r,
+            &format!("<= {target:.2}x"),
+            r <= target,
+        );
+    }
+
+    let pr = parking_lot::RwLock::new(0u64);
+    let r = ProfiledRwLock::new(0u64);
+    let (b, l) = interleaved(
+        ROUNDS,
+        Some(lockprof::DEFAULT_CAPTURE_PCT),
+        &mut || {
+            timed(N, || {
+                black_box(*black_box(&pr).read());
+            })
+        },
+        &mut || {
+            timed(N, || {
+                black_box(*black_box(&r).read().unwrap());
+            })
+        },
+    );
+    report(
+        &format!("uncontended rwlock read default/parking_lot ({l:.1} ns vs {b:.1} ns)"),
+        l / b,
+        "<= 1.15x",
+        l / b <= 1.15,
+    );
+
+    for (locks, threads) in [(1usize, 2usize), (1, 8), (2, 8), (2, 32)] {
+        let pls: Vec<_> = (0..locks).map(|_| parking_lot::Mutex::new([0u64; 4])).collect();
+        let lps: Vec<_> = (0..locks).map(|_| ProfiledMutex::new([0u64; 4])).collect();
+        let total = 400_000;
+        let (b, l) = interleaved(
+            7,
+            Some(lockprof::DEFAULT_CAPTURE_PCT),
+            &mut || {
+                threaded(threads, total, &|t, i| {
+                    work(&mut pls[(t + i as usize) % locks].lock(), i)
+                })
+            },
+            &mut || {
+                threaded(threads, total, &|t, i| {
+                    work(&mut lps[(t + i as usize) % locks].lock().unwrap(), i)
+                })
+            },
+        );
+        // Throughput ratio: higher is better.
+        let r = b / l;
+        report(
+            &format!("contended {threads} threads {locks} lock(s) throughput default/parking_lot"),
+            r,
+            ">= 0.95x",
+            r >= 0.95,
+        );
+    }
+
+    // One sampled event, 30 frames deep: stack capture and hand-off.
+    let p = profiler(Some(100.0));
+    let mut batches = Vec::new();
+    at_depth(30, &mut || {
+        for _ in 0..200 {
+            let t0 = Instant::now();
+            for _ in 0..500 {
+                black_box(lockprof::__bench::sampled_event());
+            }
+            batches.push(t0.elapsed().as_nanos() as f64 / 500.0);
+            // Let the recorder keep up, so no event is dropped.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    let stats = p.map(|p| p.stop()).unwrap_or_default();
+    let us = median(batches) / 1000.0;
+    println!(
+        "sampled event, 30 frames (capture + hand-off): {us:.2} us median   (target <= 1 us: {}; {} events, {} dropped)",
+        if us <= 1.0 { "ok" } else { "MISSED" },
+        stats.events_recorded,
+        stats.events_dropped
+    );
+
+    let mut fixture = lockprof::__bench::FlushFixture::new(10_000, 30);
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let batch = fixture.batch();
+        let t0 = Instant::now();
+        black_box(fixture.flush(batch));
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let ms = median(times);
+    println!(
+        "flush of 10k distinct stacks (symbolize warm + encode + gzip): {ms:.0} ms median   (target < 200 ms: {})",
+        if ms < 200.0 { "ok" } else { "MISSED" }
+    );
+}
