@@ -121,19 +121,12 @@ impl Symbolizer {
             });
         }
         if in_task {
-            let executor = out
-                .iter()
-                .position(|u| u.frames().iter().any(is_executor));
+            let executor = out.iter().position(|u| u.frames().iter().any(is_executor));
             if let Some(at) = executor {
                 // Calls inlined into the scheduler's frame (innermost first)
                 // that are not the scheduler's are the task's: keep them.
                 let mut kept = out[at].clone();
-                kept.end = kept.start
-                    + kept
-                        .frames()
-                        .iter()
-                        .take_while(|f| !is_executor(f))
-                        .count();
+                kept.end = kept.start + kept.frames().iter().take_while(|f| !is_executor(f)).count();
                 out.truncate(at);
                 if kept.start < kept.end {
                     out.push(kept);
