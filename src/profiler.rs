@@ -580,7 +580,7 @@ impl Worker {
             // Events are polled, never waited on: a locking thread that
             // finds the recorder blocked on the queue has to wake it, a
             // system call on its sampled event.
-            poll = if self.drain() > 0 {
+            poll = if self.drain_ready() > 0 {
                 POLL_BUSY
             } else {
                 (poll * 2).min(POLL_IDLE)
@@ -616,13 +616,26 @@ impl Worker {
     }
 
     /// Records every queued event; returns how many there were.
-    fn drain(&mut self) -> usize {
+    /// Records the events queued now; those that arrive meanwhile wait for
+    /// the next turn, so a steady stream never keeps the loop from flushing.
+    fn drain_ready(&mut self) -> usize {
+        let ready = self.events.len();
         let mut n = 0;
-        while let Ok(event) = self.events.try_recv() {
-            self.recorder.record(event);
+        while n < ready {
+            match self.events.try_recv() {
+                Ok(event) => self.recorder.record(event),
+                Err(_) => break,
+            }
             n += 1;
         }
         n
+    }
+
+    /// Records everything queued, for a flush on demand or at stop.
+    fn drain(&mut self) {
+        while let Ok(event) = self.events.try_recv() {
+            self.recorder.record(event);
+        }
     }
 
     fn stop(&mut self) {
