@@ -197,7 +197,10 @@ pub(crate) fn take_deltas() -> std::collections::HashMap<(SiteKey, Mode), Totals
             let delta: Vec<u64> = (0..3)
                 .map(|i| now[i].wrapping_sub(r[i].swap(now[i], Relaxed)))
                 .collect();
-            if delta.iter().all(|&d| d == 0) {
+            // A counted mode is reported even when nothing changed: its
+            // sampled events that reach the recorder after the flush that
+            // counted them must then weigh 0, not be counted a second time.
+            if delta.iter().all(|&d| d == 0) && !(mode.counted() && now[0] > 0) {
                 continue;
             }
             let t: &mut Totals = out.entry((stats.site, mode)).or_default();
