@@ -119,6 +119,14 @@ fn start_from_env_warns_names_the_variable_and_starts_with_the_default() {
             if *var != "DD_PROFILING_OUTPUT_PPROF" {
                 std::env::set_var("DD_PROFILING_OUTPUT_PPROF", dir.path().join("p"));
             }
+            // An output prefix is any path: keep the relative ones (`NaN`,
+            // `-5`) inside our directory, not in the working directory.
+            let blank = value.to_str().is_some_and(|v| v.trim().is_empty());
+            let value = if *var == "DD_PROFILING_OUTPUT_PPROF" && !blank {
+                dir.path().join(&value).into_os_string()
+            } else {
+                value
+            };
             std::env::set_var(var, &value);
             logs::start();
             let handle = start_from_env();
