@@ -368,7 +368,7 @@ impl ProfilerBuilder {
             description
         );
         Ok(ProfilerHandle {
-            control: control_tx,
+            control: std::mem::ManuallyDrop::new(control_tx),
             thread: Some(thread),
             shared,
             upload,
@@ -459,7 +459,9 @@ enum Control {
 
 /// A running profiler. Stopping it, or dropping it, writes a last profile.
 pub struct ProfilerHandle {
-    control: Sender<Control>,
+    /// Dropped by hand: a forked child must not touch the channel, whose
+    /// internal lock the parent's profiler thread may have held at the fork.
+    control: std::mem::ManuallyDrop<Sender<Control>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     upload: Option<UploadCounters>,
@@ -541,6 +543,10 @@ impl ProfilerHandle {
 impl Drop for ProfilerHandle {
     fn drop(&mut self) {
         self.shutdown();
+        if std::process::id() == self.pid {
+            // SAFETY: dropped once, here; the field is never used again.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.control) };
+        }
     }
 }
 
