@@ -185,25 +185,7 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
     }
 }
 
-impl<T: ?Sized> crate::sync::named::Nameable for ProfiledAsyncMutex<T> {
-    fn set_name(&mut self, name: &'static str) {
-        self.site = self.site.with_name(name);
-    }
-}
-
-impl<T: Default> Default for ProfiledAsyncMutex<T> {
-    #[track_caller]
-    fn default() -> Self {
-        ProfiledAsyncMutex::new(T::default())
-    }
-}
-
-impl<T> From<T> for ProfiledAsyncMutex<T> {
-    #[track_caller]
-    fn from(value: T) -> Self {
-        ProfiledAsyncMutex::new(value)
-    }
-}
+crate::sync::named::lock_type_impls!(ProfiledAsyncMutex);
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledAsyncMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -426,25 +426,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     }
 }
 
-impl<T: ?Sized> crate::sync::named::Nameable for ProfiledAsyncRwLock<T> {
-    fn set_name(&mut self, name: &'static str) {
-        self.site = self.site.with_name(name);
-    }
-}
-
-impl<T: Default> Default for ProfiledAsyncRwLock<T> {
-    #[track_caller]
-    fn default() -> Self {
-        ProfiledAsyncRwLock::new(T::default())
-    }
-}
-
-impl<T> From<T> for ProfiledAsyncRwLock<T> {
-    #[track_caller]
-    fn from(value: T) -> Self {
-        ProfiledAsyncRwLock::new(value)
-    }
-}
+crate::sync::named::lock_type_impls!(ProfiledAsyncRwLock);
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledAsyncRwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -177,25 +177,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     }
 }
 
-impl<T: ?Sized> super::named::Nameable for ProfiledMutex<T> {
-    fn set_name(&mut self, name: &'static str) {
-        self.site = self.site.with_name(name);
-    }
-}
-
-impl<T: Default> Default for ProfiledMutex<T> {
-    #[track_caller]
-    fn default() -> Self {
-        ProfiledMutex::new(T::default())
-    }
-}
-
-impl<T> From<T> for ProfiledMutex<T> {
-    #[track_caller]
-    fn from(value: T) -> Self {
-        ProfiledMutex::new(value)
-    }
-}
+crate::sync::named::lock_type_impls!(ProfiledMutex);
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -29,6 +29,33 @@ impl<L: Nameable + ?Sized> Nameable for std::rc::Rc<L> {
     }
 }
 
+/// The impls every lock type shares: `Nameable`, and `Default`/`From` that
+/// take the caller's site like `new`.
+macro_rules! lock_type_impls {
+    ($lock:ident) => {
+        impl<T: ?Sized> $crate::sync::named::Nameable for $lock<T> {
+            fn set_name(&mut self, name: &'static str) {
+                self.site = self.site.with_name(name);
+            }
+        }
+
+        impl<T: Default> Default for $lock<T> {
+            #[track_caller]
+            fn default() -> Self {
+                $lock::new(T::default())
+            }
+        }
+
+        impl<T> From<T> for $lock<T> {
+            #[track_caller]
+            fn from(value: T) -> Self {
+                $lock::new(value)
+            }
+        }
+    };
+}
+pub(crate) use lock_type_impls;
+
 /// Names locks after the identifier they are bound to, so profiles show
 /// `server.rs:42:session_lock` rather than `server.rs:42`.
 ///

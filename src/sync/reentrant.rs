@@ -152,25 +152,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
     }
 }
 
-impl<T: ?Sized> super::named::Nameable for ProfiledReentrantMutex<T> {
-    fn set_name(&mut self, name: &'static str) {
-        self.site = self.site.with_name(name);
-    }
-}
-
-impl<T: Default> Default for ProfiledReentrantMutex<T> {
-    #[track_caller]
-    fn default() -> Self {
-        ProfiledReentrantMutex::new(T::default())
-    }
-}
-
-impl<T> From<T> for ProfiledReentrantMutex<T> {
-    #[track_caller]
-    fn from(value: T) -> Self {
-        ProfiledReentrantMutex::new(value)
-    }
-}
+crate::sync::named::lock_type_impls!(ProfiledReentrantMutex);
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledReentrantMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

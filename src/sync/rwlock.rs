@@ -228,25 +228,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     }
 }
 
-impl<T: ?Sized> super::named::Nameable for ProfiledRwLock<T> {
-    fn set_name(&mut self, name: &'static str) {
-        self.site = self.site.with_name(name);
-    }
-}
-
-impl<T: Default> Default for ProfiledRwLock<T> {
-    #[track_caller]
-    fn default() -> Self {
-        ProfiledRwLock::new(T::default())
-    }
-}
-
-impl<T> From<T> for ProfiledRwLock<T> {
-    #[track_caller]
-    fn from(value: T) -> Self {
-        ProfiledRwLock::new(value)
-    }
-}
+crate::sync::named::lock_type_impls!(ProfiledRwLock);
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledRwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
