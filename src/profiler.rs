@@ -653,10 +653,12 @@ impl Worker {
     }
 
     fn flush(&mut self) {
-        let (samples, recorded) = self.recorder.take();
+        let (samples, recorded, unresolved) = self.recorder.take();
         let totals = stats::take_deltas();
         let dropped_now = recorder::DROPPED.load(Relaxed);
-        let dropped = dropped_now.wrapping_sub(std::mem::replace(&mut self.dropped_seen, dropped_now));
+        // Events whose stack the recorder had just forgotten are lost too.
+        let dropped =
+            dropped_now.wrapping_sub(std::mem::replace(&mut self.dropped_seen, dropped_now)) + unresolved;
         let panics_now = record::INTERNAL_PANICS.load(Relaxed);
         let panics = panics_now.wrapping_sub(std::mem::replace(&mut self.panics_seen, panics_now));
         self.shared.events_recorded.fetch_add(recorded, Relaxed);

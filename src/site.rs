@@ -76,12 +76,23 @@ impl fmt::Display for LockSite {
 
 /// A site by value, for hashing in the recorder: two locks created at the same
 /// place with the same name are one lock name in the profile.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct SiteKey {
     pub(crate) file: &'static str,
     pub(crate) line: u32,
     pub(crate) column: u32,
     pub(crate) name: Option<&'static str>,
+}
+
+impl std::hash::Hash for SiteKey {
+    /// Position and lengths only, no string contents: the recorder hashes a
+    /// site per event. Equal sites hash equal; the rare sites that differ
+    /// only in the text of their file or name are told apart by `Eq`.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(((self.line as u64) << 32) | self.column as u64);
+        state.write_usize(self.file.len());
+        state.write_usize(self.name.map_or(usize::MAX, str::len));
+    }
 }
 
 impl SiteKey {

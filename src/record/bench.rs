@@ -23,10 +23,12 @@ pub fn sampled_event() -> bool {
         column: column!(),
         name: Some("bench"),
     };
-    let Some(stack) = guarded(|| stack::capture(recorder::max_frames())) else {
+    let mut stack = stack::StackBuf::new();
+    if guarded(|| stack::capture_into(recorder::max_frames(), &mut stack)).is_none() {
         return false;
-    };
-    guarded(|| recorder::send(EventKind::Acquire, site, Mode::Exclusive, 0, stack, None)).unwrap_or(false)
+    }
+    guarded(|| recorder::send(EventKind::Acquire, site, Mode::Exclusive, 0, stack.frames(), None))
+        .unwrap_or(false)
 }
 
 /// One period's aggregated events, ready to be flushed.
@@ -75,10 +77,7 @@ impl FlushFixture {
             // Distinct by construction: the first two frames encode `k`.
             let mut ips = vec![pool[k % pool.len()], pool[(k / pool.len()) % pool.len()]];
             ips.extend((2..depth).map(|_| pool[next() % pool.len()]));
-            let stack = Stack {
-                ips: ips.into_boxed_slice(),
-                omitted: 0,
-            };
+            let stack = Stack::new(&ips, 0);
             let site = sites[k % sites.len()];
             let thread = Arc::clone(&threads[k % threads.len()]);
             for kind in [EventKind::Acquire, EventKind::Release] {
@@ -98,8 +97,6 @@ impl FlushFixture {
             }
             let t = totals.entry((site, Mode::Exclusive)).or_default();
             *t.acquired.get_or_insert(0) += 100;
-            t.contended += 1;
-            t.wait_ns += 50_000;
         }
         let mut fixture = FlushFixture {
             batch: FlushBatch { samples, totals },

@@ -1,6 +1,7 @@
 //! The profiler's clock: monotonic nanoseconds.
 //!
-//! Read only on sampled or contended acquisitions, never on the fast path.
+//! Read only on sampled acquisitions (and contended async ones), never on the
+//! fast path.
 
 #[cfg(not(unix))]
 use std::sync::OnceLock;

@@ -81,27 +81,48 @@ pub(crate) trait RawAcquire {
 }
 
 /// Acquires through `raw`, recording as the sampler decides.
+///
+/// An unsampled acquisition is the raw lock's own `lock` between a
+/// thread-local read and a thread-local write: no clock, no allocation, no
+/// shared write but the lock's own. Everything after the lock's atomic
+/// instruction (the countdown, the exact count) runs with the lock held, where
+/// plain stores are cheap and safe.
 #[inline(always)]
-pub(crate) fn lock(raw: &impl RawAcquire, site: &LockSite, stats: &StatsSlot, mode: Mode) -> Ticket {
+pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mode: Mode) -> Ticket {
     let Some(session) = sampler::session() else {
         raw.acquire();
         return Ticket::NONE;
     };
-    if sampler::tick(session) {
+    let Some(countdown) = sampler::peek(session) else {
+        return lock_expired(raw, site, stats, mode, session);
+    };
+    raw.acquire();
+    stats.count(site, mode);
+    sampler::commit(countdown);
+    Ticket::NONE
+}
+
+#[cold]
+#[inline(never)]
+fn lock_expired(
+    raw: impl RawAcquire,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    session: u32,
+) -> Ticket {
+    if sampler::expired(session) {
         return acquire_sampled(raw, site, stats, mode, Attempt::Block).unwrap_or(Ticket::NONE);
     }
-    if raw.try_acquire() {
-        stats.count(site, mode);
-        return Ticket::NONE;
-    }
-    acquire_contended(raw, site, stats, mode, None);
+    raw.acquire();
+    stats.count(site, mode);
     Ticket::NONE
 }
 
 /// Tries once; a failed attempt records nothing.
 #[inline(always)]
 pub(crate) fn try_lock(
-    raw: &impl RawAcquire,
+    raw: impl RawAcquire,
     site: &LockSite,
     stats: &StatsSlot,
     mode: Mode,
@@ -109,20 +130,30 @@ pub(crate) fn try_lock(
     let Some(session) = sampler::session() else {
         return raw.try_acquire().then_some(Ticket::NONE);
     };
-    if sampler::tick(session) {
-        return acquire_sampled(raw, site, stats, mode, Attempt::Once);
+    match sampler::peek(session) {
+        Some(countdown) => {
+            if !raw.try_acquire() {
+                return None;
+            }
+            sampler::commit(countdown);
+        }
+        None => {
+            if sampler::expired(session) {
+                return acquire_sampled(raw, site, stats, mode, Attempt::Once);
+            }
+            if !raw.try_acquire() {
+                return None;
+            }
+        }
     }
-    if raw.try_acquire() {
-        stats.count(site, mode);
-        return Some(Ticket::NONE);
-    }
-    None
+    stats.count(site, mode);
+    Some(Ticket::NONE)
 }
 
 /// Acquires with a timeout; a timed-out attempt records nothing.
 #[inline(always)]
 pub(crate) fn lock_for(
-    raw: &impl RawAcquire,
+    raw: impl RawAcquire,
     site: &LockSite,
     stats: &StatsSlot,
     mode: Mode,
@@ -131,14 +162,24 @@ pub(crate) fn lock_for(
     let Some(session) = sampler::session() else {
         return raw.try_acquire_for(timeout).then_some(Ticket::NONE);
     };
-    if sampler::tick(session) {
-        return acquire_sampled(raw, site, stats, mode, Attempt::For(timeout));
+    match sampler::peek(session) {
+        Some(countdown) => {
+            if !raw.try_acquire_for(timeout) {
+                return None;
+            }
+            sampler::commit(countdown);
+        }
+        None => {
+            if sampler::expired(session) {
+                return acquire_sampled(raw, site, stats, mode, Attempt::For(timeout));
+            }
+            if !raw.try_acquire_for(timeout) {
+                return None;
+            }
+        }
     }
-    if raw.try_acquire() {
-        stats.count(site, mode);
-        return Some(Ticket::NONE);
-    }
-    acquire_contended(raw, site, stats, mode, Some(timeout)).then_some(Ticket::NONE)
+    stats.count(site, mode);
+    Some(Ticket::NONE)
 }
 
 /// Releases through `unlock`, recording the hold time if the acquisition was
@@ -168,46 +209,19 @@ enum Attempt {
     For(Duration),
 }
 
-/// An unsampled acquisition that found the lock taken: its wait is measured
-/// and added to the lock's exact totals (a clock read is negligible next to a
-/// wait).
-#[cold]
-#[inline(never)]
-fn acquire_contended(
-    raw: &dyn RawAcquire,
-    site: &LockSite,
-    stats: &StatsSlot,
-    mode: Mode,
-    timeout: Option<Duration>,
-) -> bool {
-    let start = clock::now();
-    let acquired = match timeout {
-        None => {
-            raw.acquire();
-            true
-        }
-        Some(t) => raw.try_acquire_for(t),
-    };
-    if acquired {
-        let waited = clock::between(start, clock::now());
-        stats.count(site, mode);
-        stats.contended(site, mode, waited);
-    }
-    acquired
-}
-
 /// A sampled acquisition: the stack is captured before the lock is taken, so
 /// capture time never counts as hold time for anyone.
 #[cold]
 #[inline(never)]
 fn acquire_sampled(
-    raw: &dyn RawAcquire,
+    raw: impl RawAcquire,
     site: &LockSite,
     stats: &StatsSlot,
     mode: Mode,
     attempt: Attempt,
 ) -> Option<Ticket> {
-    let stack = guarded(|| stack::capture(recorder::max_frames()));
+    let mut stack = stack::StackBuf::new();
+    let captured = guarded(|| stack::capture_into(recorder::max_frames(), &mut stack)).is_some();
     let waited = if raw.try_acquire() {
         0
     } else {
@@ -227,13 +241,10 @@ fn acquire_sampled(
     };
     let acquired_at = clock::now();
     stats.count(site, mode);
-    if waited > 0 {
-        stats.contended(site, mode, waited);
-    }
-    let Some(stack) = stack else {
+    if !captured {
         return Some(Ticket::NONE);
-    };
-    let sent = guarded(|| recorder::send(EventKind::Acquire, site.key(), mode, waited, stack, None));
+    }
+    let sent = guarded(|| recorder::send(EventKind::Acquire, site.key(), mode, waited, stack.frames(), None));
     // A release is recorded only if its acquire was.
     Some(match sent {
         Some(true) => Ticket(NonZeroU64::new(acquired_at)),
@@ -245,9 +256,10 @@ fn acquire_sampled(
 #[inline(never)]
 fn release_sampled(site: &LockSite, mode: Mode, acquired_at: u64, released_at: u64) {
     let held = clock::between(acquired_at, released_at);
+    let mut stack = stack::StackBuf::new();
     guarded(|| {
-        let stack = stack::capture(recorder::max_frames());
-        recorder::send(EventKind::Release, site.key(), mode, held, stack, None)
+        stack::capture_into(recorder::max_frames(), &mut stack);
+        recorder::send(EventKind::Release, site.key(), mode, held, stack.frames(), None)
     });
 }
 
@@ -289,8 +301,8 @@ pub(crate) struct Event {
     pub(crate) site: SiteKey,
     pub(crate) mode: Mode,
     pub(crate) value_ns: u64,
-    pub(crate) thread: std::sync::Arc<thread::ThreadMeta>,
+    pub(crate) thread: recorder::ThreadRef,
     /// The async task, for acquisitions by async locks.
     pub(crate) task: Option<task::TaskLabels>,
-    pub(crate) stack: stack::Stack,
+    pub(crate) stack: recorder::StackRef,
 }

@@ -2,13 +2,13 @@
 //! aggregation of sampled events by (kind, lock, mode, thread, stack).
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 
-use super::stack::Stack;
+use super::stack::{Frames, Stack};
 use super::task::TaskLabels;
 use super::thread::ThreadMeta;
 use super::{sampler, Event, EventKind, Mode};
@@ -32,6 +32,67 @@ struct Cached {
     session: u32,
     sender: Option<Sender<Event>>,
     meta: Arc<ThreadMeta>,
+    /// The (session, [`KNOWN_GENERATION`]) that `meta_sent` and `sent`
+    /// describe.
+    known_to: (u32, u32),
+    /// Whether the recorder has this thread's labels.
+    meta_sent: bool,
+    /// The stacks this thread has sent in full.
+    sent: SentStacks,
+}
+
+/// Bumped by the recorder when it forgets the stacks and threads it knows, so
+/// that threads send them in full again.
+static KNOWN_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// Which stacks a thread has sent in full: a small direct-mapped set of
+/// stack hashes, allocated at the thread's first sampled event. A stack
+/// evicted from it is just sent in full again.
+struct SentStacks(Option<Box<[u64; SENT_SLOTS]>>);
+
+const SENT_SLOTS: usize = 1024;
+
+impl SentStacks {
+    fn clear(&mut self) {
+        if let Some(slots) = &mut self.0 {
+            slots.fill(0);
+        }
+    }
+
+    /// Whether `hash` was sent; marks it sent if not.
+    fn check_and_mark(&mut self, hash: u64) -> bool {
+        let slots = self.0.get_or_insert_with(|| Box::new([0; SENT_SLOTS]));
+        // 0 marks an empty slot; a stack hashing to 0 is always sent in full.
+        let slot = &mut slots[(hash as usize) % SENT_SLOTS];
+        let sent = *slot == hash && hash != 0;
+        *slot = hash;
+        sent
+    }
+
+    /// Forgets `hash`: its full event was not delivered.
+    fn unmark(&mut self, hash: u64) {
+        if let Some(slot) = self.0.as_mut().map(|s| &mut s[(hash as usize) % SENT_SLOTS]) {
+            if *slot == hash {
+                *slot = 0;
+            }
+        }
+    }
+}
+
+/// A thread as an event carries it: with its labels the first time, then by
+/// id alone (no shared reference count touched per event).
+#[derive(Debug)]
+pub(crate) struct ThreadRef {
+    pub(crate) id: u64,
+    pub(crate) meta: Option<Arc<ThreadMeta>>,
+}
+
+/// A stack as an event carries it: in full the first time a thread sends it,
+/// then by hash alone.
+#[derive(Debug)]
+pub(crate) enum StackRef {
+    Full(Stack),
+    Known(u64),
 }
 
 thread_local! {
@@ -52,25 +113,29 @@ pub(crate) fn close() {
 }
 
 /// Hands one event to the recorder without blocking. Returns whether it was
-/// queued; a full queue drops it and counts the drop.
+/// queued; a full queue drops it and counts the drop. Allocates only for a
+/// stack this thread has not sent before.
 pub(crate) fn send(
     kind: EventKind,
     site: SiteKey,
     mode: Mode,
     value_ns: u64,
-    stack: Stack,
+    frames: Frames<'_>,
     task: Option<TaskLabels>,
 ) -> bool {
     let Some(session) = sampler::session() else {
         return false;
     };
-    let mut parts = Some((stack, task));
+    let mut task = Some(task);
     let cached = CACHED.try_with(|cell| {
         let mut cached = cell.borrow_mut();
         let c = cached.get_or_insert_with(|| Cached {
             session: 0,
             sender: None,
             meta: ThreadMeta::current(),
+            known_to: (0, 0),
+            meta_sent: false,
+            sent: SentStacks(None),
         });
         if c.session != session {
             c.session = session;
@@ -79,27 +144,44 @@ pub(crate) fn send(
         let Some(tx) = &c.sender else {
             return false;
         };
-        let Some((stack, task)) = parts.take() else {
-            return false;
+        let known_to = (session, KNOWN_GENERATION.load(Relaxed));
+        if c.known_to != known_to {
+            c.known_to = known_to;
+            c.meta_sent = false;
+            c.sent.clear();
+        }
+        let stack = if c.sent.check_and_mark(frames.hash) {
+            StackRef::Known(frames.hash)
+        } else {
+            StackRef::Full(frames.to_stack())
         };
-        queue(
-            tx,
-            Event {
-                kind,
-                site,
-                mode,
-                value_ns,
-                thread: Arc::clone(&c.meta),
-                task,
-                stack,
+        let full_stack = matches!(stack, StackRef::Full(_));
+        let full_meta = !c.meta_sent;
+        let event = Event {
+            kind,
+            site,
+            mode,
+            value_ns,
+            thread: ThreadRef {
+                id: c.meta.id,
+                meta: full_meta.then(|| Arc::clone(&c.meta)),
             },
-        )
+            task: task.take().flatten(),
+            stack,
+        };
+        let sent = queue(tx, event);
+        if sent {
+            c.meta_sent = true;
+        } else if full_stack {
+            c.sent.unmark(frames.hash);
+        }
+        sent
     });
-    match (cached, parts) {
+    match (cached, task) {
         (Ok(sent), _) => sent,
         // This thread's locals are being torn down: a guard released by
         // another thread-local's destructor. Its event still goes out.
-        (Err(_), Some((stack, task))) => send_uncached(session, kind, site, mode, value_ns, stack, task),
+        (Err(_), Some(task)) => send_uncached(session, kind, site, mode, value_ns, frames.to_stack(), task),
         (Err(_), None) => false,
     }
 }
@@ -125,9 +207,15 @@ fn send_uncached(
             site,
             mode,
             value_ns,
-            thread: ThreadMeta::current(),
+            thread: {
+                let meta = ThreadMeta::current();
+                ThreadRef {
+                    id: meta.id,
+                    meta: Some(meta),
+                }
+            },
             task,
-            stack,
+            stack: StackRef::Full(stack),
         },
     )
 }
@@ -151,7 +239,7 @@ fn queue(tx: &Sender<Event>, event: Event) -> bool {
 }
 
 /// One aggregation key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SampleKey {
     pub(crate) kind: EventKind,
     pub(crate) site: SiteKey,
@@ -159,6 +247,19 @@ pub(crate) struct SampleKey {
     pub(crate) thread: Arc<ThreadMeta>,
     pub(crate) task: Option<TaskLabels>,
     pub(crate) stack: Stack,
+}
+
+impl std::hash::Hash for SampleKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The stack by its precomputed hash, the thread by its id: no string
+        // or frame is hashed per event.
+        self.kind.hash(state);
+        self.site.hash(state);
+        self.mode.hash(state);
+        state.write_u64(self.thread.id);
+        self.task.hash(state);
+        self.stack.hash(state);
+    }
 }
 
 /// Sampled events with the same key, summed.
@@ -172,21 +273,53 @@ pub(crate) struct Aggregate {
 /// not with events.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
-    // Fx: every event hashes its whole stack here, on the recorder thread.
     samples: FxHashMap<SampleKey, Aggregate>,
     recorded: u64,
+    /// Every stack sent in full this session (this generation), by hash.
+    known: FxHashMap<u64, Stack>,
+    /// Every thread's labels sent this session (this generation), by id.
+    threads: FxHashMap<u64, Arc<ThreadMeta>>,
+    /// Events whose stack came by hash but was forgotten meanwhile.
+    unresolved: u64,
 }
+
+/// Distinct stacks the recorder remembers before it forgets them all and has
+/// threads send them in full again: bounds its memory for programs with
+/// ever-new stacks.
+const MAX_KNOWN_STACKS: usize = 1 << 16;
+/// The same for threads, for programs that start ever-new threads.
+const MAX_KNOWN_THREADS: usize = 1 << 12;
 
 impl Recorder {
     pub(crate) fn record(&mut self, event: Event) {
+        let thread = match event.thread.meta {
+            Some(meta) => Arc::clone(self.threads.entry(event.thread.id).or_insert(meta)),
+            None => match self.threads.get(&event.thread.id) {
+                Some(meta) => Arc::clone(meta),
+                None => {
+                    self.unresolved += 1;
+                    return;
+                }
+            },
+        };
+        let stack = match event.stack {
+            StackRef::Full(stack) => self.known.entry(stack.hash).or_insert(stack).clone(),
+            StackRef::Known(hash) => match self.known.get(&hash) {
+                Some(stack) => stack.clone(),
+                None => {
+                    self.unresolved += 1;
+                    return;
+                }
+            },
+        };
         self.recorded += 1;
         let key = SampleKey {
             kind: event.kind,
             site: event.site,
             mode: event.mode,
-            thread: event.thread,
+            thread,
             task: event.task,
-            stack: event.stack,
+            stack,
         };
         let agg = self.samples.entry(key).or_default();
         agg.events += 1;
@@ -195,8 +328,18 @@ impl Recorder {
 
     /// Takes what was aggregated since the last call; keeps the table's
     /// capacity so that a steady workload allocates nothing more.
-    pub(crate) fn take(&mut self) -> (Vec<(SampleKey, Aggregate)>, u64) {
+    ///
+    /// Also returns the events lost because their stack or thread had been forgotten
+    /// (counted as dropped), and forgets the known stacks when there are too
+    /// many.
+    pub(crate) fn take(&mut self) -> (Vec<(SampleKey, Aggregate)>, u64, u64) {
         let recorded = std::mem::take(&mut self.recorded);
-        (self.samples.drain().collect(), recorded)
+        let unresolved = std::mem::take(&mut self.unresolved);
+        if self.known.len() > MAX_KNOWN_STACKS || self.threads.len() > MAX_KNOWN_THREADS {
+            self.known = FxHashMap::default();
+            self.threads = FxHashMap::default();
+            KNOWN_GENERATION.fetch_add(1, Relaxed);
+        }
+        (self.samples.drain().collect(), recorded, unresolved)
     }
 }

@@ -10,14 +10,15 @@
 //!   whose total is exactly `N`, and which also corrects for events dropped on
 //!   a full queue. Where it is not known (read locks) each sampled event
 //!   stands for `100 / capture_pct` acquisitions (Horvitz–Thompson).
-//! - **Wait.** Every contended acquisition's wait is measured, so the total
-//!   wait `W` is exact; each stack gets `W × w_k / w`, its share of the
-//!   sampled wait.
-//! - **Hold.** Holds are only measured when sampled; each stack gets its
-//!   sampled hold scaled by the same factor as its release count.
+//! - **Wait and hold.** The sync locks read no clock on an unsampled
+//!   acquisition, so waits and holds are measured on sampled ones only; each
+//!   stack gets its sampled time scaled by the same factor as its count
+//!   (`N / n`, or `100 / capture_pct`). The async locks measure every
+//!   contended wait, so their total wait `W` is exact and each stack gets
+//!   `W × w_k / w`, its share of the sampled wait.
 //! - When a lock was used but none of its acquisitions was sampled in the
 //!   period, its exact totals go to one sample whose only frame is
-//!   `<unsampled>`, so that per-lock totals stay exact.
+//!   `<unsampled>`, so that per-lock counts stay exact.
 //!
 //! Integer shares are rounded by largest remainder, so they add up exactly.
 
@@ -95,13 +96,11 @@ pub(crate) fn weigh(
             Some(n) => n,
             None => (sampled_events as f64 * inverse_p).round() as u64,
         };
-        let total_ns = match (kind, exact) {
-            (EventKind::Acquire, Some(t)) => t.wait_ns,
+        let total_ns = match (kind, exact.and_then(|t| t.wait_ns)) {
+            (EventKind::Acquire, Some(wait_ns)) => wait_ns,
             _ if sampled_events == 0 => 0,
-            (EventKind::Acquire, None) => (sampled_ns as f64 * inverse_p).round() as u64,
-            (EventKind::Release, _) => {
-                (sampled_ns as f64 * count as f64 / sampled_events as f64).round() as u64
-            }
+            // Scaled as the count is: by `N / n`, or by `100 / capture_pct`.
+            _ => (sampled_ns as f64 * count as f64 / sampled_events as f64).round() as u64,
         };
 
         if members.is_empty() || (sampled_ns == 0 && total_ns > 0) {
@@ -223,10 +222,7 @@ mod tests {
                 name: String::new(),
             }),
             task: None,
-            stack: Stack {
-                ips: vec![ip].into_boxed_slice(),
-                omitted: 0,
-            },
+            stack: Stack::new(&[ip], 0),
         }
     }
 
@@ -255,7 +251,7 @@ mod tests {
             Totals {
                 acquired: Some(400),
                 contended: 10,
-                wait_ns: 8000,
+                wait_ns: Some(8000),
             },
         );
         let out = weigh(samples, &totals, 1.0);
@@ -269,6 +265,40 @@ mod tests {
         assert_eq!(releases.len(), 1);
         assert!(releases[0].stack.is_none());
         assert_eq!(releases[0].count, 400);
+    }
+
+    #[test]
+    fn without_an_exact_wait_the_sampled_wait_is_scaled_like_the_count() {
+        let samples = vec![
+            (
+                key(EventKind::Acquire, 1, 1),
+                Aggregate {
+                    events: 3,
+                    total_ns: 300,
+                },
+            ),
+            (
+                key(EventKind::Acquire, 1, 2),
+                Aggregate {
+                    events: 1,
+                    total_ns: 100,
+                },
+            ),
+        ];
+        let mut totals = HashMap::new();
+        totals.insert(
+            (key(EventKind::Acquire, 1, 1).site, Mode::Exclusive),
+            Totals {
+                acquired: Some(400),
+                contended: 0,
+                wait_ns: None,
+            },
+        );
+        let out = weigh(samples, &totals, 1.0);
+        let acquires: Vec<_> = out.iter().filter(|s| s.kind == EventKind::Acquire).collect();
+        // 4 sampled acquisitions stand for 400: each counts 100 times.
+        assert_eq!((acquires[0].count, acquires[0].total_ns), (300, 30_000));
+        assert_eq!((acquires[1].count, acquires[1].total_ns), (100, 10_000));
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! frame without a frame pointer ends the walk early instead of faulting.
 
 use std::cell::Cell;
+use std::hash::{Hash, Hasher};
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// Frames captured beyond the user's limit, to make room for the profiler's
 /// own frames at the leaf, which are trimmed at symbolization.
@@ -21,13 +24,188 @@ pub(crate) const INTERNAL_SLACK: usize = 16;
 /// The furthest a walk goes just to count omitted frames.
 const MAX_COUNTED: usize = 4096;
 
-/// A captured stack, leaf first.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A captured stack, leaf first, as the recorder keeps it.
+#[derive(Debug, Clone)]
 pub(crate) struct Stack {
     /// Return addresses (the leaf's too, as it is a call into the profiler).
-    pub(crate) ips: Box<[usize]>,
+    pub(crate) ips: Arc<[usize]>,
     /// Frames past the end of `ips` that were not kept.
     pub(crate) omitted: u32,
+    /// [`hash_frames`] of the above, computed once at capture.
+    pub(crate) hash: u64,
+}
+
+impl Stack {
+    pub(crate) fn new(ips: &[usize], omitted: u32) -> Stack {
+        Stack {
+            ips: Arc::from(ips),
+            omitted,
+            hash: hash_frames(ips, omitted),
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn frames(&self) -> Frames<'_> {
+        Frames {
+            ips: &self.ips,
+            omitted: self.omitted,
+            hash: self.hash,
+        }
+    }
+}
+
+impl PartialEq for Stack {
+    fn eq(&self, other: &Stack) -> bool {
+        self.hash == other.hash
+            && self.omitted == other.omitted
+            && (Arc::ptr_eq(&self.ips, &other.ips) || self.ips == other.ips)
+    }
+}
+
+impl Eq for Stack {}
+
+impl Hash for Stack {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A captured stack, borrowed: from a [`StackBuf`] on the sampling thread's
+/// stack (nothing allocated) or from a [`Stack`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Frames<'a> {
+    pub(crate) ips: &'a [usize],
+    pub(crate) omitted: u32,
+    pub(crate) hash: u64,
+}
+
+impl Frames<'_> {
+    pub(crate) fn to_stack(self) -> Stack {
+        Stack {
+            ips: Arc::from(self.ips),
+            omitted: self.omitted,
+            hash: self.hash,
+        }
+    }
+}
+
+/// Frames kept in a [`StackBuf`] without allocating.
+const INLINE_FRAMES: usize = 96;
+
+/// A stack captured into a buffer that lives on the capturing thread's stack:
+/// a sampled event allocates only when its stack is new to the recorder.
+pub(crate) struct StackBuf {
+    inline: [MaybeUninit<usize>; INLINE_FRAMES],
+    len: usize,
+    /// [`hash_step`] over the frames pushed so far.
+    running: u64,
+    /// Frames past `INLINE_FRAMES`, when the limit allows that many.
+    spill: Vec<usize>,
+    omitted: u32,
+    hash: u64,
+}
+
+impl StackBuf {
+    pub(crate) fn new() -> StackBuf {
+        StackBuf {
+            inline: [MaybeUninit::uninit(); INLINE_FRAMES],
+            len: 0,
+            running: HASH_SEED,
+            spill: Vec::new(),
+            omitted: 0,
+            hash: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.running = HASH_SEED;
+        self.spill.clear();
+    }
+
+    #[inline]
+    fn push(&mut self, ip: usize) {
+        self.running = hash_step(self.running, ip);
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                slot.write(ip);
+                self.len += 1;
+            }
+            None => self.spill.push(ip),
+        }
+    }
+
+    fn kept(&self) -> usize {
+        self.len + self.spill.len()
+    }
+
+    fn finish(&mut self, seen: usize) {
+        let kept = self.kept();
+        self.omitted = (seen - kept) as u32;
+        if !self.spill.is_empty() {
+            // Rare (a limit above INLINE_FRAMES): keep the frames contiguous.
+            let mut all = self.inline_ips().to_vec();
+            all.append(&mut self.spill);
+            self.len = 0;
+            self.spill = all;
+        }
+        self.hash = hash_finish(self.running, kept, self.omitted);
+    }
+
+    fn inline_ips(&self) -> &[usize] {
+        // SAFETY: the first `len` slots were written by `push`.
+        unsafe { std::slice::from_raw_parts(self.inline.as_ptr().cast::<usize>(), self.len) }
+    }
+
+    fn ips(&self) -> &[usize] {
+        if self.spill.is_empty() {
+            self.inline_ips()
+        } else {
+            &self.spill
+        }
+    }
+
+    pub(crate) fn frames(&self) -> Frames<'_> {
+        Frames {
+            ips: self.ips(),
+            omitted: self.omitted,
+            hash: self.hash,
+        }
+    }
+
+    pub(crate) fn to_stack(&self) -> Stack {
+        self.frames().to_stack()
+    }
+}
+
+/// A 64-bit hash of a stack, by which the recorder knows a stack it has seen
+/// without the thread sending the frames again. One folded multiply per
+/// frame (computed as the walk goes, where it hides behind the walk's loads):
+/// every bit of every address reaches every bit of the result, so two
+/// distinct stacks of a program collide with probability about 2^-64.
+pub(crate) fn hash_frames(ips: &[usize], omitted: u32) -> u64 {
+    let h = ips.iter().fold(HASH_SEED, |h, &ip| hash_step(h, ip));
+    hash_finish(h, ips.len(), omitted)
+}
+
+const HASH_SEED: u64 = 0x243F_6A88_85A3_08D3;
+const HASH_K: u64 = 0x9E37_79B9_7F4A_7C15;
+const HASH_L: u64 = 0xD6E8_FEB8_6659_FD93;
+
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let m = (a as u128).wrapping_mul(b as u128);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+#[inline(always)]
+fn hash_step(h: u64, ip: usize) -> u64 {
+    fold(h ^ ip as u64, HASH_K)
+}
+
+#[inline(always)]
+fn hash_finish(h: u64, len: usize, omitted: u32) -> u64 {
+    fold(h ^ len as u64, HASH_L ^ omitted as u64)
 }
 
 /// Which unwinder to use.
@@ -61,34 +239,44 @@ pub(crate) fn select(unwinder: Unwinder) -> bool {
     fp
 }
 
-/// Captures the current stack, keeping at most `max_frames + INTERNAL_SLACK`
-/// addresses.
+/// Captures the current stack into `buf` (which the caller keeps on its own
+/// stack), keeping at most `max_frames + INTERNAL_SLACK` addresses.
 #[inline(never)]
-pub(crate) fn capture(max_frames: usize) -> Stack {
+pub(crate) fn capture_into(max_frames: usize, buf: &mut StackBuf) {
     let limit = max_frames.saturating_add(INTERNAL_SLACK);
-    if USE_FP.load(Relaxed) == FP_YES {
-        if let Some(stack) = fp::walk(limit) {
-            return stack;
-        }
+    buf.clear();
+    if USE_FP.load(Relaxed) == FP_YES && fp::walk(limit, buf) {
+        return;
     }
-    capture_with_backtrace(limit)
+    backtrace_into(limit, buf);
+}
+
+/// Captures the current stack into an owned [`Stack`].
+#[cfg(feature = "tokio")]
+pub(crate) fn capture(max_frames: usize) -> Stack {
+    let mut buf = StackBuf::new();
+    capture_into(max_frames, &mut buf);
+    buf.to_stack()
 }
 
 #[inline(never)]
 pub(crate) fn capture_with_backtrace(limit: usize) -> Stack {
-    let mut ips = Vec::with_capacity(limit.min(128));
+    let mut buf = StackBuf::new();
+    backtrace_into(limit, &mut buf);
+    buf.to_stack()
+}
+
+#[inline(never)]
+fn backtrace_into(limit: usize, buf: &mut StackBuf) {
     let mut seen = 0usize;
     backtrace::trace(|frame| {
         seen += 1;
-        if ips.len() < limit {
-            ips.push(frame.ip() as usize);
+        if buf.kept() < limit {
+            buf.push(frame.ip() as usize);
         }
         seen < MAX_COUNTED
     });
-    Stack {
-        omitted: (seen - ips.len()) as u32,
-        ips: ips.into_boxed_slice(),
-    }
+    buf.finish(seen);
 }
 
 /// The calibration: walk the same stack both ways from a known call chain and
@@ -128,8 +316,10 @@ fn calibration_b() -> (Vec<usize>, Vec<usize>) {
 
 #[inline(never)]
 fn calibration_c() -> (Vec<usize>, Vec<usize>) {
-    let fp = fp::walk(32).map(|s| s.ips.into_vec()).unwrap_or_default();
-    let bt = capture_with_backtrace(64).ips.into_vec();
+    let fp = walk_frame_pointers(32)
+        .map(|s| s.ips.to_vec())
+        .unwrap_or_default();
+    let bt = capture_with_backtrace(64).ips.to_vec();
     std::hint::black_box((fp, bt))
 }
 
@@ -144,10 +334,6 @@ mod fp {
     use super::*;
 
     pub(super) const AVAILABLE: bool = true;
-
-    /// Frames a walk keeps without touching the heap until the end: the
-    /// default `max_frames` (64) plus [`INTERNAL_SLACK`] fit.
-    const BUF_FRAMES: usize = 96;
 
     #[inline(always)]
     fn frame_pointer() -> usize {
@@ -196,28 +382,21 @@ mod fp {
 
     /// Walks the frame-pointer chain from the caller's frame. `None` when the
     /// thread's stack bounds are unknown.
+    /// Walks the frame-pointer chain into `buf`; false if this thread's
+    /// stack bounds are unknown (then nothing was written).
     #[inline(never)]
-    pub(super) fn walk(limit: usize) -> Option<Stack> {
-        let (lo, hi) = bounds()?;
-        // Addresses go to a buffer on this stack first, so that the one heap
-        // allocation is of the exact size (a `Vec` shrunk into a box would
-        // reallocate on every sampled event).
-        let mut buf = [std::mem::MaybeUninit::<usize>::uninit(); BUF_FRAMES];
-        let mut spill = Vec::new();
-        let mut kept = 0usize;
+    pub(super) fn walk(limit: usize, buf: &mut StackBuf) -> bool {
+        let Some((lo, hi)) = bounds() else {
+            return false;
+        };
         let mut seen = 0usize;
         let mut fp = frame_pointer();
         while seen < MAX_COUNTED {
-            // A frame record is two words: the caller's frame pointer, then
-            // the return address. Stop at anything that is not a record
-            // inside this thread's stack.
             if fp < lo || fp % std::mem::align_of::<usize>() != 0 || fp > hi - 16 {
                 break;
             }
-            // SAFETY: `fp..fp + 16` lies inside this thread's mapped stack
-            // (checked above) and is aligned, so both reads are of valid
-            // memory; a stale value only yields a wrong address, which
-            // symbolization reports as unknown.
+            // SAFETY: `fp` is aligned and at least 16 bytes below the top of
+            // this thread's stack, so both words are inside mapped stack.
             let (next, ret) = unsafe {
                 let p = fp as *const usize;
                 (p.read(), p.add(1).read())
@@ -226,33 +405,17 @@ mod fp {
                 break;
             }
             seen += 1;
-            if kept < limit {
-                match buf.get_mut(kept) {
-                    Some(slot) => {
-                        slot.write(ret);
-                    }
-                    None => spill.push(ret),
-                }
-                kept += 1;
+            if buf.kept() < limit {
+                buf.push(ret);
             }
-            // The stack grows down: callers' frames are at higher addresses.
+            // The chain must go up the stack, or it is not a chain.
             if next <= fp {
                 break;
             }
             fp = next;
         }
-        // SAFETY: the first `min(kept, BUF_FRAMES)` slots were written above.
-        let buffered =
-            unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), kept.min(BUF_FRAMES)) };
-        let ips: Box<[usize]> = if spill.is_empty() {
-            Box::from(buffered)
-        } else {
-            buffered.iter().copied().chain(spill).collect()
-        };
-        Some(Stack {
-            omitted: (seen - kept) as u32,
-            ips,
-        })
+        buf.finish(seen);
+        true
     }
 }
 
@@ -262,14 +425,17 @@ mod fp {
 
     pub(super) const AVAILABLE: bool = false;
 
-    pub(super) fn walk(_limit: usize) -> Option<Stack> {
-        None
+    pub(super) fn walk(_limit: usize, _buf: &mut StackBuf) -> bool {
+        false
     }
 }
 
-#[cfg(test)]
-pub(crate) fn walk_frame_pointers_for_test(limit: usize) -> Option<Stack> {
-    fp::walk(limit)
+/// A frame-pointer walk whatever the selected unwinder, for the calibration
+/// and tests.
+#[inline(never)]
+pub(crate) fn walk_frame_pointers(limit: usize) -> Option<Stack> {
+    let mut buf = StackBuf::new();
+    fp::walk(limit, &mut buf).then(|| buf.to_stack())
 }
 
 #[cfg(test)]
@@ -279,8 +445,8 @@ mod tests {
     #[inline(never)]
     fn deep(n: usize) -> (Vec<usize>, Vec<usize>) {
         if n == 0 {
-            let fp = walk_frame_pointers_for_test(64).unwrap().ips.into_vec();
-            let bt = capture_with_backtrace(80).ips.into_vec();
+            let fp = walk_frame_pointers(64).unwrap().ips.to_vec();
+            let bt = capture_with_backtrace(80).ips.to_vec();
             return (fp, bt);
         }
         let r = deep(n - 1);

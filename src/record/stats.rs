@@ -2,10 +2,12 @@
 //!
 //! Every lock instance gets a small heap block the first time it is acquired
 //! while a profiler runs. Exclusive acquisitions are counted in it with a plain
-//! load and store (the lock is held, so no other thread writes the counter);
-//! contended acquisitions add their measured wait. The recorder reads the
-//! blocks at each flush, so the per-lock totals in a profile are exact while
-//! the split across call stacks comes from the sampled events.
+//! load and store (the lock is held, so no other thread writes the counter).
+//! The async locks also add every contended acquisition's measured wait; the
+//! sync locks never read a clock on an unsampled acquisition, so their waits
+//! are estimated from the sampled ones. The recorder reads the blocks at each
+//! flush, so the per-lock counts in a profile are exact while the split across
+//! call stacks comes from the sampled events.
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
@@ -23,7 +25,6 @@ pub(crate) struct ModeStats {
     pub(crate) acquired: AtomicU64,
     pub(crate) contended: AtomicU64,
     pub(crate) wait_ns: AtomicU64,
-    pub(crate) max_wait_ns: AtomicU64,
 }
 
 /// The totals of one lock instance.
@@ -38,6 +39,9 @@ pub(crate) struct LockStats {
     /// What the recorder has already reported, per mode: acquired, contended,
     /// wait. Only the recorder thread touches these.
     pub(crate) reported: [[AtomicU64; 3]; 2],
+    /// Set once the lock's waits are measured on every acquisition (the async
+    /// locks, from their first contended one; until then every wait was 0).
+    pub(crate) waits_measured: AtomicBool,
     /// Set (Release) when the lock is dropped, after its last count; read
     /// (Acquire) by the recorder before the counters, so that a block seen
     /// retired is read complete before it is forgotten.
@@ -82,11 +86,17 @@ impl StatsSlot {
             .fetch_add(1, Relaxed);
     }
 
-    /// Counts one contended acquisition that waited `wait_ns`. Call with the
-    /// lock held in `mode`.
+    /// Counts one contended acquisition that waited `wait_ns`, for a lock that
+    /// measures every wait (the async locks). Call with the lock held in
+    /// `mode`.
+    #[cfg(feature = "tokio")]
     #[cold]
     pub(crate) fn contended(&self, site: &LockSite, mode: Mode, wait_ns: u64) {
-        let s = &self.get(site, mode).modes[mode.index()];
+        let stats = self.get(site, mode);
+        if !stats.waits_measured.load(Relaxed) {
+            stats.waits_measured.store(true, Relaxed);
+        }
+        let s = &stats.modes[mode.index()];
         if mode.counted() {
             // Held exclusively, as in `count`: plain stores, so that no
             // locked instruction lengthens a critical section that other
@@ -94,16 +104,12 @@ impl StatsSlot {
             let add = |c: &AtomicU64, v: u64| c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
             add(&s.contended, 1);
             add(&s.wait_ns, wait_ns);
-            if wait_ns > s.max_wait_ns.load(Relaxed) {
-                s.max_wait_ns.store(wait_ns, Relaxed);
-            }
             return;
         }
         // Shared modes can race here with each other, so these are atomic
         // read-modify-writes; they only run after a measured wait.
         s.contended.fetch_add(1, Relaxed);
         s.wait_ns.fetch_add(wait_ns, Relaxed);
-        s.max_wait_ns.fetch_max(wait_ns, Relaxed);
     }
 
     #[inline(always)]
@@ -129,6 +135,7 @@ impl StatsSlot {
             mode_of: [first, Mode::Read],
             modes: Default::default(),
             reported: Default::default(),
+            waits_measured: AtomicBool::new(false),
             retired: AtomicBool::new(false),
         });
         let raw = Arc::into_raw(Arc::clone(&stats)) as *mut LockStats;
@@ -173,7 +180,8 @@ pub(crate) struct Totals {
     /// Exact acquisitions, when the mode is counted.
     pub(crate) acquired: Option<u64>,
     pub(crate) contended: u64,
-    pub(crate) wait_ns: u64,
+    /// The exact total wait, where every wait is measured (async locks).
+    pub(crate) wait_ns: Option<u64>,
 }
 
 /// Reads every block, returns what changed since the last call per
@@ -186,6 +194,7 @@ pub(crate) fn take_deltas() -> std::collections::HashMap<(SiteKey, Mode), Totals
         // below. (Checking the strong count after them lost the counts made
         // between the reads and the drop; see loom-model/tests/stats_slot.rs.)
         let retired = stats.retired.load(Acquire);
+        let waits_measured = stats.waits_measured.load(Relaxed);
         for (i, &mode) in stats.mode_of.iter().enumerate() {
             let m = &stats.modes[i];
             let r = &stats.reported[i];
@@ -208,7 +217,9 @@ pub(crate) fn take_deltas() -> std::collections::HashMap<(SiteKey, Mode), Totals
                 *t.acquired.get_or_insert(0) += delta[0];
             }
             t.contended += delta[1];
-            t.wait_ns += delta[2];
+            if waits_measured {
+                *t.wait_ns.get_or_insert(0) += delta[2];
+            }
         }
         // A retired lock was read a last time above.
         !retired

@@ -252,6 +252,7 @@ mod semaphore {
     #[cold]
     #[inline(never)]
     fn capture_stack() -> Option<stack::Stack> {
+        // Owned: the stack is kept across the await for the lock.
         guarded(|| stack::capture(recorder::max_frames()))
     }
 
@@ -280,7 +281,7 @@ mod semaphore {
                 site.key(),
                 mode,
                 waited,
-                stack,
+                stack.frames(),
                 TaskLabels::current(),
             )
         });
@@ -311,13 +312,14 @@ mod semaphore {
     fn release_sampled(site: &LockSite, mode: Mode, acquired_at: u64, released_at: u64) {
         let held = clock::between(acquired_at, released_at);
         guarded(|| {
-            let stack = stack::capture(recorder::max_frames());
+            let mut stack = stack::StackBuf::new();
+            stack::capture_into(recorder::max_frames(), &mut stack);
             recorder::send(
                 EventKind::Release,
                 site.key(),
                 mode,
                 held,
-                stack,
+                stack.frames(),
                 TaskLabels::current(),
             )
         });

@@ -108,7 +108,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// holding it.
     #[inline]
     pub fn lock(&self) -> LockResult<ProfiledMutexGuard<'_, T>> {
-        let ticket = record::lock(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive);
+        let ticket = record::lock(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive);
         // SAFETY: the lock was just acquired.
         unsafe { self.guard(ticket) }
     }
@@ -117,7 +117,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// not recorded.
     #[inline]
     pub fn try_lock(&self) -> TryLockResult<ProfiledMutexGuard<'_, T>> {
-        match record::try_lock(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive) {
+        match record::try_lock(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive) {
             // SAFETY: the lock was just acquired.
             Some(ticket) => Ok(unsafe { self.guard(ticket) }?),
             None => Err(TryLockError::WouldBlock),
@@ -128,7 +128,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// attempt is not recorded.
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<ProfiledMutexGuard<'_, T>> {
-        match record::lock_for(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive, timeout) {
+        match record::lock_for(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive, timeout) {
             // SAFETY: the lock was just acquired.
             Some(ticket) => Ok(unsafe { self.guard(ticket) }?),
             None => Err(TryLockError::WouldBlock),

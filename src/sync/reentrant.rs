@@ -102,7 +102,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
             self.raw.lock();
             Ticket::NONE
         } else {
-            record::lock(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive)
+            record::lock(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive)
         };
         self.guard(ticket)
     }
@@ -113,7 +113,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
         if self.raw.is_owned_by_current_thread() {
             return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
         }
-        record::try_lock(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive).map(|t| self.guard(t))
+        record::try_lock(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive).map(|t| self.guard(t))
     }
 
     /// Attempts to acquire, waiting at most `timeout`.
@@ -122,7 +122,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
         if self.raw.is_owned_by_current_thread() {
             return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
         }
-        record::lock_for(&Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive, timeout)
+        record::lock_for(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive, timeout)
             .map(|t| self.guard(t))
     }
 

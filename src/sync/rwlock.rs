@@ -127,14 +127,14 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Acquires shared read access, blocking while a writer holds the lock.
     #[inline]
     pub fn read(&self) -> LockResult<ProfiledRwLockReadGuard<'_, T>> {
-        let ticket = record::lock(&Read(&self.raw), &self.site, &self.stats, Mode::Read);
+        let ticket = record::lock(Read(&self.raw), &self.site, &self.stats, Mode::Read);
         self.read_guard(ticket)
     }
 
     /// Attempts shared read access without blocking.
     #[inline]
     pub fn try_read(&self) -> TryLockResult<ProfiledRwLockReadGuard<'_, T>> {
-        match record::try_lock(&Read(&self.raw), &self.site, &self.stats, Mode::Read) {
+        match record::try_lock(Read(&self.raw), &self.site, &self.stats, Mode::Read) {
             Some(ticket) => Ok(self.read_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -143,7 +143,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Attempts shared read access, waiting at most `timeout`.
     #[inline]
     pub fn try_read_for(&self, timeout: Duration) -> TryLockResult<ProfiledRwLockReadGuard<'_, T>> {
-        match record::lock_for(&Read(&self.raw), &self.site, &self.stats, Mode::Read, timeout) {
+        match record::lock_for(Read(&self.raw), &self.site, &self.stats, Mode::Read, timeout) {
             Some(ticket) => Ok(self.read_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -152,14 +152,14 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Acquires exclusive write access, blocking until it is available.
     #[inline]
     pub fn write(&self) -> LockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        let ticket = record::lock(&Write(&self.raw), &self.site, &self.stats, Mode::Write);
+        let ticket = record::lock(Write(&self.raw), &self.site, &self.stats, Mode::Write);
         self.write_guard(ticket)
     }
 
     /// Attempts exclusive write access without blocking.
     #[inline]
     pub fn try_write(&self) -> TryLockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        match record::try_lock(&Write(&self.raw), &self.site, &self.stats, Mode::Write) {
+        match record::try_lock(Write(&self.raw), &self.site, &self.stats, Mode::Write) {
             Some(ticket) => Ok(self.write_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -168,7 +168,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Attempts exclusive write access, waiting at most `timeout`.
     #[inline]
     pub fn try_write_for(&self, timeout: Duration) -> TryLockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        match record::lock_for(&Write(&self.raw), &self.site, &self.stats, Mode::Write, timeout) {
+        match record::lock_for(Write(&self.raw), &self.site, &self.stats, Mode::Write, timeout) {
             Some(ticket) => Ok(self.write_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
