@@ -79,3 +79,66 @@ fn totals_match_exact_counts_kept_by_the_test() {
         err * 100.0
     );
 }
+
+#[test]
+fn estimated_wait_matches_the_wait_measured_by_the_test() {
+    // Four threads take turns on one lock, each holding it for 200 us and then
+    // sleeping 100 us, so most acquisitions wait. Only sampled acquisitions
+    // are timed; the profile's total wait is their wait scaled to the exact
+    // count, an unbiased estimate whose error depends on how uneven the waits
+    // are. The test times every acquisition itself and allows four standard
+    // errors of the estimate, computed from those waits.
+    const THREADS: usize = 4;
+    const OPS: usize = 300;
+    const CAPTURE_PCT: f64 = 25.0;
+    named!(let turns = Arc::new(ProfiledMutex::new(0u64)));
+    let waits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let profile = profile(CAPTURE_PCT, || {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (turns, waits) = (Arc::clone(&turns), Arc::clone(&waits));
+                thread::spawn(move || {
+                    let mut mine = Vec::with_capacity(OPS);
+                    for _ in 0..OPS {
+                        let t0 = std::time::Instant::now();
+                        let mut g = turns.lock().unwrap();
+                        mine.push(t0.elapsed().as_nanos() as f64);
+                        let spin = std::time::Instant::now();
+                        while spin.elapsed() < Duration::from_micros(200) {
+                            std::hint::spin_loop();
+                        }
+                        *g += 1;
+                        drop(g);
+                        thread::sleep(Duration::from_micros(100));
+                    }
+                    waits.lock().unwrap().extend(mine);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    let waits = waits.lock().unwrap();
+    let n = waits.len() as f64;
+    let (acquires, estimated, ..) = totals(&profile, &turns.site().label());
+    assert_eq!(acquires, n as i64);
+    let measured: f64 = waits.iter().sum();
+    let mean = measured / n;
+    let variance = waits.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    // Sampling each acquisition with probability p: the scaled total's
+    // standard error is sqrt(n (1 - p) / p) times the waits' deviation.
+    let p = CAPTURE_PCT / 100.0;
+    let standard_error = (n * (1.0 - p) / p).sqrt() * variance.sqrt();
+    let off = estimated as f64 - measured;
+    eprintln!(
+        "estimated wait {estimated} ns, measured {measured:.0} ns: off by {:.1} standard errors",
+        off / standard_error
+    );
+    // The test's own timing also includes the profiler's work on sampled
+    // acquisitions (microseconds in a debug build): a small allowance.
+    assert!(
+        off.abs() < 4.0 * standard_error + 0.05 * measured,
+        "estimated wait {estimated} ns, measured {measured:.0} ns, standard error {standard_error:.0} ns"
+    );
+}

@@ -209,8 +209,13 @@ enum Attempt {
     For(Duration),
 }
 
-/// A sampled acquisition: the stack is captured before the lock is taken, so
-/// capture time never counts as hold time for anyone.
+/// A sampled acquisition. The lock is tried first, exactly as an unsampled
+/// acquisition would, so that sampling never changes whether or how long this
+/// acquisition waits (capturing first made a thread that would have re-taken
+/// a free lock lose it to another, and sampled waits came out 40% long). The
+/// stack is captured and the event sent during the wait, or while holding the
+/// lock when there was none; the hold is timed from after that work, so it is
+/// never counted as this thread's hold (other threads may wait for it).
 #[cold]
 #[inline(never)]
 fn acquire_sampled(
@@ -221,11 +226,17 @@ fn acquire_sampled(
     attempt: Attempt,
 ) -> Option<Ticket> {
     let mut stack = stack::StackBuf::new();
-    let captured = guarded(|| stack::capture_into(recorder::max_frames(), &mut stack)).is_some();
-    let waited = if raw.try_acquire() {
-        0
+    let capture = |stack: &mut stack::StackBuf| {
+        guarded(|| stack::capture_into(recorder::max_frames(), stack)).is_some()
+    };
+    let (captured, waited) = if raw.try_acquire() {
+        (capture(&mut stack), 0)
     } else {
+        if let Attempt::Once = attempt {
+            return None;
+        }
         let start = clock::now();
+        let captured = capture(&mut stack);
         let acquired = match attempt {
             Attempt::Once => false,
             Attempt::Block => {
@@ -237,14 +248,14 @@ fn acquire_sampled(
         if !acquired {
             return None;
         }
-        clock::between(start, clock::now()).max(1)
+        (captured, clock::between(start, clock::now()).max(1))
     };
-    let acquired_at = clock::now();
     stats.count(site, mode);
     if !captured {
         return Some(Ticket::NONE);
     }
     let sent = guarded(|| recorder::send(EventKind::Acquire, site.key(), mode, waited, stack.frames(), None));
+    let acquired_at = clock::now();
     // A release is recorded only if its acquire was.
     Some(match sent {
         Some(true) => Ticket(NonZeroU64::new(acquired_at)),
