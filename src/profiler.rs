@@ -13,7 +13,7 @@ use crate::export::datadog::settings::{ApiKey, DatadogSettings, Endpoint};
 use crate::export::datadog::{DatadogExporter, ExporterParams, UploadCounters, UploadStats};
 use crate::export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
 use crate::pprof::{self, symbolize::Symbolizer, PeriodInfo};
-use crate::record::{self, recorder, report, sampler, stack, stats, Event};
+use crate::record::{self, clock, recorder, report, sampler, stack, stats, Event};
 
 /// Only one profiler runs at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
@@ -329,6 +329,7 @@ impl ProfilerBuilder {
 
         install_fork_handler();
         let uses_frame_pointers = stack::select(settings.unwinder);
+        clock::select();
         let session = NEXT_SESSION.fetch_add(1, Relaxed).max(1);
         sampler::configure(settings.capture_pct);
         stats::reset_baseline();
@@ -344,6 +345,7 @@ impl ProfilerBuilder {
             recorder: recorder::Recorder::default(),
             symbolizer: Symbolizer::default(),
             period_start: (SystemTime::now(), Instant::now()),
+            clock_start: clock::Calibration::now(),
             dropped_seen: recorder::DROPPED.load(Relaxed),
             panics_seen: record::INTERNAL_PANICS.load(Relaxed),
         };
@@ -559,6 +561,9 @@ struct Worker {
     recorder: recorder::Recorder,
     symbolizer: Symbolizer,
     period_start: (SystemTime, Instant),
+    /// The clock at session start: ticks become nanoseconds at each flush at
+    /// the rate measured since.
+    clock_start: clock::Calibration,
     dropped_seen: u64,
     panics_seen: u64,
 }
@@ -653,8 +658,15 @@ impl Worker {
     }
 
     fn flush(&mut self) {
-        let (samples, recorded, unresolved) = self.recorder.take();
-        let totals = stats::take_deltas();
+        let (mut samples, recorded, unresolved) = self.recorder.take();
+        let mut totals = stats::take_deltas();
+        let ns_per_tick = self.clock_start.ns_per_tick(&clock::Calibration::now());
+        for (_, aggregate) in &mut samples {
+            aggregate.total_ns = clock::to_ns(aggregate.total_ns, ns_per_tick);
+        }
+        for t in totals.values_mut() {
+            t.wait_ns = t.wait_ns.map(|w| clock::to_ns(w, ns_per_tick));
+        }
         let dropped_now = recorder::DROPPED.load(Relaxed);
         // Events whose stack the recorder had just forgotten are lost too.
         let dropped =

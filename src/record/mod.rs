@@ -311,7 +311,7 @@ pub(crate) struct Event {
     pub(crate) kind: EventKind,
     pub(crate) site: SiteKey,
     pub(crate) mode: Mode,
-    pub(crate) value_ns: u64,
+    pub(crate) value_ticks: u64,
     pub(crate) thread: recorder::ThreadRef,
     /// The async task, for acquisitions by async locks.
     pub(crate) task: Option<task::TaskLabels>,

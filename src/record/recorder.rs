@@ -119,7 +119,7 @@ pub(crate) fn send(
     kind: EventKind,
     site: SiteKey,
     mode: Mode,
-    value_ns: u64,
+    value_ticks: u64,
     frames: Frames<'_>,
     task: Option<TaskLabels>,
 ) -> bool {
@@ -161,7 +161,7 @@ pub(crate) fn send(
             kind,
             site,
             mode,
-            value_ns,
+            value_ticks,
             thread: ThreadRef {
                 id: c.meta.id,
                 meta: full_meta.then(|| Arc::clone(&c.meta)),
@@ -181,7 +181,9 @@ pub(crate) fn send(
         (Ok(sent), _) => sent,
         // This thread's locals are being torn down: a guard released by
         // another thread-local's destructor. Its event still goes out.
-        (Err(_), Some(task)) => send_uncached(session, kind, site, mode, value_ns, frames.to_stack(), task),
+        (Err(_), Some(task)) => {
+            send_uncached(session, kind, site, mode, value_ticks, frames.to_stack(), task)
+        }
         (Err(_), None) => false,
     }
 }
@@ -193,7 +195,7 @@ fn send_uncached(
     kind: EventKind,
     site: SiteKey,
     mode: Mode,
-    value_ns: u64,
+    value_ticks: u64,
     stack: Stack,
     task: Option<TaskLabels>,
 ) -> bool {
@@ -206,7 +208,7 @@ fn send_uncached(
             kind,
             site,
             mode,
-            value_ns,
+            value_ticks,
             thread: {
                 let meta = ThreadMeta::current();
                 ThreadRef {
@@ -266,6 +268,8 @@ impl std::hash::Hash for SampleKey {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Aggregate {
     pub(crate) events: u64,
+    /// Clock ticks while aggregating; the flush converts them to nanoseconds
+    /// before the estimator sees them.
     pub(crate) total_ns: u64,
 }
 
@@ -323,7 +327,7 @@ impl Recorder {
         };
         let agg = self.samples.entry(key).or_default();
         agg.events += 1;
-        agg.total_ns = agg.total_ns.saturating_add(event.value_ns);
+        agg.total_ns = agg.total_ns.saturating_add(event.value_ticks);
     }
 
     /// Takes what was aggregated since the last call; keeps the table's

@@ -24,7 +24,8 @@ pub(crate) struct ModeStats {
     /// Acquisitions; exact for exclusive modes only (see [`Mode::counted`]).
     pub(crate) acquired: AtomicU64,
     pub(crate) contended: AtomicU64,
-    pub(crate) wait_ns: AtomicU64,
+    /// Clock ticks (see `clock`).
+    pub(crate) wait_ticks: AtomicU64,
 }
 
 /// The totals of one lock instance.
@@ -86,12 +87,12 @@ impl StatsSlot {
             .fetch_add(1, Relaxed);
     }
 
-    /// Counts one contended acquisition that waited `wait_ns`, for a lock that
+    /// Counts one contended acquisition that waited `wait_ticks`, for a lock that
     /// measures every wait (the async locks). Call with the lock held in
     /// `mode`.
     #[cfg(feature = "tokio")]
     #[cold]
-    pub(crate) fn contended(&self, site: &LockSite, mode: Mode, wait_ns: u64) {
+    pub(crate) fn contended(&self, site: &LockSite, mode: Mode, wait_ticks: u64) {
         let stats = self.get(site, mode);
         if !stats.waits_measured.load(Relaxed) {
             stats.waits_measured.store(true, Relaxed);
@@ -103,13 +104,13 @@ impl StatsSlot {
             // threads are already queueing for.
             let add = |c: &AtomicU64, v: u64| c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
             add(&s.contended, 1);
-            add(&s.wait_ns, wait_ns);
+            add(&s.wait_ticks, wait_ticks);
             return;
         }
         // Shared modes can race here with each other, so these are atomic
         // read-modify-writes; they only run after a measured wait.
         s.contended.fetch_add(1, Relaxed);
-        s.wait_ns.fetch_add(wait_ns, Relaxed);
+        s.wait_ticks.fetch_add(wait_ticks, Relaxed);
     }
 
     #[inline(always)]
@@ -180,7 +181,8 @@ pub(crate) struct Totals {
     /// Exact acquisitions, when the mode is counted.
     pub(crate) acquired: Option<u64>,
     pub(crate) contended: u64,
-    /// The exact total wait, where every wait is measured (async locks).
+    /// The exact total wait, where every wait is measured (async locks): in
+    /// clock ticks from [`take_deltas`], converted to nanoseconds by the flush.
     pub(crate) wait_ns: Option<u64>,
 }
 
@@ -201,7 +203,7 @@ pub(crate) fn take_deltas() -> std::collections::HashMap<(SiteKey, Mode), Totals
             let now = [
                 m.acquired.load(Relaxed),
                 m.contended.load(Relaxed),
-                m.wait_ns.load(Relaxed),
+                m.wait_ticks.load(Relaxed),
             ];
             let delta: Vec<u64> = (0..3)
                 .map(|i| now[i].wrapping_sub(r[i].swap(now[i], Relaxed)))
