@@ -5,18 +5,20 @@
 #   LOCKPROF_SOAK_SECS=60 ./scripts/soak.sh
 #
 # 64 threads over every lock type (Mutex, RwLock read and write, Condvar,
-# ReentrantMutex) at 100% capture with a 5 s flush interval, in a release
-# build. Prints one line per check, pass or fail with its figure:
-#   no deadlock (a watchdog ends the run if progress stops for 30 s), profiles
-#   written, exact per-lock counts over all flushed profiles (reads: exact less
-#   at most the reported dropped events), dropped events reported, RSS flat
-#   after warm-up, no flush longer than its interval.
+# ReentrantMutex) and 64 tokio tasks over the async ones (mutex, RwLock read
+# and write, semaphore) at 100% capture with a 5 s flush interval, in a
+# release build. Prints one line per check, pass or fail with its figure:
+#   no deadlock (a watchdog ends the run if threads or tasks make no progress
+#   for 30 s, or stopping takes longer), profiles written, exact per-lock
+#   counts over all flushed profiles (reads: exact less at most the reported
+#   dropped events), dropped events reported, RSS flat after warm-up, no
+#   flush longer than its interval.
 # Exits non-zero if any check fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 log=$(mktemp)
-cargo test --release --test soak_every_lock_type_at_full_capture -- \
+cargo test --release --features tokio --test soak_every_lock_type_at_full_capture -- \
   --ignored --exact soak_5_minutes --nocapture >"$log" 2>&1
 status=$?
 lines=$(grep -E "^SOAK (PASS|FAIL)" "$log" | sed 's/^SOAK //')

@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::faults::{is_root, DiskFull};
 use common::{profiles_in, serial};
-use lockprof::{named, EncodedProfile, Export, ExportError, ProfiledMutex, Profiler};
+use lockprof::{named, ProfiledMutex, Profiler};
 
 fn capture_logs() {
     common::logs::start();
@@ -41,29 +41,6 @@ fn three_flushes(builder: lockprof::ProfilerBuilder) -> lockprof::ProfilerStats 
     }
     work();
     handle.stop()
-}
-
-/// Writes each profile to `/dev/full`: every write fails with ENOSPC.
-struct DiskFull;
-
-impl Export for DiskFull {
-    fn export(&mut self, profile: &EncodedProfile) -> Result<(), ExportError> {
-        let path = PathBuf::from("/dev/full");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|source| ExportError::File {
-                path: path.clone(),
-                source,
-            })?;
-        f.write_all(&profile.gzipped_pprof)
-            .and_then(|()| f.flush())
-            .map_err(|source| ExportError::File { path, source })
-    }
-
-    fn describe(&self) -> String {
-        "/dev/full".into()
-    }
 }
 
 #[test]
@@ -164,9 +141,4 @@ fn a_directory_replaced_by_a_file_mid_run_is_logged_and_counted() {
     assert_eq!((stats.profiles_exported, stats.profiles_failed), (2, 1));
     assert_eq!(errors_logged().len(), 1);
     assert!(Path::new(&out).is_dir());
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }

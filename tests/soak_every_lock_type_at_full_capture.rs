@@ -1,5 +1,7 @@
 //! Soak: many threads over every lock type at 100% capture, with periodic
-//! flushes. Checks that nothing deadlocks (a watchdog ends the process if
+//! flushes; with the `tokio` feature, tasks on a multi-thread runtime take the
+//! async locks (mutex, read-write lock in both modes, semaphore) alongside the
+//! threads. Checks that nothing deadlocks (a watchdog ends the process if
 //! progress stops), that per-lock counts summed over every flushed profile
 //! equal the counts kept by the test (read counts may be short by at most
 //! the reported number of dropped events), that RSS stays flat after warm-up,
@@ -54,6 +56,9 @@ struct Counts {
     write: u64,
     cv_mutex: u64,
     reentrant: u64,
+    /// The async locks' counts, kept by the tasks.
+    #[cfg(feature = "tokio")]
+    tasks: async_load::AsyncCounts,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -77,6 +82,25 @@ struct Report(Vec<Check>);
 impl Report {
     fn check(&mut self, name: &'static str, passed: bool, figure: String) {
         self.0.push(Check { name, passed, figure });
+    }
+
+    /// A count in the profiles that must equal the test's own.
+    fn exact(&mut self, name: &'static str, got: i64, want: u64) {
+        self.check(name, got as u64 == want, format!("profiles {got}, test {want}"));
+    }
+
+    /// A count estimated from sampled events: short of the test's own by at
+    /// most the dropped events, never over.
+    fn less_dropped(&mut self, name: &'static str, got: i64, want: u64, dropped: u64) {
+        let got = got as u64;
+        self.check(
+            name,
+            got <= want && want - got <= dropped,
+            format!(
+                "profiles {got}, test {want}, missing {}, dropped events reported {dropped}",
+                want.saturating_sub(got)
+            ),
+        );
     }
 
     fn print(&self) {
@@ -206,28 +230,52 @@ fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report 
     let started = Instant::now();
     let started_wall = SystemTime::now();
 
+    #[cfg(feature = "tokio")]
+    let async_load = Some(async_load::AsyncLoad::start(threads));
+    #[cfg(not(feature = "tokio"))]
+    let async_load: Option<NoAsyncLoad> = None;
+
     let (counts, ops, max_stall, stats) = std::thread::scope(|s| {
         // The watchdog: a deadlock anywhere (user locks, flush, stop) ends the
-        // process, since nothing could ever join the stuck threads.
+        // process, since nothing could ever join the stuck threads. Threads
+        // and tasks are watched apart, so that either stalling is seen while
+        // the other still runs; once stopping, joining and the final flush
+        // get the same limit.
         let watchdog = s.spawn(|| {
-            let mut last = progress.load(Relaxed);
-            let mut since = Instant::now();
+            let counters: Vec<(&str, &AtomicU64)> = std::iter::once(("threads", &progress))
+                .chain(async_load.iter().map(|a| ("tasks", a.progress())))
+                .collect();
+            let mut last: Vec<u64> = counters.iter().map(|(_, c)| c.load(Relaxed)).collect();
+            let mut since = vec![Instant::now(); counters.len()];
+            let mut stopping_since: Option<Instant> = None;
             let mut max_stall = Duration::ZERO;
             while !done.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
-                let now = progress.load(Relaxed);
-                let stopping = stop.load(Relaxed);
-                if now != last || stopping {
-                    last = now;
-                    since = Instant::now();
+                if stop.load(Relaxed) {
+                    let t0 = *stopping_since.get_or_insert_with(Instant::now);
+                    if t0.elapsed() > stall_limit {
+                        println!(
+                            "SOAK FAIL no deadlock: workers, tasks and the profiler not stopped {:?} after the end of the run",
+                            t0.elapsed()
+                        );
+                        std::process::exit(1);
+                    }
+                    continue;
                 }
-                max_stall = max_stall.max(since.elapsed());
-                if since.elapsed() > stall_limit {
-                    println!(
-                        "SOAK FAIL no deadlock: no progress for {:?} after {now} operations",
-                        since.elapsed()
-                    );
-                    std::process::exit(1);
+                for (i, (who, counter)) in counters.iter().enumerate() {
+                    let now = counter.load(Relaxed);
+                    if now != last[i] {
+                        last[i] = now;
+                        since[i] = Instant::now();
+                    }
+                    max_stall = max_stall.max(since[i].elapsed());
+                    if since[i].elapsed() > stall_limit {
+                        println!(
+                            "SOAK FAIL no deadlock: no progress by the {who} for {:?} after {now} operations",
+                            since[i].elapsed()
+                        );
+                        std::process::exit(1);
+                    }
                 }
             }
             max_stall
@@ -253,10 +301,15 @@ fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report 
         for w in workers {
             counts += w.join().unwrap();
         }
+        #[cfg(feature = "tokio")]
+        if let Some(a) = &async_load {
+            counts.tasks = a.finish();
+        }
         let stats = handle.stop();
         done.store(true, Relaxed);
         let max_stall = watchdog.join().unwrap();
-        (counts, progress.load(Relaxed), max_stall, stats)
+        let ops = progress.load(Relaxed) + async_load.iter().map(|a| a.progress().load(Relaxed)).sum::<u64>();
+        (counts, ops, max_stall, stats)
     });
 
     let mut report = Report(Vec::new());
@@ -264,7 +317,12 @@ fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report 
         "no deadlock",
         true,
         format!(
-            "{ops} operations by {threads} threads in {:.0?}; longest pause in progress {max_stall:.1?} (limit {stall_limit:?})",
+            "{ops} operations by {threads} threads{} in {:.0?}; longest pause in progress {max_stall:.1?} (limit {stall_limit:?})",
+            if async_load.is_some() {
+                format!(" and {threads} tokio tasks")
+            } else {
+                String::new()
+            },
             started.elapsed()
         ),
     );
@@ -272,58 +330,34 @@ fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report 
     let files = profiles_in(dir.path());
     let profile = merged(&files);
     let dropped = stats.events_dropped;
-    let exact = |name: &'static str, got: i64, want: u64, report: &mut Report| {
-        report.check(name, got as u64 == want, format!("profiles {got}, test {want}"));
-    };
     let (m_acq, _, m_rel, _) = totals(&profile, &SOAK_MUTEX.site().label());
-    exact("mutex acquisitions exact", m_acq, counts.mutex, &mut report);
-    exact("mutex releases exact", m_rel, counts.mutex, &mut report);
+    report.exact("mutex acquisitions exact", m_acq, counts.mutex);
+    report.exact("mutex releases exact", m_rel, counts.mutex);
     let rw = SOAK_RWLOCK.site().label();
     let (w_acq, _, w_rel, _) = totals_for_mode(&profile, &rw, "write");
-    exact(
-        "rwlock write acquisitions exact",
-        w_acq,
-        counts.write,
-        &mut report,
-    );
-    exact("rwlock write releases exact", w_rel, counts.write, &mut report);
+    report.exact("rwlock write acquisitions exact", w_acq, counts.write);
+    report.exact("rwlock write releases exact", w_rel, counts.write);
     let (r_acq, _, r_rel, _) = totals_for_mode(&profile, &rw, "read");
-    for (name, got) in [
-        ("rwlock read acquisitions exact less dropped", r_acq),
-        ("rwlock read releases exact less dropped", r_rel),
-    ] {
-        let got = got as u64;
-        report.check(
-            name,
-            got <= counts.read && counts.read - got <= dropped,
-            format!(
-                "profiles {got}, test {}, missing {}, dropped events reported {dropped}",
-                counts.read,
-                counts.read.saturating_sub(got)
-            ),
-        );
-    }
+    report.less_dropped(
+        "rwlock read acquisitions exact less dropped",
+        r_acq,
+        counts.read,
+        dropped,
+    );
+    report.less_dropped(
+        "rwlock read releases exact less dropped",
+        r_rel,
+        counts.read,
+        dropped,
+    );
     let (c_acq, _, c_rel, _) = totals(&profile, &SOAK_CV_MUTEX.site().label());
-    exact(
-        "condvar mutex acquisitions exact",
-        c_acq,
-        counts.cv_mutex,
-        &mut report,
-    );
-    exact(
-        "condvar mutex releases exact",
-        c_rel,
-        counts.cv_mutex,
-        &mut report,
-    );
+    report.exact("condvar mutex acquisitions exact", c_acq, counts.cv_mutex);
+    report.exact("condvar mutex releases exact", c_rel, counts.cv_mutex);
     let (re_acq, _, re_rel, _) = totals(&profile, &SOAK_REENTRANT.site().label());
-    exact(
-        "reentrant acquisitions exact",
-        re_acq,
-        counts.reentrant,
-        &mut report,
-    );
-    exact("reentrant releases exact", re_rel, counts.reentrant, &mut report);
+    report.exact("reentrant acquisitions exact", re_acq, counts.reentrant);
+    report.exact("reentrant releases exact", re_rel, counts.reentrant);
+    #[cfg(feature = "tokio")]
+    async_load::check(&mut report, &profile, &counts.tasks, dropped);
     let drop_comments: u64 = profile
         .comments
         .iter()
@@ -409,4 +443,184 @@ fn soak(duration: Duration, flush_interval: Duration, threads: usize) -> Report 
     );
 
     report
+}
+
+/// Without the `tokio` feature there are no tasks to watch.
+#[cfg(not(feature = "tokio"))]
+enum NoAsyncLoad {}
+
+#[cfg(not(feature = "tokio"))]
+impl NoAsyncLoad {
+    fn progress(&self) -> &AtomicU64 {
+        match *self {}
+    }
+}
+
+/// Tasks on a multi-thread tokio runtime over every async lock type, running
+/// alongside the threads.
+#[cfg(feature = "tokio")]
+mod async_load {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::{Arc, Mutex};
+
+    use lockprof::read::LockProfile;
+    use lockprof::{named, ProfiledAsyncMutex, ProfiledAsyncRwLock, ProfiledSemaphore};
+    use tokio::task::yield_now;
+
+    use super::{totals, totals_for_mode, Report};
+
+    named!(static SOAK_ASYNC_MUTEX: ProfiledAsyncMutex<u64> = ProfiledAsyncMutex::new(0));
+    named!(static SOAK_ASYNC_RWLOCK: ProfiledAsyncRwLock<u64> = ProfiledAsyncRwLock::new(0));
+    named!(static SOAK_SEMAPHORE: ProfiledSemaphore = ProfiledSemaphore::new(3));
+
+    /// Exact counts kept by the tasks, per lock and mode.
+    #[derive(Default, Debug, Clone, Copy)]
+    pub(super) struct AsyncCounts {
+        mutex: u64,
+        read: u64,
+        write: u64,
+        permits: u64,
+    }
+
+    impl std::ops::AddAssign for AsyncCounts {
+        fn add_assign(&mut self, o: AsyncCounts) {
+            self.mutex += o.mutex;
+            self.read += o.read;
+            self.write += o.write;
+            self.permits += o.permits;
+        }
+    }
+
+    pub(super) struct AsyncLoad {
+        runtime: tokio::runtime::Runtime,
+        stop: Arc<AtomicBool>,
+        progress: Arc<AtomicU64>,
+        tasks: Mutex<Vec<tokio::task::JoinHandle<AsyncCounts>>>,
+    }
+
+    impl AsyncLoad {
+        /// Starts `n` tasks on a runtime of two worker threads.
+        pub(super) fn start(n: usize) -> Self {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let progress = Arc::new(AtomicU64::new(0));
+            let tasks = (0..n)
+                .map(|i| {
+                    let (stop, progress) = (Arc::clone(&stop), Arc::clone(&progress));
+                    let seed = 0xD1B5_4A32_D192_ED03u64.wrapping_mul(i as u64 + 1);
+                    runtime.spawn(task(seed, stop, progress))
+                })
+                .collect();
+            AsyncLoad {
+                runtime,
+                stop,
+                progress,
+                tasks: Mutex::new(tasks),
+            }
+        }
+
+        pub(super) fn progress(&self) -> &AtomicU64 {
+            &self.progress
+        }
+
+        /// Stops the tasks and sums their counts.
+        pub(super) fn finish(&self) -> AsyncCounts {
+            self.stop.store(true, Relaxed);
+            let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
+            self.runtime.block_on(async {
+                let mut counts = AsyncCounts::default();
+                for t in tasks {
+                    counts += t.await.unwrap();
+                }
+                counts
+            })
+        }
+    }
+
+    async fn task(seed: u64, stop: Arc<AtomicBool>, progress: Arc<AtomicU64>) -> AsyncCounts {
+        let mut c = AsyncCounts::default();
+        let mut x = seed | 1;
+        while !stop.load(Relaxed) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 10 {
+                0 | 1 => {
+                    let mut g = SOAK_ASYNC_MUTEX.lock().await;
+                    *g += 1;
+                    c.mutex += 1;
+                    // Held across an await: other tasks queue behind it.
+                    yield_now().await;
+                }
+                2 => {
+                    // A failed attempt records nothing.
+                    if let Ok(mut g) = SOAK_ASYNC_MUTEX.try_lock() {
+                        *g += 1;
+                        c.mutex += 1;
+                    }
+                }
+                3 | 4 => {
+                    let g = SOAK_ASYNC_RWLOCK.read().await;
+                    c.read += 1;
+                    if x & 0x100 == 0 {
+                        yield_now().await;
+                    }
+                    drop(g);
+                }
+                5 => {
+                    *SOAK_ASYNC_RWLOCK.write().await += 1;
+                    c.write += 1;
+                }
+                6 => {
+                    if let Ok(mut g) = SOAK_ASYNC_RWLOCK.try_write() {
+                        *g += 1;
+                        c.write += 1;
+                    }
+                }
+                7 | 8 => {
+                    let _permit = SOAK_SEMAPHORE.acquire().await.unwrap();
+                    c.permits += 1;
+                    yield_now().await;
+                }
+                _ => {
+                    // Two permits at once: one acquisition.
+                    let _permits = SOAK_SEMAPHORE.acquire_many(2).await.unwrap();
+                    c.permits += 1;
+                }
+            }
+            progress.fetch_add(1, Relaxed);
+            // Every task gets its turn, and sees `stop` soon.
+            yield_now().await;
+        }
+        c
+    }
+
+    pub(super) fn check(report: &mut Report, profile: &LockProfile, c: &AsyncCounts, dropped: u64) {
+        let (m_acq, _, m_rel, _) = totals(profile, &SOAK_ASYNC_MUTEX.site().label());
+        report.exact("async mutex acquisitions exact", m_acq, c.mutex);
+        report.exact("async mutex releases exact", m_rel, c.mutex);
+        let rw = SOAK_ASYNC_RWLOCK.site().label();
+        let (w_acq, _, w_rel, _) = totals_for_mode(profile, &rw, "write");
+        report.exact("async rwlock write acquisitions exact", w_acq, c.write);
+        report.exact("async rwlock write releases exact", w_rel, c.write);
+        let (r_acq, _, r_rel, _) = totals_for_mode(profile, &rw, "read");
+        report.less_dropped(
+            "async rwlock read acquisitions exact less dropped",
+            r_acq,
+            c.read,
+            dropped,
+        );
+        report.less_dropped(
+            "async rwlock read releases exact less dropped",
+            r_rel,
+            c.read,
+            dropped,
+        );
+        let (p_acq, _, p_rel, _) = totals(profile, &SOAK_SEMAPHORE.site().label());
+        report.exact("semaphore acquisitions exact", p_acq, c.permits);
+        report.exact("semaphore releases exact", p_rel, c.permits);
+    }
 }

@@ -1,6 +1,7 @@
 //! Shared helpers: run a workload under a profiler and read back what it wrote.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod logs;
 
 use std::path::{Path, PathBuf};

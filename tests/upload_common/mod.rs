@@ -110,6 +110,8 @@ pub enum Reply {
     Status(u16),
     /// Reads the request, never answers (until the agent is dropped).
     Hang,
+    /// Reads the request and closes the connection without an answer.
+    Close,
 }
 
 /// A request the scripted agent received.
@@ -139,7 +141,13 @@ pub struct ScriptedAgent {
 
 impl ScriptedAgent {
     pub fn start(script: impl Fn(usize) -> Reply + Send + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::start_at("127.0.0.1:0".parse().expect("address"), script)
+    }
+
+    /// As [`start`](Self::start), listening on `addr`: an agent dropped and
+    /// started again on its address is an agent that went down and came back.
+    pub fn start_at(addr: SocketAddr, script: impl Fn(usize) -> Reply + Send + 'static) -> Self {
+        let listener = TcpListener::bind(addr).expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -169,6 +177,7 @@ impl ScriptedAgent {
                         );
                     }
                     Reply::Hang => hung.push(s),
+                    Reply::Close => drop(s),
                 }
             }
         });

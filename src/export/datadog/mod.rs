@@ -107,13 +107,29 @@ pub(crate) struct ExporterParams {
 }
 
 impl DatadogExporter {
-    /// Starts the upload thread for `endpoint`. Fails on an HTTP client that
-    /// cannot be built (TLS set-up) or a thread that cannot be spawned.
+    /// Starts the upload thread for `endpoint`. Fails on an agentless
+    /// endpoint that is not https (the API key is never sent in the clear),
+    /// an HTTP client that cannot be built (TLS set-up) or a thread that
+    /// cannot be spawned.
     pub(crate) fn start(
         dd: &DatadogSettings,
         endpoint: Endpoint,
         params: ExporterParams,
     ) -> Result<Self, ConfigError> {
+        if let Endpoint::Agentless { url, .. } = &endpoint {
+            if !endpoint.is_https() {
+                return Err(ConfigError::new(
+                    "agentless intake URL",
+                    url.clone(),
+                    "expected https://: the API key is never sent over plain http",
+                ));
+            }
+        }
+        Self::spawn(dd, endpoint, params)
+    }
+
+    /// [`start`](Self::start) without the https check.
+    fn spawn(dd: &DatadogSettings, endpoint: Endpoint, params: ExporterParams) -> Result<Self, ConfigError> {
         let service = dd.service.clone().unwrap_or_else(executable_name);
         let host = if endpoint.is_agentless() {
             event::hostname()
@@ -579,7 +595,9 @@ mod tests {
             interval: Duration::from_secs(1),
             settings_json: serde_json::json!({"agentless": true}),
         };
-        let mut exporter = DatadogExporter::start(&dd, endpoint, params).unwrap();
+        // Plain http on loopback, so that the test can read the header:
+        // `start` itself refuses it (see the test below).
+        let mut exporter = DatadogExporter::spawn(&dd, endpoint, params).unwrap();
         assert!(!format!("{exporter:?} {}", exporter.describe()).contains("k3y-under-test"));
         let counters = exporter.counters();
         let profile = EncodedProfile {
@@ -599,5 +617,30 @@ mod tests {
         assert!(raw.contains(",host:"), "agentless adds the host tag");
         assert!(raw.contains("profile_seq:7"));
         assert_eq!(counters.get().sent, 1);
+    }
+
+    #[test]
+    fn an_http_agentless_endpoint_is_refused_before_any_request() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/api/v2/profile", listener.local_addr().unwrap());
+        let endpoint = Endpoint::Agentless {
+            url: url.clone(),
+            key: settings::ApiKey::new("k3y-never-in-the-clear"),
+        };
+        let params = ExporterParams {
+            interval: Duration::from_secs(1),
+            settings_json: serde_json::json!({}),
+        };
+        let e = DatadogExporter::start(&DatadogSettings::default(), endpoint, params).unwrap_err();
+        assert_eq!(e.value, url);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("agentless intake URL") && msg.contains("https"),
+            "{msg}"
+        );
+        assert!(!msg.contains("k3y-never-in-the-clear"), "{msg}");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(listener.accept().is_err(), "nothing connected");
     }
 }

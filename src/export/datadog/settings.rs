@@ -200,7 +200,7 @@ impl DatadogSettings {
             if let Some(key) = &self.api_key {
                 let site = self.site.as_deref().unwrap_or(DEFAULT_SITE);
                 return Ok(Endpoint::Agentless {
-                    url: format!("https://intake.profile.{site}/api/v2/profile"),
+                    url: agentless_url("site", site)?,
                     key: key.clone(),
                 });
             }
@@ -388,6 +388,14 @@ fn check_host(name: &str, host: &str) -> Result<(), ConfigError> {
 }
 
 fn check_site(name: &str, site: &str) -> Result<(), ConfigError> {
+    if site.contains("://") {
+        // Never taken as the URL: the API key goes over https only.
+        return Err(ConfigError::new(
+            name,
+            site,
+            "expected a Datadog site such as datadoghq.eu, not a URL: agentless uploads always go to https://intake.profile.<site>",
+        ));
+    }
     let ok = site.contains('.')
         && site
             .chars()
@@ -400,6 +408,31 @@ fn check_site(name: &str, site: &str) -> Result<(), ConfigError> {
             site,
             "expected a Datadog site such as datadoghq.eu",
         ))
+    }
+}
+
+/// The intake URL for `site`: https, on the host `intake.profile.<site>`, or
+/// an error. The API key travels with every agentless request, so no site
+/// may turn this into plain http or another host.
+fn agentless_url(name: &str, site: &str) -> Result<String, ConfigError> {
+    check_site(name, site)?;
+    let url = format!("https://intake.profile.{site}/api/v2/profile");
+    let expected_host = format!("intake.profile.{}", site.to_ascii_lowercase());
+    match reqwest::Url::parse(&url) {
+        Ok(u)
+            if u.scheme() == "https"
+                && u.host_str() == Some(expected_host.as_str())
+                && u.port().is_none()
+                && u.username().is_empty()
+                && u.password().is_none() =>
+        {
+            Ok(url)
+        }
+        _ => Err(ConfigError::new(
+            name,
+            site,
+            "does not make an https intake URL; expected a Datadog site such as datadoghq.eu",
+        )),
     }
 }
 
@@ -423,6 +456,68 @@ mod tests {
                 url: "http://h:1/profiling/v1/input".into()
             }
         );
+    }
+
+    fn agentless(site: Option<&str>, agent_url: Option<&str>) -> Result<Endpoint, ConfigError> {
+        DatadogSettings {
+            agentless: Some(true),
+            api_key: Some(ApiKey::new("k")),
+            site: site.map(str::to_owned),
+            agent_url: agent_url.map(str::to_owned),
+            agent_host: agent_url.map(|_| "127.0.0.1".to_owned()),
+            agent_port: agent_url.map(|_| 8126),
+            ..DatadogSettings::default()
+        }
+        .endpoint_with_socket(Path::new("/nonexistent/lockprof-test.sock"))
+    }
+
+    #[test]
+    fn every_agentless_endpoint_is_https_on_the_intake_host() {
+        let sites = [
+            None,
+            Some("datadoghq.com"),
+            Some("datadoghq.eu"),
+            Some("us3.datadoghq.com"),
+            Some("ddog-gov.com"),
+            Some("DataDogHQ.EU"),
+        ];
+        let agents = [None, Some("http://127.0.0.1:8126"), Some("unix:///tmp/a.sock")];
+        for site in sites {
+            for agent in agents {
+                let endpoint = agentless(site, agent).unwrap();
+                let Endpoint::Agentless { url, .. } = &endpoint else {
+                    panic!("{site:?} {agent:?}: not agentless: {endpoint}");
+                };
+                let site = site.unwrap_or(DEFAULT_SITE);
+                assert_eq!(url, &format!("https://intake.profile.{site}/api/v2/profile"));
+                assert!(endpoint.is_https());
+            }
+        }
+    }
+
+    #[test]
+    fn a_site_that_is_a_url_or_more_than_a_host_is_refused() {
+        for site in [
+            "http://evil.example",
+            "https://datadoghq.eu",
+            "HTTP://evil.example",
+            "evil.example:80",
+            "evil.example/path",
+            "user@evil.example",
+            "datadoghq.com#@evil.example",
+            "datadoghq.com?x=.y",
+            "evil example.com",
+            "datadoghq",
+            "",
+        ] {
+            let e = agentless(Some(site), None).unwrap_err();
+            assert_eq!((e.name.as_str(), e.value.as_str()), ("site", site));
+            let e = agentless_url("DD_SITE", site).unwrap_err();
+            assert_eq!((e.name.as_str(), e.value.as_str()), ("DD_SITE", site));
+        }
+        let e = check_site("DD_SITE", "http://evil.example").unwrap_err();
+        assert!(e.to_string().contains("not a URL"), "{e}");
+        assert!(e.to_string().contains("https://intake.profile.<site>"), "{e}");
     }
 
     #[test]
