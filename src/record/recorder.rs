@@ -264,6 +264,19 @@ impl std::hash::Hash for SampleKey {
     }
 }
 
+/// An aggregation key as the recorder keeps it between flushes: the thread
+/// by id and the stack by hash, so that recording an event clones and drops
+/// no reference-counted value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct RawKey {
+    kind: EventKind,
+    site: SiteKey,
+    mode: Mode,
+    thread: u64,
+    task: Option<TaskLabels>,
+    stack: u64,
+}
+
 /// Sampled events with the same key, summed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Aggregate {
@@ -277,7 +290,7 @@ pub(crate) struct Aggregate {
 /// not with events.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
-    samples: FxHashMap<SampleKey, Aggregate>,
+    samples: FxHashMap<RawKey, Aggregate>,
     recorded: u64,
     /// Every stack sent in full this session (this generation), by hash.
     known: FxHashMap<u64, Stack>,
@@ -296,34 +309,35 @@ const MAX_KNOWN_THREADS: usize = 1 << 12;
 
 impl Recorder {
     pub(crate) fn record(&mut self, event: Event) {
-        let thread = match event.thread.meta {
-            Some(meta) => Arc::clone(self.threads.entry(event.thread.id).or_insert(meta)),
-            None => match self.threads.get(&event.thread.id) {
-                Some(meta) => Arc::clone(meta),
-                None => {
-                    self.unresolved += 1;
-                    return;
-                }
-            },
+        // Resolve nothing per event: the thread and stack are checked to be
+        // known and aggregated by id and hash; `take` attaches them.
+        let thread_known = match event.thread.meta {
+            Some(meta) => {
+                self.threads.entry(event.thread.id).or_insert(meta);
+                true
+            }
+            None => self.threads.contains_key(&event.thread.id),
         };
-        let stack = match event.stack {
-            StackRef::Full(stack) => self.known.entry(stack.hash).or_insert(stack).clone(),
-            StackRef::Known(hash) => match self.known.get(&hash) {
-                Some(stack) => stack.clone(),
-                None => {
-                    self.unresolved += 1;
-                    return;
-                }
-            },
+        let stack_hash = match event.stack {
+            StackRef::Full(stack) => {
+                let hash = stack.hash;
+                self.known.entry(hash).or_insert(stack);
+                Some(hash)
+            }
+            StackRef::Known(hash) => self.known.contains_key(&hash).then_some(hash),
+        };
+        let (true, Some(stack_hash)) = (thread_known, stack_hash) else {
+            self.unresolved += 1;
+            return;
         };
         self.recorded += 1;
-        let key = SampleKey {
+        let key = RawKey {
             kind: event.kind,
             site: event.site,
             mode: event.mode,
-            thread,
+            thread: event.thread.id,
             task: event.task,
-            stack,
+            stack: stack_hash,
         };
         let agg = self.samples.entry(key).or_default();
         agg.events += 1;
@@ -339,11 +353,29 @@ impl Recorder {
     pub(crate) fn take(&mut self) -> (Vec<(SampleKey, Aggregate)>, u64, u64) {
         let recorded = std::mem::take(&mut self.recorded);
         let unresolved = std::mem::take(&mut self.unresolved);
+        let (known, threads) = (&self.known, &self.threads);
+        let samples = self
+            .samples
+            .drain()
+            .filter_map(|(k, agg)| {
+                // Both were known when the event was recorded, and nothing is
+                // forgotten but below, after this.
+                let key = SampleKey {
+                    kind: k.kind,
+                    site: k.site,
+                    mode: k.mode,
+                    thread: Arc::clone(threads.get(&k.thread)?),
+                    task: k.task,
+                    stack: known.get(&k.stack)?.clone(),
+                };
+                Some((key, agg))
+            })
+            .collect();
         if self.known.len() > MAX_KNOWN_STACKS || self.threads.len() > MAX_KNOWN_THREADS {
             self.known = FxHashMap::default();
             self.threads = FxHashMap::default();
             KNOWN_GENERATION.fetch_add(1, Relaxed);
         }
-        (self.samples.drain().collect(), recorded, unresolved)
+        (samples, recorded, unresolved)
     }
 }
