@@ -108,7 +108,10 @@ pub(crate) struct StackBuf {
 impl StackBuf {
     pub(crate) fn new() -> StackBuf {
         StackBuf {
-            inline: [MaybeUninit::uninit(); INLINE_FRAMES],
+            // SAFETY: an array of `MaybeUninit` needs no initialization (the
+            // idiom from `MaybeUninit`'s documentation; the array-repeat form
+            // was compiled to a 768-byte memset per sampled event).
+            inline: unsafe { MaybeUninit::<[MaybeUninit<usize>; INLINE_FRAMES]>::uninit().assume_init() },
             len: 0,
             running: HASH_SEED,
             spill: Vec::new(),
