@@ -85,7 +85,9 @@ fn a_profiler_stopped_and_started_again_profiles_again() {
         let (acquires, ..) = totals(&profile, &again.site().label());
         assert_eq!(acquires, round * 10, "round {round}");
     }
-    // Between sessions, nothing is recorded and nothing breaks.
+    // Between sessions, nothing is recorded and nothing breaks. (Holding the
+    // turn: a session of another test must not see this acquisition.)
+    let _turn = serial();
     *again.lock().unwrap() += 1;
 }
 
