@@ -226,25 +226,19 @@ mod tests {
         }
     }
 
+    /// One lock: 3 sampled acquisitions on one stack (300 ns in all), 1 on
+    /// another (100 ns).
+    fn four_sampled_acquisitions() -> Vec<(SampleKey, Aggregate)> {
+        [(1, 3, 300), (2, 1, 100)]
+            .into_iter()
+            .map(|(ip, events, total_ns)| (key(EventKind::Acquire, 1, ip), Aggregate { events, total_ns }))
+            .collect()
+    }
+
     #[test]
     fn exact_totals_are_split_by_sampled_shares() {
         let site = key(EventKind::Acquire, 1, 1).site;
-        let samples = vec![
-            (
-                key(EventKind::Acquire, 1, 1),
-                Aggregate {
-                    events: 3,
-                    total_ns: 300,
-                },
-            ),
-            (
-                key(EventKind::Acquire, 1, 2),
-                Aggregate {
-                    events: 1,
-                    total_ns: 100,
-                },
-            ),
-        ];
+        let samples = four_sampled_acquisitions();
         let mut totals = HashMap::new();
         totals.insert(
             (site, Mode::Exclusive),
@@ -269,22 +263,7 @@ mod tests {
 
     #[test]
     fn without_an_exact_wait_the_sampled_wait_is_scaled_like_the_count() {
-        let samples = vec![
-            (
-                key(EventKind::Acquire, 1, 1),
-                Aggregate {
-                    events: 3,
-                    total_ns: 300,
-                },
-            ),
-            (
-                key(EventKind::Acquire, 1, 2),
-                Aggregate {
-                    events: 1,
-                    total_ns: 100,
-                },
-            ),
-        ];
+        let samples = four_sampled_acquisitions();
         let mut totals = HashMap::new();
         totals.insert(
             (key(EventKind::Acquire, 1, 1).site, Mode::Exclusive),
