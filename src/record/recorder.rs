@@ -379,3 +379,73 @@ impl Recorder {
         (samples, recorded, unresolved)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(thread: &Arc<ThreadMeta>, with_meta: bool, stack: StackRef, ticks: u64) -> Event {
+        Event {
+            kind: EventKind::Acquire,
+            site: SiteKey {
+                file: "recorder.rs",
+                line: 1,
+                column: 1,
+                name: Some("l"),
+            },
+            mode: Mode::Exclusive,
+            value_ticks: ticks,
+            thread: ThreadRef {
+                id: thread.id,
+                meta: with_meta.then(|| Arc::clone(thread)),
+            },
+            task: None,
+            stack,
+        }
+    }
+
+    #[test]
+    fn stacks_and_threads_sent_once_resolve_later_events() {
+        let thread = ThreadMeta::current();
+        let stack = Stack::new(&[0x1000, 0x2000], 0);
+        let mut recorder = Recorder::default();
+        recorder.record(event(&thread, true, StackRef::Full(stack.clone()), 10));
+        recorder.record(event(&thread, false, StackRef::Known(stack.hash), 5));
+        // A stack this recorder was never sent: counted, not guessed.
+        recorder.record(event(&thread, false, StackRef::Known(stack.hash ^ 1), 7));
+        let (samples, recorded, unresolved) = recorder.take();
+        assert_eq!((recorded, unresolved), (2, 1));
+        assert_eq!(samples.len(), 1);
+        let (key, agg) = &samples[0];
+        assert_eq!((agg.events, agg.total_ns), (2, 15));
+        assert_eq!(key.stack, stack);
+        assert_eq!(key.thread.id, thread.id);
+    }
+
+    #[test]
+    fn a_thread_whose_labels_never_arrived_is_not_guessed() {
+        let thread = ThreadMeta::current();
+        let stack = Stack::new(&[0x1000], 0);
+        let mut recorder = Recorder::default();
+        recorder.record(event(&thread, false, StackRef::Full(stack), 1));
+        let (samples, recorded, unresolved) = recorder.take();
+        assert_eq!((samples.len(), recorded, unresolved), (0, 0, 1));
+    }
+
+    #[test]
+    fn the_sent_set_remembers_until_evicted_or_unmarked() {
+        let mut sent = SentStacks(None);
+        assert!(!sent.check_and_mark(42));
+        assert!(sent.check_and_mark(42));
+        // Another hash in the same slot evicts it: it is sent again.
+        assert!(!sent.check_and_mark(42 + SENT_SLOTS as u64));
+        assert!(!sent.check_and_mark(42));
+        sent.unmark(42);
+        assert!(!sent.check_and_mark(42));
+        sent.clear();
+        assert!(!sent.check_and_mark(42));
+        // 0 marks an empty slot, so a stack hashing to 0 is always sent.
+        assert!(!sent.check_and_mark(0));
+        assert!(!sent.check_and_mark(0));
+    }
+}
