@@ -251,19 +251,6 @@ pub(crate) struct SampleKey {
     pub(crate) stack: Stack,
 }
 
-impl std::hash::Hash for SampleKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // The stack by its precomputed hash, the thread by its id: no string
-        // or frame is hashed per event.
-        self.kind.hash(state);
-        self.site.hash(state);
-        self.mode.hash(state);
-        state.write_u64(self.thread.id);
-        self.task.hash(state);
-        self.stack.hash(state);
-    }
-}
-
 /// An aggregation key as the recorder keeps it between flushes: the thread
 /// by id and the stack by hash, so that recording an event clones and drops
 /// no reference-counted value.

@@ -12,7 +12,6 @@
 //! frame without a frame pointer ends the walk early instead of faulting.
 
 use std::cell::Cell;
-use std::hash::{Hash, Hasher};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
@@ -63,12 +62,6 @@ impl PartialEq for Stack {
 }
 
 impl Eq for Stack {}
-
-impl Hash for Stack {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
 
 /// A captured stack, borrowed: from a [`StackBuf`] on the sampling thread's
 /// stack (nothing allocated) or from a [`Stack`].

@@ -187,8 +187,10 @@ mod semaphore {
         }
     }
 
-    /// A sampled acquisition: the stack is captured at the first poll,
-    /// before waiting, in the poll of the user's async fn.
+    /// A sampled acquisition: the stack is captured at the first poll, in
+    /// the poll of the user's async fn, after the permits are tried exactly
+    /// as an unsampled acquisition tries them (as the sync locks do, so that
+    /// sampling never changes whether this acquisition waits).
     async fn acquire_sampled(
         sem: &Semaphore,
         permits: u32,
@@ -197,16 +199,16 @@ mod semaphore {
         mode: Mode,
         holders: Holders,
     ) -> Result<Ticket, AcquireError> {
-        let stack = capture_stack();
-        let waited = match sem.try_acquire_many(permits) {
+        let (stack, waited) = match sem.try_acquire_many(permits) {
             Ok(permit) => {
                 permit.forget();
-                0
+                (capture_stack(), 0)
             }
             Err(_) => {
                 let start = clock::now();
+                let stack = capture_stack();
                 sem.acquire_many(permits).await?.forget();
-                clock::between(start, clock::now()).max(1)
+                (stack, clock::between(start, clock::now()).max(1))
             }
         };
         Ok(acquired_sampled(site, stats, mode, holders, waited, stack))
@@ -244,9 +246,8 @@ mod semaphore {
         mode: Mode,
         holders: Holders,
     ) -> Result<Ticket, TryAcquireError> {
-        let stack = capture_stack();
         sem.try_acquire_many(permits)?.forget();
-        Ok(acquired_sampled(site, stats, mode, holders, 0, stack))
+        Ok(acquired_sampled(site, stats, mode, holders, 0, capture_stack()))
     }
 
     #[cold]
