@@ -127,27 +127,7 @@ pub(crate) fn try_lock(
     stats: &StatsSlot,
     mode: Mode,
 ) -> Option<Ticket> {
-    let Some(session) = sampler::session() else {
-        return raw.try_acquire().then_some(Ticket::NONE);
-    };
-    match sampler::peek(session) {
-        Some(countdown) => {
-            if !raw.try_acquire() {
-                return None;
-            }
-            sampler::commit(countdown);
-        }
-        None => {
-            if sampler::expired(session) {
-                return acquire_sampled(raw, site, stats, mode, Attempt::Once);
-            }
-            if !raw.try_acquire() {
-                return None;
-            }
-        }
-    }
-    stats.count(site, mode);
-    Some(Ticket::NONE)
+    lock_bounded(raw, site, stats, mode, Attempt::Once)
 }
 
 /// Acquires with a timeout; a timed-out attempt records nothing.
@@ -159,21 +139,38 @@ pub(crate) fn lock_for(
     mode: Mode,
     timeout: Duration,
 ) -> Option<Ticket> {
+    lock_bounded(raw, site, stats, mode, Attempt::For(timeout))
+}
+
+/// [`try_lock`] and [`lock_for`]: an attempt that may fail, and then records
+/// nothing and leaves the countdown as it was.
+#[inline(always)]
+fn lock_bounded<R: RawAcquire>(
+    raw: R,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    attempt: Attempt,
+) -> Option<Ticket> {
+    let once = |raw: &R| match attempt {
+        Attempt::For(timeout) => raw.try_acquire_for(timeout),
+        Attempt::Once | Attempt::Block => raw.try_acquire(),
+    };
     let Some(session) = sampler::session() else {
-        return raw.try_acquire_for(timeout).then_some(Ticket::NONE);
+        return once(&raw).then_some(Ticket::NONE);
     };
     match sampler::peek(session) {
         Some(countdown) => {
-            if !raw.try_acquire_for(timeout) {
+            if !once(&raw) {
                 return None;
             }
             sampler::commit(countdown);
         }
         None => {
             if sampler::expired(session) {
-                return acquire_sampled(raw, site, stats, mode, Attempt::For(timeout));
+                return acquire_sampled(raw, site, stats, mode, attempt);
             }
-            if !raw.try_acquire_for(timeout) {
+            if !once(&raw) {
                 return None;
             }
         }
