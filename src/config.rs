@@ -12,8 +12,9 @@ pub const DEFAULT_CAPTURE_PCT: f64 = 1.0;
 pub const DEFAULT_MAX_FRAMES: usize = 64;
 /// Default period of one profile.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
-/// Default capacity of the queue between locking threads and the recorder.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 16 * 1024;
+/// Default capacity of each thread's queue of sampled events for the
+/// recorder: 4096 events, 256 KiB.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4 * 1024;
 
 /// A setting that could not be used: which one, the value, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -48,7 +49,8 @@ pub struct Settings {
     pub flush_interval: Duration,
     /// Where local files go (`<prefix>.<pid>.<seq>.pprof`), when set.
     pub output_pprof: Option<PathBuf>,
-    /// Capacity of the queue of sampled events; a full queue drops and counts.
+    /// Capacity of each thread's queue of sampled events (64 bytes each); a
+    /// full queue drops and counts.
     pub queue_capacity: usize,
     /// The stack unwinder.
     pub unwinder: Unwinder,

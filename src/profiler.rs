@@ -13,7 +13,7 @@ use crate::export::datadog::settings::{ApiKey, DatadogSettings, Endpoint};
 use crate::export::datadog::{DatadogExporter, ExporterParams, UploadCounters, UploadStats};
 use crate::export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
 use crate::pprof::{self, symbolize::Symbolizer, PeriodInfo};
-use crate::record::{self, clock, recorder, report, sampler, stack, stats, Event};
+use crate::record::{self, clock, recorder, report, sampler, stack, stats};
 
 /// Only one profiler runs at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
@@ -21,9 +21,9 @@ static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
 /// Profile sequence numbers run on across sessions of one process.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// How often the recorder polls its queue while events arrive, and at most
-/// when none do. At the busy rate a full default queue (16384 events) would
-/// take 16 million sampled events a second.
+/// How often the recorder polls the threads' queues while events arrive, and
+/// at most when none do. At the busy rate a thread fills its default queue
+/// (4096 events) only above 4 million sampled events a second.
 const POLL_BUSY: Duration = Duration::from_millis(1);
 const POLL_IDLE: Duration = Duration::from_millis(16);
 
@@ -123,8 +123,9 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Capacity of the queue between locking threads and the recorder
-    /// (default 16384 events). A full queue drops events and counts them.
+    /// Capacity of each thread's queue of sampled events for the recorder
+    /// (default 4096 events of 64 bytes: a thread that records holds a
+    /// 256 KiB ring). A full queue drops events and counts them.
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.settings.queue_capacity = events;
         self
@@ -555,7 +556,7 @@ impl Drop for ProfilerHandle {
 struct Worker {
     settings: Settings,
     exporter: Box<dyn Export>,
-    events: Receiver<Event>,
+    events: recorder::Events,
     control: Receiver<Control>,
     shared: Arc<Shared>,
     recorder: recorder::Recorder,
@@ -626,33 +627,21 @@ impl Worker {
         }
     }
 
-    /// Records every queued event; returns how many there were.
     /// Records the events queued now; those that arrive meanwhile wait for
     /// the next turn, so a steady stream never keeps the loop from flushing.
+    /// Returns how many there were.
     fn drain_ready(&mut self) -> usize {
-        let ready = self.events.len();
-        let mut n = 0;
-        while n < ready {
-            match self.events.try_recv() {
-                Ok(event) => self.recorder.record(event),
-                Err(_) => break,
-            }
-            n += 1;
-        }
-        n
+        self.events.poll(&mut self.recorder)
     }
 
-    /// Records everything queued, for a flush on demand or at stop.
+    /// Records everything queued, for a flush on demand.
     fn drain(&mut self) {
-        while let Ok(event) = self.events.try_recv() {
-            self.recorder.record(event);
-        }
+        self.events.poll(&mut self.recorder);
     }
 
     fn stop(&mut self) {
         sampler::SESSION.store(0, Release);
-        recorder::close();
-        self.drain();
+        self.events.close(&mut self.recorder);
         self.flush();
         self.exporter.finish();
     }
@@ -708,6 +697,9 @@ impl Worker {
             comments,
         };
         let profile = pprof::build(&weighted, &mut self.symbolizer, &info);
+        // Between the long steps, the threads' queues are drained into the
+        // next period, so that they do not fill while this one is written.
+        self.drain_ready();
         let samples_written = profile.sample.len() as u64;
         let encoded = match pprof::gzip(&profile) {
             Ok(bytes) => bytes,
@@ -716,6 +708,7 @@ impl Worker {
                 return;
             }
         };
+        self.drain_ready();
         let profile = EncodedProfile {
             gzipped_pprof: encoded,
             start: start_wall,

@@ -10,25 +10,29 @@ use super::stats::Totals;
 use super::thread::ThreadMeta;
 use super::{guarded, recorder, report, stack, EventKind, Mode};
 use crate::pprof::{self, symbolize::Symbolizer, PeriodInfo};
-use crate::site::SiteKey;
+use crate::site::{LockSite, SiteKey};
 
 /// One sampled event as a sampled acquisition makes it: capture the caller's
 /// stack, then hand it to the running profiler's recorder. Returns whether
 /// the event was queued (false when no profiler runs or its queue is full).
 #[inline(never)]
 pub fn sampled_event() -> bool {
-    let site = SiteKey {
-        file: file!(),
-        line: line!(),
-        column: column!(),
-        name: Some("bench"),
-    };
+    let site = LockSite::caller().with_name("bench");
     let mut stack = stack::StackBuf::new();
     if guarded(|| stack::capture_into(recorder::max_frames(), &mut stack)).is_none() {
         return false;
     }
-    guarded(|| recorder::send(EventKind::Acquire, site, Mode::Exclusive, 0, stack.frames(), None))
-        .unwrap_or(false)
+    guarded(|| {
+        recorder::send(
+            EventKind::Acquire,
+            &site,
+            Mode::Exclusive,
+            0,
+            stack.frames(),
+            None,
+        )
+    })
+    .unwrap_or(false)
 }
 
 /// One period's aggregated events, ready to be flushed.

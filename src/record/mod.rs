@@ -9,6 +9,7 @@
 #[doc(hidden)]
 pub mod bench;
 pub(crate) mod clock;
+pub(crate) mod queue;
 pub(crate) mod recorder;
 pub(crate) mod report;
 pub(crate) mod sampler;
@@ -22,7 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::site::{LockSite, SiteKey};
+use crate::site::LockSite;
 pub(crate) use stats::StatsSlot;
 
 /// How a lock was taken.
@@ -251,7 +252,7 @@ fn acquire_sampled(
     if !captured {
         return Some(Ticket::NONE);
     }
-    let sent = guarded(|| recorder::send(EventKind::Acquire, site.key(), mode, waited, stack.frames(), None));
+    let sent = guarded(|| recorder::send(EventKind::Acquire, site, mode, waited, stack.frames(), None));
     let acquired_at = clock::now();
     // A release is recorded only if its acquire was.
     Some(match sent {
@@ -267,7 +268,7 @@ fn release_sampled(site: &LockSite, mode: Mode, acquired_at: u64, released_at: u
     let mut stack = stack::StackBuf::new();
     guarded(|| {
         stack::capture_into(recorder::max_frames(), &mut stack);
-        recorder::send(EventKind::Release, site.key(), mode, held, stack.frames(), None)
+        recorder::send(EventKind::Release, site, mode, held, stack.frames(), None)
     });
 }
 
@@ -302,15 +303,36 @@ pub(crate) enum EventKind {
     Release,
 }
 
-/// One sampled event, handed from a locking thread to the recorder.
+/// One sampled event, handed from a locking thread to the recorder: one
+/// cache line, since the line is what a hand-off costs. What is sent only
+/// once per thread or stack, or only by async locks, is boxed in `extra`.
 #[derive(Debug)]
+#[repr(align(64))]
 pub(crate) struct Event {
     pub(crate) kind: EventKind,
-    pub(crate) site: SiteKey,
     pub(crate) mode: Mode,
+    pub(crate) site: LockSite,
     pub(crate) value_ticks: u64,
-    pub(crate) thread: recorder::ThreadRef,
+    /// The thread's id; its labels come in `extra` the first time.
+    pub(crate) thread: u64,
+    /// The stack's hash; its frames come in `extra` the first time.
+    pub(crate) stack: u64,
+    pub(crate) extra: Option<Box<EventExtra>>,
+}
+
+/// The rarely sent parts of an [`Event`].
+#[derive(Debug, Default)]
+pub(crate) struct EventExtra {
+    /// The thread's labels, sent with its first event.
+    pub(crate) thread: Option<std::sync::Arc<thread::ThreadMeta>>,
+    /// The stack's frames, sent with the first event of a thread that has it.
+    pub(crate) stack: Option<stack::Stack>,
     /// The async task, for acquisitions by async locks.
     pub(crate) task: Option<task::TaskLabels>,
-    pub(crate) stack: recorder::StackRef,
+}
+
+#[cfg(test)]
+#[test]
+fn an_event_is_one_cache_line() {
+    assert_eq!(std::mem::size_of::<Event>(), 64);
 }

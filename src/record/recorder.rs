@@ -1,23 +1,39 @@
 //! The hand-off from locking threads to the profiler thread, and the
 //! aggregation of sampled events by (kind, lock, mode, thread, stack).
+//!
+//! Each thread queues its sampled events in a ring of its own (see
+//! [`queue`](super::queue)), which the profiler thread drains at each poll.
+//! A shared channel made every event fetch the channel's cache lines back
+//! from the profiler thread's core, and its locked instructions stalled the
+//! locking thread until they came.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 
+use super::queue::{Producer, Queue};
 use super::stack::{Frames, Stack};
 use super::task::TaskLabels;
 use super::thread::ThreadMeta;
-use super::{sampler, Event, EventKind, Mode};
+use super::{sampler, Event, EventExtra, EventKind, Mode};
 use crate::pprof::fxhash::FxHashMap;
-use crate::site::SiteKey;
+use crate::site::{LockSite, SiteKey};
 
-/// The running session's channel. Read by a locking thread only when its
-/// cached sender belongs to another session.
-static SINK: RwLock<Option<(u32, Sender<Event>)>> = RwLock::new(None);
+/// The running session's queues.
+struct Sink {
+    session: u32,
+    /// Events each queue holds at most.
+    capacity: usize,
+    queues: Vec<Arc<Queue>>,
+    /// Events sent by threads whose thread-locals are being torn down.
+    orphans: Arc<Mutex<Vec<Event>>>,
+}
+
+/// Locked by a thread at its first sampled event of a session, and by the
+/// profiler thread at each poll.
+static SINK: Mutex<Option<Sink>> = Mutex::new(None);
 
 static MAX_FRAMES: AtomicUsize = AtomicUsize::new(64);
 
@@ -30,7 +46,8 @@ pub(crate) fn max_frames() -> usize {
 
 struct Cached {
     session: u32,
-    sender: Option<Sender<Event>>,
+    /// This thread's queue in `session`.
+    queue: Option<Producer>,
     meta: Arc<ThreadMeta>,
     /// The (session, [`KNOWN_GENERATION`]) that `meta_sent` and `sent`
     /// describe.
@@ -79,37 +96,100 @@ impl SentStacks {
     }
 }
 
-/// A thread as an event carries it: with its labels the first time, then by
-/// id alone (no shared reference count touched per event).
-#[derive(Debug)]
-pub(crate) struct ThreadRef {
-    pub(crate) id: u64,
-    pub(crate) meta: Option<Arc<ThreadMeta>>,
-}
-
-/// A stack as an event carries it: in full the first time a thread sends it,
-/// then by hash alone.
-#[derive(Debug)]
-pub(crate) enum StackRef {
-    Full(Stack),
-    Known(u64),
-}
-
 thread_local! {
     static CACHED: RefCell<Option<Cached>> = const { RefCell::new(None) };
 }
 
-/// Opens a session: events sent from now on reach the returned receiver.
-pub(crate) fn open(session: u32, capacity: usize, max_frames: usize) -> Receiver<Event> {
-    let (tx, rx) = crossbeam_channel::bounded(capacity);
+/// Opens a session: events sent from now on are queued for the returned
+/// [`Events`], at most `capacity` per thread.
+pub(crate) fn open(session: u32, capacity: usize, max_frames: usize) -> Events {
     MAX_FRAMES.store(max_frames, Relaxed);
-    *SINK.write() = Some((session, tx));
-    rx
+    *SINK.lock() = Some(Sink {
+        session,
+        capacity,
+        queues: Vec::new(),
+        orphans: Arc::default(),
+    });
+    Events { spare: Vec::new() }
 }
 
-/// Closes the session: later events are not delivered.
+/// Closes the session: later events are not delivered, and those still
+/// queued are dropped. [`Events::close`] records them first.
 pub(crate) fn close() {
-    *SINK.write() = None;
+    *SINK.lock() = None;
+}
+
+/// The profiler thread's end of the queues.
+pub(crate) struct Events {
+    /// The orphans' emptied vector, swapped with theirs at each poll.
+    spare: Vec<Event>,
+}
+
+impl Events {
+    /// Records every event queued now; returns how many there were. Forgets
+    /// the queues of threads that are gone, once emptied.
+    pub(crate) fn poll(&mut self, recorder: &mut Recorder) -> usize {
+        // Taken out, so that threads registering meanwhile do not wait for
+        // the events to be recorded.
+        let (queues, orphans) = match &mut *SINK.lock() {
+            Some(sink) => (std::mem::take(&mut sink.queues), Arc::clone(&sink.orphans)),
+            None => return 0,
+        };
+        let mut n = self.drain_orphans(&orphans, recorder);
+        let mut live = Vec::with_capacity(queues.len());
+        for queue in queues {
+            // Only this list holds it: its thread's locals are gone, and no
+            // event can be queued to it any more.
+            let gone = Arc::strong_count(&queue) == 1;
+            if gone {
+                // Pairs with the thread's release of its reference.
+                fence(Acquire);
+            }
+            n += self.drain(&queue, recorder);
+            if !gone {
+                live.push(queue);
+            }
+        }
+        if let Some(sink) = &mut *SINK.lock() {
+            sink.queues.append(&mut live);
+        }
+        n
+    }
+
+    /// Closes the session and records what was still queued.
+    pub(crate) fn close(&mut self, recorder: &mut Recorder) -> usize {
+        let Some(sink) = SINK.lock().take() else {
+            return 0;
+        };
+        let mut n = self.drain_orphans(&sink.orphans, recorder);
+        for queue in &sink.queues {
+            n += self.drain(queue, recorder);
+        }
+        n
+    }
+
+    fn drain(&mut self, queue: &Queue, recorder: &mut Recorder) -> usize {
+        queue.drain(|event| recorder.record(event))
+    }
+
+    fn drain_orphans(&mut self, orphans: &Mutex<Vec<Event>>, recorder: &mut Recorder) -> usize {
+        std::mem::swap(&mut *orphans.lock(), &mut self.spare);
+        let n = self.spare.len();
+        for event in self.spare.drain(..) {
+            recorder.record(event);
+        }
+        n
+    }
+}
+
+/// This thread's queue in `session`, registered now.
+#[cold]
+fn register(session: u32) -> Option<Producer> {
+    let mut sink = SINK.lock();
+    let sink = sink.as_mut().filter(|s| s.session == session)?;
+    let (queue, producer) = Queue::new(sink.capacity);
+    sink.queues.push(queue);
+    Some(producer)
 }
 
 /// Hands one event to the recorder without blocking. Returns whether it was
@@ -117,7 +197,7 @@ pub(crate) fn close() {
 /// stack this thread has not sent before.
 pub(crate) fn send(
     kind: EventKind,
-    site: SiteKey,
+    site: &LockSite,
     mode: Mode,
     value_ticks: u64,
     frames: Frames<'_>,
@@ -131,7 +211,7 @@ pub(crate) fn send(
         let mut cached = cell.borrow_mut();
         let c = cached.get_or_insert_with(|| Cached {
             session: 0,
-            sender: None,
+            queue: None,
             meta: ThreadMeta::current(),
             known_to: (0, 0),
             meta_sent: false,
@@ -139,9 +219,9 @@ pub(crate) fn send(
         });
         if c.session != session {
             c.session = session;
-            c.sender = current_sender(session);
+            c.queue = register(session);
         }
-        let Some(tx) = &c.sender else {
+        let Some(queue) = &mut c.queue else {
             return false;
         };
         let known_to = (session, KNOWN_GENERATION.load(Relaxed));
@@ -150,26 +230,31 @@ pub(crate) fn send(
             c.meta_sent = false;
             c.sent.clear();
         }
-        let stack = if c.sent.check_and_mark(frames.hash) {
-            StackRef::Known(frames.hash)
-        } else {
-            StackRef::Full(frames.to_stack())
-        };
-        let full_stack = matches!(stack, StackRef::Full(_));
-        let full_meta = !c.meta_sent;
+        let full_stack = !c.sent.check_and_mark(frames.hash);
+        let task = task.take().flatten();
+        let extra = (full_stack || !c.meta_sent || task.is_some()).then(|| {
+            Box::new(EventExtra {
+                thread: (!c.meta_sent).then(|| Arc::clone(&c.meta)),
+                stack: full_stack.then(|| frames.to_stack()),
+                task,
+            })
+        });
         let event = Event {
             kind,
-            site,
             mode,
+            site: *site,
             value_ticks,
-            thread: ThreadRef {
-                id: c.meta.id,
-                meta: full_meta.then(|| Arc::clone(&c.meta)),
-            },
-            task: task.take().flatten(),
-            stack,
+            thread: c.meta.id,
+            stack: frames.hash,
+            extra,
         };
-        let sent = queue(tx, event);
+        let sent = match queue.push(event) {
+            Ok(()) => true,
+            Err(_) => {
+                DROPPED.fetch_add(1, Relaxed);
+                false
+            }
+        };
         if sent {
             c.meta_sent = true;
         } else if full_stack {
@@ -193,51 +278,51 @@ pub(crate) fn send(
 fn send_uncached(
     session: u32,
     kind: EventKind,
-    site: SiteKey,
+    site: &LockSite,
     mode: Mode,
     value_ticks: u64,
     stack: Stack,
     task: Option<TaskLabels>,
 ) -> bool {
-    let Some(tx) = current_sender(session) else {
+    let Some((orphans, capacity)) = SINK
+        .lock()
+        .as_ref()
+        .filter(|s| s.session == session)
+        .map(|s| (Arc::clone(&s.orphans), s.capacity))
+    else {
         return false;
     };
-    queue(
-        &tx,
+    let meta = ThreadMeta::current();
+    push(
+        &orphans,
+        capacity,
         Event {
             kind,
-            site,
             mode,
+            site: *site,
             value_ticks,
-            thread: {
-                let meta = ThreadMeta::current();
-                ThreadRef {
-                    id: meta.id,
-                    meta: Some(meta),
-                }
-            },
-            task,
-            stack: StackRef::Full(stack),
+            thread: meta.id,
+            stack: stack.hash,
+            extra: Some(Box::new(EventExtra {
+                thread: Some(meta),
+                stack: Some(stack),
+                task,
+            })),
         },
     )
 }
 
-fn current_sender(session: u32) -> Option<Sender<Event>> {
-    SINK.read()
-        .as_ref()
-        .filter(|(s, _)| *s == session)
-        .map(|(_, tx)| tx.clone())
-}
-
-fn queue(tx: &Sender<Event>, event: Event) -> bool {
-    match tx.try_send(event) {
-        Ok(()) => true,
-        Err(TrySendError::Full(_)) => {
-            DROPPED.fetch_add(1, Relaxed);
-            false
-        }
-        Err(TrySendError::Disconnected(_)) => false,
+/// Queues an orphan `event` unless its queue is full, which drops it and
+/// counts the drop.
+fn push(queue: &Mutex<Vec<Event>>, capacity: usize, event: Event) -> bool {
+    let mut events = queue.lock();
+    if events.len() >= capacity {
+        drop(events);
+        DROPPED.fetch_add(1, Relaxed);
+        return false;
     }
+    events.push(event);
+    true
 }
 
 /// One aggregation key.
@@ -298,33 +383,29 @@ impl Recorder {
     pub(crate) fn record(&mut self, event: Event) {
         // Resolve nothing per event: the thread and stack are checked to be
         // known and aggregated by id and hash; `take` attaches them.
-        let thread_known = match event.thread.meta {
-            Some(meta) => {
-                self.threads.entry(event.thread.id).or_insert(meta);
-                true
+        let mut task = None;
+        if let Some(extra) = event.extra {
+            let extra = *extra;
+            if let Some(meta) = extra.thread {
+                self.threads.entry(event.thread).or_insert(meta);
             }
-            None => self.threads.contains_key(&event.thread.id),
-        };
-        let stack_hash = match event.stack {
-            StackRef::Full(stack) => {
-                let hash = stack.hash;
-                self.known.entry(hash).or_insert(stack);
-                Some(hash)
+            if let Some(stack) = extra.stack {
+                self.known.entry(stack.hash).or_insert(stack);
             }
-            StackRef::Known(hash) => self.known.contains_key(&hash).then_some(hash),
-        };
-        let (true, Some(stack_hash)) = (thread_known, stack_hash) else {
+            task = extra.task;
+        }
+        if !self.threads.contains_key(&event.thread) || !self.known.contains_key(&event.stack) {
             self.unresolved += 1;
             return;
-        };
+        }
         self.recorded += 1;
         let key = RawKey {
             kind: event.kind,
-            site: event.site,
+            site: event.site.key(),
             mode: event.mode,
-            thread: event.thread.id,
-            task: event.task,
-            stack: stack_hash,
+            thread: event.thread,
+            task,
+            stack: event.stack,
         };
         let agg = self.samples.entry(key).or_default();
         agg.events += 1;
@@ -371,23 +452,21 @@ impl Recorder {
 mod tests {
     use super::*;
 
-    fn event(thread: &Arc<ThreadMeta>, with_meta: bool, stack: StackRef, ticks: u64) -> Event {
+    /// An event by `thread` on `stack`, with the thread's labels and the
+    /// stack's frames as asked.
+    fn event(thread: &Arc<ThreadMeta>, with_meta: bool, stack: &Stack, full: bool, ticks: u64) -> Event {
         Event {
             kind: EventKind::Acquire,
-            site: SiteKey {
-                file: "recorder.rs",
-                line: 1,
-                column: 1,
-                name: Some("l"),
-            },
             mode: Mode::Exclusive,
+            site: LockSite::caller().with_name("l"),
             value_ticks: ticks,
-            thread: ThreadRef {
-                id: thread.id,
-                meta: with_meta.then(|| Arc::clone(thread)),
-            },
-            task: None,
-            stack,
+            thread: thread.id,
+            stack: stack.hash,
+            extra: Some(Box::new(EventExtra {
+                thread: with_meta.then(|| Arc::clone(thread)),
+                stack: full.then(|| stack.clone()),
+                task: None,
+            })),
         }
     }
 
@@ -396,10 +475,11 @@ mod tests {
         let thread = ThreadMeta::current();
         let stack = Stack::new(&[0x1000, 0x2000], 0);
         let mut recorder = Recorder::default();
-        recorder.record(event(&thread, true, StackRef::Full(stack.clone()), 10));
-        recorder.record(event(&thread, false, StackRef::Known(stack.hash), 5));
+        recorder.record(event(&thread, true, &stack, true, 10));
+        recorder.record(event(&thread, false, &stack, false, 5));
         // A stack this recorder was never sent: counted, not guessed.
-        recorder.record(event(&thread, false, StackRef::Known(stack.hash ^ 1), 7));
+        let unknown = Stack::new(&[0x3000], 0);
+        recorder.record(event(&thread, false, &unknown, false, 7));
         let (samples, recorded, unresolved) = recorder.take();
         assert_eq!((recorded, unresolved), (2, 1));
         assert_eq!(samples.len(), 1);
@@ -414,7 +494,7 @@ mod tests {
         let thread = ThreadMeta::current();
         let stack = Stack::new(&[0x1000], 0);
         let mut recorder = Recorder::default();
-        recorder.record(event(&thread, false, StackRef::Full(stack), 1));
+        recorder.record(event(&thread, false, &stack, true, 1));
         let (samples, recorded, unresolved) = recorder.take();
         assert_eq!((samples.len(), recorded, unresolved), (0, 0, 1));
     }

@@ -279,7 +279,7 @@ mod semaphore {
         let sent = guarded(|| {
             recorder::send(
                 EventKind::Acquire,
-                site.key(),
+                site,
                 mode,
                 waited,
                 stack.frames(),
@@ -317,7 +317,7 @@ mod semaphore {
             stack::capture_into(recorder::max_frames(), &mut stack);
             recorder::send(
                 EventKind::Release,
-                site.key(),
+                site,
                 mode,
                 held,
                 stack.frames(),
