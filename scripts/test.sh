@@ -21,9 +21,10 @@ if [ ! -x .venv/bin/ddapm-test-agent ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check ddapm-test-agent
 fi
 
-# Loom model of the per-lock stats publication protocol, a package of its own
-# (loom-model/) so that `--cfg loom` rebuilds only loom.
-(cd loom-model && RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-../target}/loom" cargo test --release --test stats_slot)
+# Loom models of the per-lock stats publication protocol and of the
+# per-thread event queue, a package of its own (loom-model/) so that
+# `--cfg loom` rebuilds only loom.
+(cd loom-model && RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-../target}/loom" cargo test --release)
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings

@@ -22,17 +22,7 @@ pub fn sampled_event() -> bool {
     if guarded(|| stack::capture_into(recorder::max_frames(), &mut stack)).is_none() {
         return false;
     }
-    guarded(|| {
-        recorder::send(
-            EventKind::Acquire,
-            &site,
-            Mode::Exclusive,
-            0,
-            stack.frames(),
-            None,
-        )
-    })
-    .unwrap_or(false)
+    guarded(|| recorder::send(EventKind::Acquire, &site, Mode::Exclusive, 0, stack.frames())).unwrap_or(false)
 }
 
 /// One period's aggregated events, ready to be flushed.

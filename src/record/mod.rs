@@ -252,7 +252,7 @@ fn acquire_sampled(
     if !captured {
         return Some(Ticket::NONE);
     }
-    let sent = guarded(|| recorder::send(EventKind::Acquire, site, mode, waited, stack.frames(), None));
+    let sent = guarded(|| recorder::send(EventKind::Acquire, site, mode, waited, stack.frames()));
     let acquired_at = clock::now();
     // A release is recorded only if its acquire was.
     Some(match sent {
@@ -268,7 +268,7 @@ fn release_sampled(site: &LockSite, mode: Mode, acquired_at: u64, released_at: u
     let mut stack = stack::StackBuf::new();
     guarded(|| {
         stack::capture_into(recorder::max_frames(), &mut stack);
-        recorder::send(EventKind::Release, site, mode, held, stack.frames(), None)
+        recorder::send(EventKind::Release, site, mode, held, stack.frames())
     });
 }
 

@@ -6,6 +6,9 @@
 //! thread's core still holds retires in the background instead of stalling
 //! the locking thread. (A mutex-guarded vector cost about 50 ns more per
 //! event at 100% capture, its unlock waiting on that line.)
+//!
+//! `loom-model/tests/event_queue.rs` checks this protocol, and the forgetting
+//! of an exited thread's queue in `Events::poll`, under loom: keep it in step.
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;

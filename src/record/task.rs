@@ -277,7 +277,7 @@ mod semaphore {
             return Ticket::NONE;
         };
         let sent = guarded(|| {
-            recorder::send(
+            recorder::send_task(
                 EventKind::Acquire,
                 site,
                 mode,
@@ -315,7 +315,7 @@ mod semaphore {
         guarded(|| {
             let mut stack = stack::StackBuf::new();
             stack::capture_into(recorder::max_frames(), &mut stack);
-            recorder::send(
+            recorder::send_task(
                 EventKind::Release,
                 site,
                 mode,
