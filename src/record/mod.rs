@@ -83,11 +83,14 @@ pub(crate) trait RawAcquire {
 
 /// Acquires through `raw`, recording as the sampler decides.
 ///
-/// An unsampled acquisition is the raw lock's own `lock` between a
+/// An unsampled acquisition is the raw lock's own `lock` next to a
 /// thread-local read and a thread-local write: no clock, no allocation, no
-/// shared write but the lock's own. Everything after the lock's atomic
-/// instruction (the countdown, the exact count) runs with the lock held, where
-/// plain stores are cheap and safe.
+/// shared write but the lock's own. In exclusive modes the countdown's store
+/// and the exact count come after the lock's atomic instruction, with the
+/// lock held, where plain stores are cheap and safe (the store before the
+/// CAS measured 3 ns). Shared reads count nothing, and there the store goes
+/// before the CAS: between the CAS and the unlock's `xadd` it measured 3–4 ns,
+/// before it nothing.
 #[inline(always)]
 pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mode: Mode) -> Ticket {
     let Some(session) = sampler::session() else {
@@ -97,6 +100,11 @@ pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mod
     let Some(countdown) = sampler::peek(session) else {
         return lock_expired(raw, site, stats, mode, session);
     };
+    if !mode.counted() {
+        sampler::commit(countdown);
+        raw.acquire();
+        return Ticket::NONE;
+    }
     raw.acquire();
     stats.count(site, mode);
     sampler::commit(countdown);
