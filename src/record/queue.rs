@@ -67,6 +67,36 @@ impl Queue {
         (queue, producer)
     }
 
+    /// Gives a queue that nothing else holds any more (its thread is gone)
+    /// to a new producer: its memory is already touched, where a new ring's
+    /// first writes fault its pages in, inside the critical section of a
+    /// sampled acquisition. Gives it back if anything else still holds it.
+    pub(crate) fn reuse(mut queue: Arc<Queue>) -> Result<(Arc<Queue>, Producer), Arc<Queue>> {
+        let Some(q) = Arc::get_mut(&mut queue) else {
+            return Err(queue);
+        };
+        q.clear();
+        let producer = Producer {
+            queue: Arc::clone(&queue),
+            tail: 0,
+            head_seen: 0,
+        };
+        Ok((queue, producer))
+    }
+
+    /// Drops what is left and starts the counters again.
+    fn clear(&mut self) {
+        let tail = *self.tail.0.get_mut();
+        let mut head = *self.head.0.get_mut();
+        while head != tail {
+            // SAFETY: as in `drain`; `&mut self` excludes everyone else.
+            unsafe { (*self.slot(head)).assume_init_drop() };
+            head = head.wrapping_add(1);
+        }
+        *self.tail.0.get_mut() = 0;
+        *self.head.0.get_mut() = 0;
+    }
+
     fn slot(&self, index: usize) -> *mut MaybeUninit<Event> {
         self.slots[index & (self.slots.len() - 1)].get()
     }
@@ -96,13 +126,7 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        let tail = *self.tail.0.get_mut();
-        let mut head = *self.head.0.get_mut();
-        while head != tail {
-            // SAFETY: as in `drain`; `&mut self` excludes everyone else.
-            unsafe { (*self.slot(head)).assume_init_drop() };
-            head = head.wrapping_add(1);
-        }
+        self.clear();
     }
 }
 
@@ -200,6 +224,26 @@ mod tests {
             });
         }
         pusher.join().unwrap();
+    }
+
+    #[test]
+    fn a_queue_is_reused_only_once_nothing_else_holds_it() {
+        let (queue, mut producer) = Queue::new(2);
+        assert!(producer.push(event(7)).is_ok());
+        let Err(queue) = Queue::reuse(queue) else {
+            panic!("reused while its producer still holds it");
+        };
+        drop(producer);
+        let Ok((queue, mut producer)) = Queue::reuse(queue) else {
+            panic!("not reused though nothing else holds it");
+        };
+        // What was left is gone; the full capacity is there again.
+        assert!(producer.push(event(1)).is_ok());
+        assert!(producer.push(event(2)).is_ok());
+        assert!(producer.push(event(3)).is_err());
+        let mut seen = Vec::new();
+        queue.drain(|e| seen.push(e.value_ticks));
+        assert_eq!(seen, [1, 2]);
     }
 
     #[test]

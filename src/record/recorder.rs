@@ -21,12 +21,18 @@ use super::{sampler, Event, EventExtra, EventKind, Mode};
 use crate::pprof::fxhash::FxHashMap;
 use crate::site::{LockSite, SiteKey};
 
+/// Emptied queues kept for new threads (8 MiB at the default capacity):
+/// programs that start threads again and again reuse warm memory.
+const SPARE_QUEUES: usize = 32;
+
 /// The running session's queues.
 struct Sink {
     session: u32,
     /// Events each queue holds at most.
     capacity: usize,
     queues: Vec<Arc<Queue>>,
+    /// Emptied queues of exited threads, for new threads to reuse.
+    spare_queues: Vec<Arc<Queue>>,
     /// Events sent by threads whose thread-locals are being torn down.
     orphans: Arc<Mutex<Vec<Event>>>,
 }
@@ -108,6 +114,7 @@ pub(crate) fn open(session: u32, capacity: usize, max_frames: usize) -> Events {
         session,
         capacity,
         queues: Vec::new(),
+        spare_queues: Vec::new(),
         orphans: Arc::default(),
     });
     Events { spare: Vec::new() }
@@ -137,6 +144,7 @@ impl Events {
         };
         let mut n = self.drain_orphans(&orphans, recorder);
         let mut live = Vec::with_capacity(queues.len());
+        let mut spare = Vec::new();
         for queue in queues {
             // Only this list holds it: its thread's locals are gone, and no
             // event can be queued to it any more.
@@ -146,12 +154,16 @@ impl Events {
                 fence(Acquire);
             }
             n += self.drain(&queue, recorder);
-            if !gone {
+            if gone {
+                spare.push(queue);
+            } else {
                 live.push(queue);
             }
         }
         if let Some(sink) = &mut *SINK.lock() {
             sink.queues.append(&mut live);
+            let room = SPARE_QUEUES.saturating_sub(sink.spare_queues.len());
+            sink.spare_queues.extend(spare.into_iter().take(room));
         }
         n
     }
@@ -187,7 +199,8 @@ impl Events {
 fn register(session: u32) -> Option<Producer> {
     let mut sink = SINK.lock();
     let sink = sink.as_mut().filter(|s| s.session == session)?;
-    let (queue, producer) = Queue::new(sink.capacity);
+    let reused = sink.spare_queues.pop().and_then(|q| Queue::reuse(q).ok());
+    let (queue, producer) = reused.unwrap_or_else(|| Queue::new(sink.capacity));
     sink.queues.push(queue);
     Some(producer)
 }
