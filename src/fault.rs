@@ -1,5 +1,6 @@
 //! Test-only fault injection (feature `fault-injection`): makes the
-//! profiler's own code on user threads panic, to prove such panics are caught.
+//! profiler's own code on user threads panic, to prove such panics are
+//! caught, and holds its internal locks, to fork while they are held.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -14,4 +15,15 @@ pub(crate) fn maybe_panic() {
     if PANIC_IN_PROFILER.load(Relaxed) {
         panic!("lockprof: injected fault");
     }
+}
+
+/// Holds the profiler's internal locks (the recorder's sink and the per-lock
+/// stats registry, which its thread takes at every poll and flush) on the
+/// calling thread for `duration`, so that a test can fork while another
+/// thread holds them.
+pub fn hold_profiler_locks(duration: std::time::Duration) {
+    let sink = crate::record::recorder::hold_sink();
+    let registry = crate::record::stats::hold_registry();
+    std::thread::sleep(duration);
+    drop((sink, registry));
 }

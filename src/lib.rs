@@ -88,4 +88,4 @@ pub use record::bench as __bench;
 
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
-pub use fault::inject_profiler_panics;
+pub use fault::{hold_profiler_locks, inject_profiler_panics};

@@ -18,6 +18,8 @@ use crate::record::{self, clock, recorder, report, sampler, stack, stats};
 /// Only one profiler runs at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
+/// The process that last started a profiler: another one is a forked child.
+static SESSION_PID: AtomicU32 = AtomicU32::new(0);
 /// Profile sequence numbers run on across sessions of one process.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -329,6 +331,14 @@ impl ProfilerBuilder {
         let description = exporter.describe();
 
         install_fork_handler();
+        let pid = std::process::id();
+        let last_pid = SESSION_PID.swap(pid, Relaxed);
+        if last_pid != 0 && last_pid != pid {
+            // A forked child: locks that a thread of the parent held at the
+            // fork stay locked here for good.
+            recorder::after_fork();
+            stats::after_fork();
+        }
         let uses_frame_pointers = stack::select(settings.unwinder);
         clock::select();
         let session = NEXT_SESSION.fetch_add(1, Relaxed).max(1);

@@ -9,6 +9,7 @@
 #[doc(hidden)]
 pub mod bench;
 pub(crate) mod clock;
+pub(crate) mod forksafe;
 pub(crate) mod queue;
 pub(crate) mod recorder;
 pub(crate) mod report;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::forksafe::ForkSafeMutex;
 use super::queue::{Producer, Queue};
 use super::stack::{Frames, Stack};
 use super::task::TaskLabels;
@@ -39,7 +40,20 @@ struct Sink {
 
 /// Locked by a thread at its first sampled event of a session, and by the
 /// profiler thread at each poll.
-static SINK: Mutex<Option<Sink>> = Mutex::new(None);
+static SINK: ForkSafeMutex<Option<Sink>> = ForkSafeMutex::new(|| None);
+
+/// The sink's lock, for the fault-injection tests.
+#[cfg(feature = "fault-injection")]
+pub(crate) fn hold_sink() -> impl Drop {
+    SINK.lock()
+}
+
+/// In a forked child, before it starts a profiler: the parent's profiler
+/// thread may have held the sink at the fork. The parent's session is
+/// dropped either way.
+pub(crate) fn after_fork() {
+    SINK.renew(|_| None);
+}
 
 static MAX_FRAMES: AtomicUsize = AtomicUsize::new(64);
 

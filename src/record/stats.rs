@@ -13,8 +13,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
+use super::forksafe::ForkSafeMutex;
 use super::Mode;
 use crate::site::{LockSite, SiteKey};
 
@@ -54,7 +53,22 @@ pub(crate) struct LockStats {
 pub(crate) struct StatsSlot(AtomicPtr<LockStats>);
 
 /// Every registered block, for the recorder to read. Not a profiled lock.
-static REGISTRY: Mutex<Vec<Arc<LockStats>>> = Mutex::new(Vec::new());
+static REGISTRY: ForkSafeMutex<Vec<Arc<LockStats>>> = ForkSafeMutex::new(Vec::new);
+
+/// The registry's lock, for the fault-injection tests.
+#[cfg(feature = "fault-injection")]
+pub(crate) fn hold_registry() -> impl Drop {
+    REGISTRY.lock()
+}
+
+/// In a forked child, before it starts a profiler: the parent's profiler
+/// thread may have held the registry at the fork (it does during every
+/// flush). The blocks are kept when it was free, so the locks copied from the
+/// parent go on being counted exactly; when it was held, those locks' counts
+/// are estimated from their samples in the child, as shared reads' are.
+pub(crate) fn after_fork() {
+    REGISTRY.renew(|blocks| blocks);
+}
 
 impl StatsSlot {
     pub(crate) const fn new() -> Self {
