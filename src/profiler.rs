@@ -618,7 +618,7 @@ impl Worker {
             }
             match self.control.recv_timeout((deadline - now).min(poll)) {
                 Ok(Control::Flush(ack)) => {
-                    self.drain();
+                    self.drain_ready();
                     self.flush();
                     deadline = Instant::now() + interval;
                     let _ = ack.send(());
@@ -642,11 +642,6 @@ impl Worker {
     /// Returns how many there were.
     fn drain_ready(&mut self) -> usize {
         self.events.poll(&mut self.recorder)
-    }
-
-    /// Records everything queued, for a flush on demand.
-    fn drain(&mut self) {
-        self.events.poll(&mut self.recorder);
     }
 
     fn stop(&mut self) {

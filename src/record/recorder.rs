@@ -11,8 +11,6 @@ use std::cell::RefCell;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use super::forksafe::ForkSafeMutex;
 use super::queue::{Producer, Queue};
 use super::stack::{Frames, Stack};
@@ -34,8 +32,9 @@ struct Sink {
     queues: Vec<Arc<Queue>>,
     /// Emptied queues of exited threads, for new threads to reuse.
     spare_queues: Vec<Arc<Queue>>,
-    /// Events sent by threads whose thread-locals are being torn down.
-    orphans: Arc<Mutex<Vec<Event>>>,
+    /// Queues the events of threads whose thread-locals are being torn
+    /// down, one at a time under the sink's lock; its queue is in `queues`.
+    orphans: Producer,
 }
 
 /// Locked by a thread at its first sampled event of a session, and by the
@@ -124,14 +123,15 @@ thread_local! {
 /// [`Events`], at most `capacity` per thread.
 pub(crate) fn open(session: u32, capacity: usize, max_frames: usize) -> Events {
     MAX_FRAMES.store(max_frames, Relaxed);
+    let (orphans_queue, orphans) = Queue::new(capacity);
     *SINK.lock() = Some(Sink {
         session,
         capacity,
-        queues: Vec::new(),
+        queues: vec![orphans_queue],
         spare_queues: Vec::new(),
-        orphans: Arc::default(),
+        orphans,
     });
-    Events { spare: Vec::new() }
+    Events(())
 }
 
 /// Closes the session: later events are not delivered, and those still
@@ -141,10 +141,7 @@ pub(crate) fn close() {
 }
 
 /// The profiler thread's end of the queues.
-pub(crate) struct Events {
-    /// The orphans' emptied vector, swapped with theirs at each poll.
-    spare: Vec<Event>,
-}
+pub(crate) struct Events(());
 
 impl Events {
     /// Records every event queued now; returns how many there were. Forgets
@@ -152,11 +149,11 @@ impl Events {
     pub(crate) fn poll(&mut self, recorder: &mut Recorder) -> usize {
         // Taken out, so that threads registering meanwhile do not wait for
         // the events to be recorded.
-        let (queues, orphans) = match &mut *SINK.lock() {
-            Some(sink) => (std::mem::take(&mut sink.queues), Arc::clone(&sink.orphans)),
+        let queues = match &mut *SINK.lock() {
+            Some(sink) => std::mem::take(&mut sink.queues),
             None => return 0,
         };
-        let mut n = self.drain_orphans(&orphans, recorder);
+        let mut n = 0;
         let mut live = Vec::with_capacity(queues.len());
         let mut spare = Vec::new();
         for queue in queues {
@@ -167,7 +164,7 @@ impl Events {
                 // Pairs with the thread's release of its reference.
                 fence(Acquire);
             }
-            n += self.drain(&queue, recorder);
+            n += queue.drain(|event| recorder.record(event));
             if gone {
                 spare.push(queue);
             } else {
@@ -187,24 +184,10 @@ impl Events {
         let Some(sink) = SINK.lock().take() else {
             return 0;
         };
-        let mut n = self.drain_orphans(&sink.orphans, recorder);
-        for queue in &sink.queues {
-            n += self.drain(queue, recorder);
-        }
-        n
-    }
-
-    fn drain(&mut self, queue: &Queue, recorder: &mut Recorder) -> usize {
-        queue.drain(|event| recorder.record(event))
-    }
-
-    fn drain_orphans(&mut self, orphans: &Mutex<Vec<Event>>, recorder: &mut Recorder) -> usize {
-        std::mem::swap(&mut *orphans.lock(), &mut self.spare);
-        let n = self.spare.len();
-        for event in self.spare.drain(..) {
-            recorder.record(event);
-        }
-        n
+        sink.queues
+            .iter()
+            .map(|queue| queue.drain(|event| recorder.record(event)))
+            .sum()
     }
 }
 
@@ -304,13 +287,7 @@ fn send_inner(
             stack: frames.hash,
             extra,
         };
-        let sent = match queue.push(event) {
-            Ok(()) => true,
-            Err(_) => {
-                DROPPED.fetch_add(1, Relaxed);
-                false
-            }
-        };
+        let sent = push(queue, event);
         if sent {
             c.meta_sent = true;
         } else if full_stack {
@@ -338,18 +315,13 @@ fn send_uncached(
     stack: Stack,
     task: Option<TaskLabels>,
 ) -> bool {
-    let Some((orphans, capacity)) = SINK
-        .lock()
-        .as_ref()
-        .filter(|s| s.session == session)
-        .map(|s| (Arc::clone(&s.orphans), s.capacity))
-    else {
+    let meta = ThreadMeta::current();
+    let mut sink = SINK.lock();
+    let Some(sink) = sink.as_mut().filter(|s| s.session == session) else {
         return false;
     };
-    let meta = ThreadMeta::current();
     push(
-        &orphans,
-        capacity,
+        &mut sink.orphans,
         Event {
             kind,
             mode,
@@ -366,17 +338,14 @@ fn send_uncached(
     )
 }
 
-/// Queues an orphan `event` unless its queue is full, which drops it and
-/// counts the drop.
-fn push(queue: &Mutex<Vec<Event>>, capacity: usize, event: Event) -> bool {
-    let mut events = queue.lock();
-    if events.len() >= capacity {
-        drop(events);
+/// Queues `event` unless its queue is full, which drops it and counts the
+/// drop.
+fn push(queue: &mut Producer, event: Event) -> bool {
+    let queued = queue.push(event).is_ok();
+    if !queued {
         DROPPED.fetch_add(1, Relaxed);
-        return false;
     }
-    events.push(event);
-    true
+    queued
 }
 
 /// One aggregation key.
