@@ -21,7 +21,7 @@ if [ ! -x .venv/bin/ddapm-test-agent ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check ddapm-test-agent
 fi
 
-# Loom models of the per-lock stats publication protocol and of the
+# Loom models of the per-thread count tables and of the
 # per-thread event queue, a package of its own (loom-model/) so that
 # `--cfg loom` rebuilds only loom.
 (cd loom-model && RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-../target}/loom" cargo test --release)

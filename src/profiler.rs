@@ -64,6 +64,7 @@ pub struct ProfilerBuilder {
 #[derive(Debug, Default, Clone, Copy)]
 struct ByHand {
     capture_pct: bool,
+    max_samples_per_sec: bool,
     max_frames: bool,
     flush_interval: bool,
     output_pprof: bool,
@@ -93,6 +94,18 @@ impl ProfilerBuilder {
     pub fn capture_pct(mut self, pct: f64) -> Self {
         self.settings.capture_pct = pct;
         self.by_hand.capture_pct = true;
+        self
+    }
+
+    /// The sampling budget: at most `per_second` sampled acquisitions per
+    /// second on each thread (default 10,000 below capture 100 %, none at
+    /// 100 %; `DD_PROFILING_MAX_SAMPLES_PER_SEC`; 0 turns it off). A thread
+    /// that would sample more samples less often and weighs each sample
+    /// more, so that counts, waits and holds stay unbiased estimates while
+    /// the profiler's cost stays bounded however fast the locks are taken.
+    pub fn max_samples_per_sec(mut self, per_second: u64) -> Self {
+        self.settings.max_samples_per_sec = Some(per_second);
+        self.by_hand.max_samples_per_sec = true;
         self
     }
 
@@ -248,6 +261,9 @@ impl ProfilerBuilder {
         if self.by_hand.max_frames {
             settings.max_frames = hand.max_frames;
         }
+        if self.by_hand.max_samples_per_sec {
+            settings.max_samples_per_sec = hand.max_samples_per_sec;
+        }
         if self.by_hand.flush_interval {
             settings.flush_interval = hand.flush_interval;
         }
@@ -342,7 +358,11 @@ impl ProfilerBuilder {
         let uses_frame_pointers = stack::select(settings.unwinder);
         clock::select();
         let session = NEXT_SESSION.fetch_add(1, Relaxed).max(1);
-        sampler::configure(settings.capture_pct);
+        sampler::configure(
+            settings.capture_pct,
+            settings.sampling_budget(),
+            clock::ticks_per_sec(),
+        );
         stats::reset_baseline();
         let events = recorder::open(session, settings.queue_capacity, settings.max_frames);
         let shared = Arc::new(Shared::default());
@@ -686,6 +706,13 @@ impl Worker {
         ));
         if panics > 0 {
             comments.push(format!("internal panics caught: {panics}"));
+        }
+        let overflowed = stats::overflowed();
+        if overflowed > 0 {
+            comments.push(format!(
+                "acquisitions not counted, of lock names beyond the first {}: {overflowed} since the process started",
+                stats::MAX_SITES
+            ));
         }
         let info = PeriodInfo {
             start_unix_ns: start_wall

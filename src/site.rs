@@ -52,6 +52,16 @@ impl LockSite {
         self.key().label()
     }
 
+    /// The site's identity by address, for caches: two sites with the same
+    /// identity have the same key (the converse need not hold).
+    #[inline]
+    pub(crate) fn identity(&self) -> (usize, usize, usize) {
+        let (name, len) = self
+            .name
+            .map_or((0, usize::MAX), |n| (n.as_ptr() as usize, n.len()));
+        (self.location as *const Location<'static> as usize, name, len)
+    }
+
     pub(crate) fn key(&self) -> SiteKey {
         SiteKey {
             file: self.location.file(),

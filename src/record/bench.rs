@@ -22,7 +22,8 @@ pub fn sampled_event() -> bool {
     if guarded(|| stack::capture_into(recorder::max_frames(), &mut stack)).is_none() {
         return false;
     }
-    guarded(|| recorder::send(EventKind::Acquire, &site, Mode::Exclusive, 0, stack.frames())).unwrap_or(false)
+    guarded(|| recorder::send(EventKind::Acquire, &site, Mode::Exclusive, 0, 0, stack.frames()))
+        .unwrap_or(false)
 }
 
 /// One period's aggregated events, ready to be flushed.
@@ -83,8 +84,10 @@ impl FlushFixture {
                     task: None,
                     stack: stack.clone(),
                 };
+                let events = 1 + (next() % 5) as u64;
                 let agg = Aggregate {
-                    events: 1 + (next() % 5) as u64,
+                    events,
+                    weight: events,
                     total_ns: 1000 + (next() % 100_000) as u64,
                 };
                 samples.push((key, agg));

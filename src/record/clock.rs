@@ -28,6 +28,27 @@ pub(crate) fn now() -> u64 {
     }
 }
 
+/// The clock's rate, measured once per process (2 ms at the first start)
+/// when it is the time-stamp counter. Only the sampling budget's windows
+/// use it, which need no precision.
+pub(crate) fn ticks_per_sec() -> f64 {
+    static RATE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    if !TSC.load(Relaxed) {
+        return 1e9;
+    }
+    *RATE.get_or_init(|| {
+        let (t0, i0) = (now(), std::time::Instant::now());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let ticks = between(t0, now()) as f64;
+        let secs = i0.elapsed().as_secs_f64();
+        if secs > 0.0 && ticks > 0.0 {
+            ticks / secs
+        } else {
+            1e9
+        }
+    })
+}
+
 /// Ticks elapsed between two readings of [`now`] (0 if out of order).
 #[inline]
 pub(crate) fn between(start: u64, end: u64) -> u64 {

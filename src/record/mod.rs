@@ -48,11 +48,10 @@ impl Mode {
         }
     }
 
-    /// Whether acquisitions in this mode are counted exactly: only where the
-    /// lock is held exclusively, so the count is a plain store.
+    /// Whether several threads can hold the lock at once in this mode.
     #[inline(always)]
-    pub(crate) fn counted(self) -> bool {
-        !matches!(self, Mode::Read)
+    pub(crate) fn shared(self) -> bool {
+        matches!(self, Mode::Read)
     }
 
     /// The `lock mode` label, for read-write locks only.
@@ -65,13 +64,43 @@ impl Mode {
     }
 }
 
-/// Carried by a guard: `Some(acquired_at)` when its acquisition was sampled,
-/// so that its release is recorded with a hold time.
+/// Carried by a guard: set when its acquisition was sampled, so that its
+/// release is recorded with a hold time and the acquisition's weight. The
+/// acquisition's clock reading is in the low 58 bits (years of ticks), the
+/// sampling budget's shift (see `sampler`) in the top 6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ticket(Option<NonZeroU64>);
 
+const TICK_BITS: u32 = 58;
+const TICK_MASK: u64 = (1 << TICK_BITS) - 1;
+
 impl Ticket {
     pub(crate) const NONE: Ticket = Ticket(None);
+
+    /// An unsampled acquisition whose count is made at its release: its
+    /// lock's name had no slot in the thread's table yet, and making one
+    /// allocates, which must not happen while the lock is held (a global
+    /// allocator may take that very lock). Shift 63 never comes from a
+    /// sample.
+    const COUNT_AT_RELEASE: Ticket = Ticket(NonZeroU64::new(u64::MAX));
+
+    pub(crate) fn sampled(acquired_at: u64, shift: u8) -> Ticket {
+        let packed = (acquired_at & TICK_MASK).max(1) | (u64::from(shift & 63) << TICK_BITS);
+        Ticket(NonZeroU64::new(packed))
+    }
+
+    /// The acquisition's clock reading and shift, if it was sampled.
+    #[inline(always)]
+    pub(crate) fn sampled_at(self) -> Option<(u64, u8)> {
+        self.0
+            .filter(|_| self != Ticket::COUNT_AT_RELEASE)
+            .map(|p| (p.get() & TICK_MASK, (p.get() >> TICK_BITS) as u8))
+    }
+
+    /// Ticks from the acquisition to `released_at` (a [`clock::now`]).
+    pub(crate) fn held_until(acquired_at: u64, released_at: u64) -> u64 {
+        clock::between(acquired_at, released_at & TICK_MASK)
+    }
 }
 
 /// The raw operations of one lock in one mode, as the recording core needs
@@ -84,14 +113,13 @@ pub(crate) trait RawAcquire {
 
 /// Acquires through `raw`, recording as the sampler decides.
 ///
-/// An unsampled acquisition is the raw lock's own `lock` next to a
-/// thread-local read and a thread-local write: no clock, no allocation, no
-/// shared write but the lock's own. In exclusive modes the countdown's store
-/// and the exact count come after the lock's atomic instruction, with the
-/// lock held, where plain stores are cheap and safe (the store before the
-/// CAS measured 3 ns). Shared reads count nothing, and there the store goes
-/// before the CAS: between the CAS and the unlock's `xadd` it measured 3–4 ns,
-/// before it nothing.
+/// An unsampled acquisition is the raw lock's own `lock` next to
+/// thread-local reads and writes (the countdown, and the thread's exact count
+/// for the lock's name): no clock, no allocation, no shared write but the
+/// lock's own. In exclusive modes the stores come after the lock's atomic
+/// instruction, with the lock held (the countdown's store before the CAS
+/// measured 3 ns); for shared reads they go before the CAS: between the CAS
+/// and the unlock's `xadd` they measured 3–4 ns, before it nothing.
 #[inline(always)]
 pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mode: Mode) -> Ticket {
     let Some(session) = sampler::session() else {
@@ -101,15 +129,38 @@ pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mod
     let Some(countdown) = sampler::peek(session) else {
         return lock_expired(raw, site, stats, mode, session);
     };
-    if !mode.counted() {
+    if mode.shared() {
         sampler::commit(countdown);
+        if !stats.count(mode) {
+            stats.count_unlocked(site, mode);
+        }
         raw.acquire();
         return Ticket::NONE;
     }
     raw.acquire();
-    stats.count(site, mode);
+    let counted = stats.count(mode);
     sampler::commit(countdown);
-    Ticket::NONE
+    if counted {
+        Ticket::NONE
+    } else {
+        Ticket::COUNT_AT_RELEASE
+    }
+}
+
+/// Counts an acquisition in `mode` whose lock is now held: at once when the
+/// thread's table has its slot, else at its release.
+#[inline(always)]
+fn count_held(stats: &StatsSlot, site: &LockSite, mode: Mode) -> Ticket {
+    if stats.count(mode) {
+        Ticket::NONE
+    } else if mode.shared() {
+        // Other readers may hold it too, but a reader holding it does not
+        // stop an allocator from taking it again to read.
+        stats.count_unlocked(site, mode);
+        Ticket::NONE
+    } else {
+        Ticket::COUNT_AT_RELEASE
+    }
 }
 
 #[cold]
@@ -125,8 +176,7 @@ fn lock_expired(
         return acquire_sampled(raw, site, stats, mode, Attempt::Block).unwrap_or(Ticket::NONE);
     }
     raw.acquire();
-    stats.count(site, mode);
-    Ticket::NONE
+    count_held(stats, site, mode)
 }
 
 /// Tries once; a failed attempt records nothing.
@@ -185,28 +235,33 @@ fn lock_bounded<R: RawAcquire>(
             }
         }
     }
-    stats.count(site, mode);
-    Some(Ticket::NONE)
+    Some(count_held(stats, site, mode))
 }
 
 /// Releases through `unlock`, recording the hold time if the acquisition was
 /// sampled. The event is built after the lock is released, so recording never
 /// lengthens the hold seen by other threads.
 #[inline(always)]
-pub(crate) fn release(ticket: Ticket, site: &LockSite, mode: Mode, unlock: impl FnOnce()) {
+pub(crate) fn release(ticket: Ticket, site: &LockSite, stats: &StatsSlot, mode: Mode, unlock: impl FnOnce()) {
     match ticket.0 {
         None => unlock(),
-        Some(acquired_at) => release_timed(acquired_at.get(), site, mode, unlock),
+        Some(_) => release_timed(ticket, site, stats, mode, unlock),
     }
 }
 
 /// Out of line so that a guard's drop stays small enough to inline.
 #[cold]
 #[inline(never)]
-fn release_timed(acquired_at: u64, site: &LockSite, mode: Mode, unlock: impl FnOnce()) {
+fn release_timed(ticket: Ticket, site: &LockSite, stats: &StatsSlot, mode: Mode, unlock: impl FnOnce()) {
+    let Some((acquired_at, shift)) = ticket.sampled_at() else {
+        // COUNT_AT_RELEASE: no lock held now, so the count may allocate.
+        unlock();
+        stats.count_unlocked(site, mode);
+        return;
+    };
     let released_at = clock::now();
     unlock();
-    release_sampled(site, mode, acquired_at, released_at);
+    release_sampled(site, mode, Ticket::held_until(acquired_at, released_at), shift);
 }
 
 #[derive(Clone, Copy)]
@@ -232,6 +287,12 @@ fn acquire_sampled(
     mode: Mode,
     attempt: Attempt,
 ) -> Option<Ticket> {
+    // The weight this acquisition was drawn with (the sampling budget).
+    let shift = sampler::current_shift();
+    // No lock is held yet: what the count and the event need is allocated
+    // now, since a global allocator may take the very lock being sampled.
+    stats.prepare(site, mode);
+    guarded(recorder::prepare);
     let mut stack = stack::StackBuf::new();
     let capture = |stack: &mut stack::StackBuf| {
         guarded(|| stack::capture_into(recorder::max_frames(), stack)).is_some()
@@ -257,27 +318,28 @@ fn acquire_sampled(
         }
         (captured, clock::between(start, clock::now()).max(1))
     };
-    stats.count(site, mode);
-    if !captured {
-        return Some(Ticket::NONE);
+    let counted = count_held(stats, site, mode);
+    if !captured || counted == Ticket::COUNT_AT_RELEASE {
+        // (The slot was prepared before the lock was tried, so the count is
+        // deferred only on a thread being torn down.)
+        return Some(counted);
     }
-    let sent = guarded(|| recorder::send(EventKind::Acquire, site, mode, waited, stack.frames()));
+    let sent = guarded(|| recorder::send(EventKind::Acquire, site, mode, waited, shift, stack.frames()));
     let acquired_at = clock::now();
     // A release is recorded only if its acquire was.
     Some(match sent {
-        Some(true) => Ticket(NonZeroU64::new(acquired_at)),
+        Some(true) => Ticket::sampled(acquired_at, shift),
         _ => Ticket::NONE,
     })
 }
 
 #[cold]
 #[inline(never)]
-fn release_sampled(site: &LockSite, mode: Mode, acquired_at: u64, released_at: u64) {
-    let held = clock::between(acquired_at, released_at);
+fn release_sampled(site: &LockSite, mode: Mode, held: u64, shift: u8) {
     let mut stack = stack::StackBuf::new();
     guarded(|| {
         stack::capture_into(recorder::max_frames(), &mut stack);
-        recorder::send(EventKind::Release, site, mode, held, stack.frames())
+        recorder::send(EventKind::Release, site, mode, held, shift, stack.frames())
     });
 }
 
@@ -322,6 +384,9 @@ pub(crate) struct Event {
     pub(crate) mode: Mode,
     pub(crate) site: LockSite,
     pub(crate) value_ticks: u64,
+    /// The sampling budget's shift: this event stands for `2^shift` events
+    /// sampled at `capture_pct`.
+    pub(crate) shift: u8,
     /// The thread's id; its labels come in `extra` the first time.
     pub(crate) thread: u64,
     /// The stack's hash; its frames come in `extra` the first time.
@@ -336,6 +401,10 @@ pub(crate) struct EventExtra {
     pub(crate) thread: Option<std::sync::Arc<thread::ThreadMeta>>,
     /// The stack's frames, sent with the first event of a thread that has it.
     pub(crate) stack: Option<stack::Stack>,
+    /// The same, copied into a buffer allocated before the user's lock was
+    /// taken (see `recorder::prepare`); the recorder turns it into a
+    /// [`stack::Stack`].
+    pub(crate) buffered: Option<stack::BufferedStack>,
     /// The async task, for acquisitions by async locks.
     pub(crate) task: Option<task::TaskLabels>,
 }

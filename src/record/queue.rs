@@ -176,6 +176,7 @@ mod tests {
             mode: Mode::Exclusive,
             site: LockSite::caller(),
             value_ticks: n,
+            shift: 0,
             thread: 1,
             stack: 2,
             extra: None,

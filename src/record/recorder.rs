@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::forksafe::ForkSafeMutex;
 use super::queue::{Producer, Queue};
-use super::stack::{Frames, Stack};
+use super::stack::{BufferedStack, Frames, Stack};
 use super::task::TaskLabels;
 use super::thread::ThreadMeta;
 use super::{sampler, Event, EventExtra, EventKind, Mode};
@@ -75,6 +75,9 @@ struct Cached {
     meta_sent: bool,
     /// The stacks this thread has sent in full.
     sent: SentStacks,
+    /// An event's extra part allocated ahead (by [`prepare`]), for the next
+    /// new stack sent while a user's lock is held.
+    spare: Option<Box<EventExtra>>,
 }
 
 /// Bumped by the recorder when it forgets the stacks and threads it knows, so
@@ -191,6 +194,46 @@ impl Events {
     }
 }
 
+/// Allocates now what this thread's next event may need (its labels, its
+/// queue, the set of stacks it sent, a buffer for a new stack), so that
+/// sending it allocates nothing: a sampled acquisition calls this before it
+/// takes the user's lock, which a global allocator may take too.
+pub(crate) fn prepare() {
+    let Some(session) = sampler::session() else {
+        return;
+    };
+    let _ = CACHED.try_with(|cell| {
+        let Ok(mut cached) = cell.try_borrow_mut() else {
+            return;
+        };
+        let c = cached.get_or_insert_with(|| Cached {
+            session: 0,
+            queue: None,
+            meta: ThreadMeta::current(),
+            known_to: (0, 0),
+            meta_sent: false,
+            sent: SentStacks(None),
+            spare: None,
+        });
+        if c.session != session {
+            c.session = session;
+            c.queue = register(session);
+        }
+        c.sent.0.get_or_insert_with(|| Box::new([0; SENT_SLOTS]));
+        let room = max_frames();
+        if c.spare
+            .as_ref()
+            .and_then(|s| s.buffered.as_ref())
+            .is_none_or(|b| b.ips.capacity() < room)
+        {
+            c.spare = Some(Box::new(EventExtra {
+                buffered: Some(BufferedStack::with_room(room)),
+                ..Default::default()
+            }));
+        }
+    });
+}
+
 /// This thread's queue in `session`, registered now.
 #[cold]
 fn register(session: u32) -> Option<Producer> {
@@ -211,11 +254,12 @@ pub(crate) fn send(
     site: &LockSite,
     mode: Mode,
     value_ticks: u64,
+    shift: u8,
     frames: Frames<'_>,
 ) -> bool {
     // No task to move around: copying an `Option<TaskLabels>` through the
     // stack cost store-forwarding stalls, 40% of this function.
-    send_inner(kind, site, mode, value_ticks, frames, None)
+    send_inner(kind, site, mode, value_ticks, shift, frames, None)
 }
 
 /// [`send`] for an async lock's event, with its task's labels.
@@ -226,10 +270,11 @@ pub(crate) fn send_task(
     site: &LockSite,
     mode: Mode,
     value_ticks: u64,
+    shift: u8,
     frames: Frames<'_>,
     task: Option<TaskLabels>,
 ) -> bool {
-    send_inner(kind, site, mode, value_ticks, frames, task)
+    send_inner(kind, site, mode, value_ticks, shift, frames, task)
 }
 
 #[inline(always)]
@@ -238,6 +283,7 @@ fn send_inner(
     site: &LockSite,
     mode: Mode,
     value_ticks: u64,
+    shift: u8,
     frames: Frames<'_>,
     mut task: Option<TaskLabels>,
 ) -> bool {
@@ -254,6 +300,7 @@ fn send_inner(
             known_to: (0, 0),
             meta_sent: false,
             sent: SentStacks(None),
+            spare: None,
         });
         if c.session != session {
             c.session = session;
@@ -272,17 +319,36 @@ fn send_inner(
         taken = true;
         let task = task.take();
         let extra = (full_stack || !c.meta_sent || task.is_some()).then(|| {
-            Box::new(EventExtra {
-                thread: (!c.meta_sent).then(|| Arc::clone(&c.meta)),
-                stack: full_stack.then(|| frames.to_stack()),
-                task,
-            })
+            let thread = (!c.meta_sent).then(|| Arc::clone(&c.meta));
+            match c
+                .spare
+                .take()
+                .filter(|spare| spare.buffered.as_ref().is_some_and(|b| b.fits(&frames)))
+            {
+                // Allocates nothing: a user's lock may be held.
+                Some(mut extra) => {
+                    extra.thread = thread;
+                    extra.task = task;
+                    match (full_stack, &mut extra.buffered) {
+                        (true, Some(b)) => b.fill(&frames),
+                        _ => extra.buffered = None,
+                    }
+                    extra
+                }
+                None => Box::new(EventExtra {
+                    thread,
+                    stack: full_stack.then(|| frames.to_stack()),
+                    buffered: None,
+                    task,
+                }),
+            }
         });
         let event = Event {
             kind,
             mode,
             site: *site,
             value_ticks,
+            shift,
             thread: c.meta.id,
             stack: frames.hash,
             extra,
@@ -299,43 +365,41 @@ fn send_inner(
         Ok(sent) => sent,
         // This thread's locals are being torn down: a guard released by
         // another thread-local's destructor. Its event still goes out.
-        Err(_) if !taken => send_uncached(session, kind, site, mode, value_ticks, frames.to_stack(), task),
+        Err(_) if !taken => send_uncached(
+            session,
+            Event {
+                kind,
+                mode,
+                site: *site,
+                value_ticks,
+                shift,
+                thread: 0,
+                stack: frames.hash,
+                extra: None,
+            },
+            frames.to_stack(),
+            task,
+        ),
         Err(_) => false,
     }
 }
 
 #[cold]
 #[inline(never)]
-fn send_uncached(
-    session: u32,
-    kind: EventKind,
-    site: &LockSite,
-    mode: Mode,
-    value_ticks: u64,
-    stack: Stack,
-    task: Option<TaskLabels>,
-) -> bool {
+fn send_uncached(session: u32, mut event: Event, stack: Stack, task: Option<TaskLabels>) -> bool {
     let meta = ThreadMeta::current();
     let mut sink = SINK.lock();
     let Some(sink) = sink.as_mut().filter(|s| s.session == session) else {
         return false;
     };
-    push(
-        &mut sink.orphans,
-        Event {
-            kind,
-            mode,
-            site: *site,
-            value_ticks,
-            thread: meta.id,
-            stack: stack.hash,
-            extra: Some(Box::new(EventExtra {
-                thread: Some(meta),
-                stack: Some(stack),
-                task,
-            })),
-        },
-    )
+    event.thread = meta.id;
+    event.extra = Some(Box::new(EventExtra {
+        thread: Some(meta),
+        stack: Some(stack),
+        buffered: None,
+        task,
+    }));
+    push(&mut sink.orphans, event)
 }
 
 /// Queues `event` unless its queue is full, which drops it and counts the
@@ -376,8 +440,12 @@ pub(crate) struct RawKey {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Aggregate {
     pub(crate) events: u64,
-    /// Clock ticks while aggregating; the flush converts them to nanoseconds
-    /// before the estimator sees them.
+    /// The events' weights summed: each stands for `2^shift` events sampled
+    /// at `capture_pct` (the sampling budget); equal to `events` when the
+    /// budget never applied.
+    pub(crate) weight: u64,
+    /// The values weighted the same way: clock ticks while aggregating; the
+    /// flush converts them to nanoseconds before the estimator sees them.
     pub(crate) total_ns: u64,
 }
 
@@ -415,6 +483,11 @@ impl Recorder {
             if let Some(stack) = extra.stack {
                 self.known.entry(stack.hash).or_insert(stack);
             }
+            if let Some(buffered) = extra.buffered {
+                self.known
+                    .entry(buffered.hash)
+                    .or_insert_with(|| buffered.to_stack());
+            }
             task = extra.task;
         }
         if !self.threads.contains_key(&event.thread) || !self.known.contains_key(&event.stack) {
@@ -432,7 +505,11 @@ impl Recorder {
         };
         let agg = self.samples.entry(key).or_default();
         agg.events += 1;
-        agg.total_ns = agg.total_ns.saturating_add(event.value_ticks);
+        let shift = u32::from(event.shift.min(super::sampler::MAX_SHIFT));
+        agg.weight = agg.weight.saturating_add(1 << shift);
+        agg.total_ns = agg
+            .total_ns
+            .saturating_add(event.value_ticks.saturating_mul(1 << shift));
     }
 
     /// Takes what was aggregated since the last call; keeps the table's
@@ -483,11 +560,13 @@ mod tests {
             mode: Mode::Exclusive,
             site: LockSite::caller().with_name("l"),
             value_ticks: ticks,
+            shift: 0,
             thread: thread.id,
             stack: stack.hash,
             extra: Some(Box::new(EventExtra {
                 thread: with_meta.then(|| Arc::clone(thread)),
                 stack: full.then(|| stack.clone()),
+                buffered: None,
                 task: None,
             })),
         }

@@ -4,12 +4,16 @@
 //! # The estimator
 //!
 //! For each lock name and mode, over one period:
-//! - **Counts.** Where the exact number of acquisitions `N` is known (mutexes,
-//!   re-entrant mutexes, write locks) each stack gets `N × n_k / n`, where
-//!   `n_k` of the `n` sampled acquisitions had that stack: a ratio estimator
-//!   whose total is exactly `N`, and which also corrects for events dropped on
-//!   a full queue. Where it is not known (read locks) each sampled event
-//!   stands for `100 / capture_pct` acquisitions (Horvitz–Thompson).
+//! - **Weights.** A sampled event drawn under the sampling budget (see
+//!   `sampler`) stands for `2^shift` events sampled at `capture_pct`; below,
+//!   `n` and `n_k` are sums of these weights, and sampled times are summed
+//!   weighted the same way. Without budget pressure every weight is 1.
+//! - **Counts.** The exact number of acquisitions `N` of each lock name and
+//!   mode is known (see `stats`): each stack gets `N × n_k / n`, where `n_k`
+//!   of the `n` sampled acquisitions had that stack: a ratio estimator whose
+//!   total is exactly `N`, and which also corrects for events dropped on a
+//!   full queue. Where it is not known each sampled event stands for
+//!   `100 / capture_pct` acquisitions (Horvitz–Thompson).
 //! - **Wait and hold.** The sync locks read no clock on an unsampled
 //!   acquisition, so waits and holds are measured on sampled ones only; each
 //!   stack gets its sampled time scaled by the same factor as its count
@@ -89,8 +93,11 @@ pub(crate) fn weigh(
                 .then(a.0.task.cmp(&b.0.task))
         });
         let exact = totals.get(&(site, mode)).copied();
-        let sampled_events: u64 = members.iter().map(|(_, a)| a.events).sum();
-        let sampled_ns: u64 = members.iter().map(|(_, a)| a.total_ns).sum();
+        let sampled_events: u64 = members.iter().map(|(_, a)| a.weight).fold(0, u64::saturating_add);
+        let sampled_ns: u64 = members
+            .iter()
+            .map(|(_, a)| a.total_ns)
+            .fold(0, u64::saturating_add);
 
         let count = match exact.and_then(|t| t.acquired) {
             Some(n) => n,
@@ -124,7 +131,7 @@ pub(crate) fn weigh(
             }
         }
 
-        let counts = apportion(count, members.iter().map(|(_, a)| a.events));
+        let counts = apportion(count, members.iter().map(|(_, a)| a.weight));
         let times = if sampled_ns > 0 {
             apportion(total_ns, members.iter().map(|(_, a)| a.total_ns))
         } else {
@@ -231,7 +238,16 @@ mod tests {
     fn four_sampled_acquisitions() -> Vec<(SampleKey, Aggregate)> {
         [(1, 3, 300), (2, 1, 100)]
             .into_iter()
-            .map(|(ip, events, total_ns)| (key(EventKind::Acquire, 1, ip), Aggregate { events, total_ns }))
+            .map(|(ip, events, total_ns)| {
+                (
+                    key(EventKind::Acquire, 1, ip),
+                    Aggregate {
+                        events,
+                        weight: events,
+                        total_ns,
+                    },
+                )
+            })
             .collect()
     }
 
@@ -286,6 +302,7 @@ mod tests {
             key(EventKind::Acquire, 1, 1),
             Aggregate {
                 events: 2,
+                weight: 2,
                 total_ns: 50,
             },
         )];

@@ -5,6 +5,22 @@
 //! acquisition has the same probability of being sampled whatever pattern the
 //! program follows (a loop alternating two locks sees both sampled), and the
 //! common case is one thread-local decrement: no clock, no shared write.
+//!
+//! # The sampling budget
+//!
+//! A sampled event costs a stack walk and a hand-off, some hundreds of
+//! nanoseconds, so at a fixed rate the cost grows with the lock rate: at 1 %
+//! of a 5 ns lock it alone would add 20 %. Each thread therefore also keeps
+//! to a budget of sampled acquisitions per second. Time is read only at a
+//! sampled acquisition: every [`WINDOW_NS`] the thread compares how many it
+//! sampled with its share of the budget, and sets how many times its gaps
+//! are lengthened, `2^shift`, so that the next window fits (the first
+//! window's excess is corrected as soon as it is seen). A gap drawn with
+//! probability `p / 2^shift` makes its sampled acquisition stand for
+//! `2^shift` times as many as one drawn at `p`: the event carries `shift`,
+//! and the estimator weighs it by `2^shift` (Horvitz–Thompson), so totals
+//! stay unbiased whatever the budget does. The probability in force only
+//! ever depends on acquisitions before the gap, never on the one sampled.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -16,12 +32,33 @@ pub(crate) static SESSION: AtomicU32 = AtomicU32::new(0);
 /// `capture_pct` of the running session, as `f64` bits.
 static CAPTURE_PCT: AtomicU64 = AtomicU64::new(0);
 
+/// Sampled acquisitions allowed per [`WINDOW_NS`] and thread; 0 means no
+/// budget.
+static BUDGET_PER_WINDOW: AtomicU64 = AtomicU64::new(0);
+/// [`WINDOW_NS`] in clock ticks.
+static WINDOW_TICKS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The budget's window: short, so that a burst is corrected within it.
+pub(crate) const WINDOW_NS: u64 = 10_000_000;
+
+/// The most a gap is lengthened: `2^MAX_SHIFT`.
+pub(crate) const MAX_SHIFT: u8 = 24;
+
 struct Local {
     /// The session the countdown was drawn for (high 32 bits) and the
     /// acquisitions left before the next sampled one (low 32 bits; 1 means
     /// "the next one"). One word, so the fast path is one load and one store.
     state: Cell<u64>,
     rng: Cell<u64>,
+    /// The budget: gaps are drawn with probability `p / 2^shift`.
+    shift: Cell<u8>,
+    /// The shift the current gap was drawn with: the weight of the
+    /// acquisition it ends.
+    drawn_shift: Cell<u8>,
+    /// The current window: its start (clock ticks) and the acquisitions
+    /// sampled in it.
+    window_start: Cell<u64>,
+    window_events: Cell<u64>,
     /// Set while profiler code runs on this thread, so that anything it
     /// triggers (a user allocator taking a profiled lock) is never recorded.
     busy: Cell<bool>,
@@ -29,13 +66,26 @@ struct Local {
 
 thread_local! {
     static LOCAL: Local = const {
-        Local { state: Cell::new(0), rng: Cell::new(0), busy: Cell::new(false) }
+        Local {
+            state: Cell::new(0),
+            rng: Cell::new(0),
+            shift: Cell::new(0),
+            drawn_shift: Cell::new(0),
+            window_start: Cell::new(0),
+            window_events: Cell::new(0),
+            busy: Cell::new(false),
+        }
     };
 }
 
-/// Publishes a new session's sampling rate; call before storing `SESSION`.
-pub(crate) fn configure(capture_pct: f64) {
+/// Publishes a new session's sampling rate and budget (sampled acquisitions
+/// per second and thread, 0 for none); call before storing `SESSION`.
+pub(crate) fn configure(capture_pct: f64, budget_per_sec: u64, ticks_per_sec: f64) {
     CAPTURE_PCT.store(capture_pct.to_bits(), Relaxed);
+    let per_window = (budget_per_sec as f64 * WINDOW_NS as f64 / 1e9).ceil() as u64;
+    BUDGET_PER_WINDOW.store(if budget_per_sec == 0 { 0 } else { per_window.max(1) }, Relaxed);
+    let window = ticks_per_sec * WINDOW_NS as f64 / 1e9;
+    WINDOW_TICKS.store(if window >= 1.0 { window as u64 } else { 1 }, Relaxed);
 }
 
 pub(crate) fn capture_pct() -> f64 {
@@ -112,15 +162,78 @@ fn countdown_expired(l: &Local, session: u32) -> bool {
         if l.rng.get() == 0 {
             l.rng.set(seed());
         }
+        l.shift.set(0);
+        l.window_start.set(0);
+        l.window_events.set(0);
+        l.drawn_shift.set(0);
         let gap = draw_gap(l, pct);
         if gap > 1 {
             set_left(gap - 1);
             return false;
         }
     }
-    // This acquisition is the sampled one; draw the gap to the next.
-    set_left(draw_gap(l, pct));
-    pct > 0.0 && !l.busy.get()
+    // This acquisition is the sampled one; it weighs as its gap was drawn.
+    let sampled = pct > 0.0 && !l.busy.get();
+    if sampled {
+        keep_to_budget(l);
+    }
+    CURRENT_SHIFT.with(|c| c.set(l.drawn_shift.get()));
+    l.drawn_shift.set(l.shift.get());
+    set_left(draw_gap(l, pct_in_force(pct, l.shift.get())));
+    sampled
+}
+
+thread_local! {
+    /// The weight (`2^shift`) of this thread's sampled acquisition in
+    /// progress, for its events.
+    static CURRENT_SHIFT: Cell<u8> = const { Cell::new(0) };
+}
+
+/// The shift of the sampled acquisition this thread is recording: its events
+/// stand for `2^shift` sampled at the configured rate.
+pub(crate) fn current_shift() -> u8 {
+    CURRENT_SHIFT.try_with(Cell::get).unwrap_or(0)
+}
+
+fn pct_in_force(pct: f64, shift: u8) -> f64 {
+    if shift == 0 {
+        pct
+    } else {
+        pct / (1u64 << shift) as f64
+    }
+}
+
+/// Counts one sampled acquisition against this thread's budget and sets the
+/// shift for the gaps drawn from now on.
+fn keep_to_budget(l: &Local) {
+    let budget = BUDGET_PER_WINDOW.load(Relaxed);
+    if budget == 0 {
+        return;
+    }
+    let now = super::clock::now();
+    let window = WINDOW_TICKS.load(Relaxed);
+    let events = l.window_events.get() + 1;
+    let elapsed = now.saturating_sub(l.window_start.get());
+    if l.window_start.get() == 0 || elapsed >= window || events > budget {
+        // The rate of sampled acquisitions at shift 0, as this window saw
+        // it, decides the next shift: lengthen gaps by the power of two that
+        // brings it under budget, or shorten them as the rate falls.
+        if l.window_start.get() != 0 {
+            let at_zero = events as f64 * (1u64 << l.shift.get()) as f64;
+            let per_window = at_zero * window as f64 / elapsed.max(1) as f64;
+            let needed = (per_window / budget as f64).log2().ceil();
+            let shift = if needed.is_nan() || needed <= 0.0 {
+                0
+            } else {
+                (needed as u8).min(MAX_SHIFT)
+            };
+            l.shift.set(shift);
+        }
+        l.window_start.set(now);
+        l.window_events.set(0);
+    } else {
+        l.window_events.set(events);
+    }
 }
 
 /// A geometric gap (number of acquisitions up to and including the next
@@ -162,6 +275,11 @@ fn seed() -> u64 {
     h.finish() | 1
 }
 
+/// Whether profiler code is running on this thread (see [`enter`]).
+pub(crate) fn inside_profiler() -> bool {
+    LOCAL.try_with(|l| l.busy.get()).unwrap_or(true)
+}
+
 /// Runs `f` with this thread marked as inside the profiler: nothing it does is
 /// sampled. Returns `None` if the thread is already inside (no recursion) or
 /// is being torn down.
@@ -192,6 +310,10 @@ mod tests {
         Local {
             state: Cell::new(0),
             rng: Cell::new(seed),
+            shift: Cell::new(0),
+            drawn_shift: Cell::new(0),
+            window_start: Cell::new(0),
+            window_events: Cell::new(0),
             busy: Cell::new(false),
         }
     }

@@ -72,6 +72,47 @@ pub(crate) struct Frames<'a> {
     pub(crate) hash: u64,
 }
 
+/// A stack's frames in a buffer that the capturing thread allocated ahead
+/// of time, so that sending a new stack allocates nothing while a user's
+/// lock is held.
+#[derive(Debug, Default)]
+pub(crate) struct BufferedStack {
+    pub(crate) ips: Vec<usize>,
+    pub(crate) omitted: u32,
+    pub(crate) hash: u64,
+}
+
+impl BufferedStack {
+    /// Room for a stack of `max_frames`.
+    pub(crate) fn with_room(max_frames: usize) -> BufferedStack {
+        BufferedStack {
+            ips: Vec::with_capacity(max_frames.saturating_add(INTERNAL_SLACK)),
+            omitted: 0,
+            hash: 0,
+        }
+    }
+
+    /// Whether `frames` fit without reallocating.
+    pub(crate) fn fits(&self, frames: &Frames<'_>) -> bool {
+        self.ips.capacity() >= frames.ips.len()
+    }
+
+    pub(crate) fn fill(&mut self, frames: &Frames<'_>) {
+        self.ips.clear();
+        self.ips.extend_from_slice(frames.ips);
+        self.omitted = frames.omitted;
+        self.hash = frames.hash;
+    }
+
+    pub(crate) fn to_stack(&self) -> Stack {
+        Stack {
+            ips: Arc::from(&self.ips[..]),
+            omitted: self.omitted,
+            hash: self.hash,
+        }
+    }
+}
+
 impl Frames<'_> {
     pub(crate) fn to_stack(self) -> Stack {
         Stack {

@@ -1,186 +1,370 @@
-//! Exact per-lock totals, kept beside the sampled events.
+//! Exact acquisition counts per lock name, kept per thread.
 //!
-//! Every lock instance gets a small heap block the first time it is acquired
-//! while a profiler runs. Exclusive acquisitions are counted in it with a plain
-//! load and store (the lock is held, so no other thread writes the counter).
-//! The async locks also add every contended acquisition's measured wait; the
-//! sync locks never read a clock on an unsampled acquisition, so their waits
-//! are estimated from the sampled ones. The recorder reads the blocks at each
-//! flush, so the per-lock counts in a profile are exact while the split across
-//! call stacks comes from the sampled events.
+//! Every lock name (a [`SiteKey`]) gets a small index the first time one of
+//! its locks is counted while a profiler runs; each lock instance remembers
+//! the index inline ([`StatsSlot`], four bytes beside the raw lock). An
+//! acquisition adds one to a counter in a table that belongs to the
+//! acquiring thread, at `index × 2 + mode`: a thread-local load and store,
+//! no write to memory that another core uses. The profiler thread reads
+//! every thread's table at each flush and reports what changed since the
+//! last one.
+//!
+//! Why per thread and per name, not per lock instance: a counter in a
+//! per-lock heap block was a second cache line written inside every
+//! critical section, which under contention travelled between cores with
+//! the lock and halved throughput; and a block per instance, registered in
+//! a global list, made a program that creates a lock per request allocate
+//! and take a global mutex per request, and keep the block until the next
+//! flush. Here a lock that lives for microseconds costs no allocation, no
+//! global lock and no memory after it drops, and read locks are counted
+//! exactly too (a thread's own counter is not a shared write).
+//!
+//! # When a count is reported
+//!
+//! A count is made with the acquisition, into the acquiring thread's table;
+//! it is reported by the first flush that reads that table afterwards, and
+//! only by that one (each flush remembers, per table slot, the value it
+//! reported). A thread that exits leaves its table to the profiler, whose
+//! next flush reads it a last time and frees it. Nothing is lost when a lock
+//! or a thread goes away, and nothing is counted twice; a count made while a
+//! flush is reading the table goes into the next profile. The async locks'
+//! contended waits, measured on every contended acquisition, are added to
+//! per-name atomics (they follow a wait, so their cost does not matter).
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex as StdMutex};
 
 use super::forksafe::ForkSafeMutex;
-use super::Mode;
+use super::{sampler, Mode};
 use crate::site::{LockSite, SiteKey};
 
-/// Totals for one acquisition mode of one lock instance.
-#[derive(Default, Debug)]
-pub(crate) struct ModeStats {
-    /// Acquisitions; exact for exclusive modes only (see [`Mode::counted`]).
-    pub(crate) acquired: AtomicU64,
-    pub(crate) contended: AtomicU64,
-    /// Clock ticks (see `clock`).
-    pub(crate) wait_ticks: AtomicU64,
-}
+/// Lock names counted at most: beyond, acquisitions of new names go to one
+/// shared overflow count (reported in the profile's comments).
+pub(crate) const MAX_SITES: usize = CHUNK * CHUNKS;
+const CHUNK: usize = 1024;
+const CHUNKS: usize = 256;
 
-/// The totals of one lock instance.
+/// What is kept per lock name beside the per-thread counts: its key, and the
+/// async locks' measured waits.
 #[derive(Debug)]
-pub(crate) struct LockStats {
-    pub(crate) site: SiteKey,
-    /// The modes behind indexes 0 and 1: `[Exclusive, Read]` for mutexes,
-    /// `[Write, Read]` for read-write locks.
-    pub(crate) mode_of: [Mode; 2],
-    /// Indexed by [`Mode::index`].
-    pub(crate) modes: [ModeStats; 2],
-    /// What the recorder has already reported, per mode: acquired, contended,
-    /// wait. Only the recorder thread touches these.
-    pub(crate) reported: [[AtomicU64; 3]; 2],
-    /// Set once the lock's waits are measured on every acquisition (the async
-    /// locks, from their first contended one; until then every wait was 0).
-    pub(crate) waits_measured: AtomicBool,
-    /// Set (Release) when the lock is dropped, after its last count; read
-    /// (Acquire) by the recorder before the counters, so that a block seen
-    /// retired is read complete before it is forgotten.
-    pub(crate) retired: AtomicBool,
+struct SiteEntry {
+    key: SiteKey,
+    /// The modes behind table slots 0 and 1: `[Exclusive, Read]` for
+    /// mutexes, `[Write, Read]` for read-write locks.
+    mode_of: [Mode; 2],
+    /// Async locks: contended acquisitions and their waits (clock ticks).
+    contended: [AtomicU64; 2],
+    wait_ticks: [AtomicU64; 2],
+    /// Set once a wait of this name was measured (async locks).
+    waits_measured: AtomicBool,
+    /// Acquisitions made while the thread's table could not be used (the
+    /// thread's locals being torn down, or profiler code on the thread).
+    orphans: [AtomicU64; 2],
 }
 
-/// A lock's pointer to its [`LockStats`], allocated on first use while
-/// profiling. Owns one strong count; the registry owns another.
-pub(crate) struct StatsSlot(AtomicPtr<LockStats>);
+/// The index of every name seen, and the entries, which never move: chunks
+/// of [`CHUNK`] entries, allocated as needed and never freed, so that an
+/// index handed out can be read without a lock.
+struct Sites {
+    by_key: HashMap<ContentKey, u32>,
+}
 
-/// Every registered block, for the recorder to read. Not a profiled lock.
-static REGISTRY: ForkSafeMutex<Vec<Arc<LockStats>>> = ForkSafeMutex::new(Vec::new);
+static SITES: ForkSafeMutex<Sites> = ForkSafeMutex::new(|| Sites {
+    by_key: HashMap::new(),
+});
+static CHUNK_PTRS: [AtomicPtr<SiteEntry>; CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS];
+/// Entries `1..=SITE_COUNT` are initialised (index 0 means "none").
+static SITE_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Acquisitions of names beyond [`MAX_SITES`].
+static OVERFLOW: AtomicU64 = AtomicU64::new(0);
 
-/// The registry's lock, for the fault-injection tests.
+/// A [`SiteKey`] hashed and compared by content: the same name created in
+/// two codegen units may have two copies of its strings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ContentKey(SiteKey);
+
+impl Hash for ContentKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let k = &self.0;
+        (k.file, k.line, k.column, k.name).hash(state);
+    }
+}
+
+fn entry(index: u32) -> Option<&'static SiteEntry> {
+    let i = (index as usize).checked_sub(1)?;
+    if i >= SITE_COUNT.load(Acquire) {
+        return None;
+    }
+    let chunk = CHUNK_PTRS.get(i / CHUNK)?.load(Acquire);
+    // SAFETY: a chunk, once published, is an array of CHUNK entries that is
+    // never freed, and entry `i` was initialised before SITE_COUNT covered it
+    // (Release in `assign`, Acquire above).
+    (!chunk.is_null()).then(|| unsafe { &*chunk.add(i % CHUNK) })
+}
+
+/// The index of `site`'s name, assigning one if it is new. `None` beyond
+/// [`MAX_SITES`] names.
+fn assign(site: &LockSite, mode: Mode) -> Option<u32> {
+    let key = site.key();
+    let mut sites = SITES.lock();
+    if let Some(&i) = sites.by_key.get(&ContentKey(key)) {
+        return Some(i);
+    }
+    let i = SITE_COUNT.load(Relaxed);
+    if i >= MAX_SITES {
+        return None;
+    }
+    let slot = &CHUNK_PTRS[i / CHUNK];
+    let mut chunk = slot.load(Acquire);
+    if chunk.is_null() {
+        let fresh: Box<[std::mem::MaybeUninit<SiteEntry>]> = Box::new_uninit_slice(CHUNK);
+        chunk = Box::into_raw(fresh).cast::<SiteEntry>();
+        slot.store(chunk, Release);
+    }
+    let first = match mode {
+        Mode::Exclusive => Mode::Exclusive,
+        Mode::Read | Mode::Write => Mode::Write,
+    };
+    // SAFETY: slot `i % CHUNK` of a chunk of CHUNK entries, not yet
+    // initialised (SITE_COUNT does not cover it) and written only here, under
+    // SITES.
+    unsafe {
+        chunk.add(i % CHUNK).write(SiteEntry {
+            key,
+            mode_of: [first, Mode::Read],
+            contended: Default::default(),
+            wait_ticks: Default::default(),
+            waits_measured: AtomicBool::new(false),
+            orphans: Default::default(),
+        });
+    }
+    SITE_COUNT.store(i + 1, Release);
+    let index = i as u32 + 1;
+    sites.by_key.insert(ContentKey(key), index);
+    Some(index)
+}
+
+/// The SITES lock, for the fault-injection tests.
 #[cfg(feature = "fault-injection")]
 pub(crate) fn hold_registry() -> impl Drop {
-    REGISTRY.lock()
+    SITES.lock()
 }
 
-/// In a forked child, before it starts a profiler: the parent's profiler
-/// thread may have held the registry at the fork (it does during every
-/// flush). The blocks are kept when it was free, so the locks copied from the
-/// parent go on being counted exactly; when it was held, those locks' counts
-/// are estimated from their samples in the child, as shared reads' are.
-pub(crate) fn after_fork() {
-    REGISTRY.renew(|blocks| blocks);
+/// One thread's counters: slot `index × 2 + mode` holds the acquisitions of
+/// that name and mode by that thread. Written only by the thread (plain
+/// load and store), read by the profiler.
+struct Table {
+    slots: Box<[AtomicU64]>,
 }
+
+/// A thread's tables, shared with the profiler.
+struct ThreadCounts {
+    /// The current table; earlier (smaller) ones are kept in `old` until
+    /// this is dropped, since the profiler may still be reading them.
+    current: AtomicPtr<Table>,
+    // Boxed: the profiler may hold a reference to a replaced table's
+    // allocation, which must not move.
+    #[allow(clippy::vec_box)]
+    old: StdMutex<Vec<Box<Table>>>,
+    /// Set (Release) when the thread is gone, after its last count.
+    exited: AtomicBool,
+    /// What the profiler reported per slot. Only the profiler touches it.
+    reported: StdMutex<Vec<u64>>,
+}
+
+impl ThreadCounts {
+    fn table(&self) -> &Table {
+        // SAFETY: `current` always points to a live table (set in `grow`,
+        // replaced tables are moved to `old` and live as long as `self`).
+        unsafe { &*self.current.load(Acquire) }
+    }
+}
+
+impl Drop for ThreadCounts {
+    fn drop(&mut self) {
+        let p = *self.current.get_mut();
+        if !p.is_null() {
+            // SAFETY: `current` came from `Box::into_raw` in `grow`.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+/// Every thread's tables, for the profiler to read.
+static THREADS: ForkSafeMutex<Vec<Arc<ThreadCounts>>> = ForkSafeMutex::new(Vec::new);
+
+/// The fast path's view of this thread's table: no destructor, so reaching
+/// it costs no initialisation check.
+struct Fast {
+    base: Cell<*const AtomicU64>,
+    /// Slots in the table, minus the two of index 0 (never assigned).
+    len_m2: Cell<usize>,
+}
+
+thread_local! {
+    static FAST: Fast = const { Fast { base: Cell::new(ptr::null()), len_m2: Cell::new(0) } };
+    static OWNER: RefCell<Option<Owner>> = const { RefCell::new(None) };
+}
+
+/// Owns this thread's share of its tables: on thread exit, hands them to the
+/// profiler.
+struct Owner {
+    counts: Arc<ThreadCounts>,
+    /// (location, name) → index, so that a new lock of a known name finds
+    /// its index without the global lock.
+    cache: Box<[(usize, usize, usize, u32); CACHE]>,
+}
+
+const CACHE: usize = 256;
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        // Later acquisitions on this thread (other thread-locals' destructors)
+        // must not touch the table: they become orphans.
+        let _ = FAST.try_with(|f| {
+            f.base.set(ptr::null());
+            f.len_m2.set(0);
+        });
+        self.counts.exited.store(true, Release);
+    }
+}
+
+/// A lock's index into the per-name tables, assigned at its first counted
+/// acquisition while a profiler runs (0 until then). Four bytes inline in
+/// the lock; nothing to free when the lock drops.
+pub(crate) struct StatsSlot(AtomicU32);
 
 impl StatsSlot {
     pub(crate) const fn new() -> Self {
-        StatsSlot(AtomicPtr::new(ptr::null_mut()))
+        StatsSlot(AtomicU32::new(0))
     }
 
-    /// Counts one acquisition in `mode`. Call with the lock held in that mode.
+    /// Counts one acquisition in `mode` by this thread, if this thread's
+    /// table has its slot: a thread-local load and store. False when it has
+    /// not (the lock's first acquisition on this thread, or a new name):
+    /// then the caller, once it holds no lock, calls
+    /// [`count_unlocked`](Self::count_unlocked). Never allocates, so it is
+    /// safe with the user's lock held, whatever the global allocator does.
     #[inline(always)]
-    pub(crate) fn count(&self, site: &LockSite, mode: Mode) {
-        if !mode.counted() {
+    pub(crate) fn count(&self, mode: Mode) -> bool {
+        let slot = self.0.load(Relaxed) as usize * 2 + mode.index();
+        FAST.try_with(|f| {
+            // Index 0 (no index yet) wraps to a huge value: not counted.
+            if slot.wrapping_sub(2) >= f.len_m2.get() {
+                return false;
+            }
+            // SAFETY: `base` points to this thread's current table of
+            // `len_m2 + 2` slots, kept alive by OWNER; `slot < len`.
+            let c = unsafe { &*f.base.get().add(slot) };
+            // A plain load and store: only this thread writes its table.
+            c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+            true
+        })
+        .unwrap_or(false)
+    }
+
+    /// Counts one acquisition that [`count`](Self::count) could not: assigns
+    /// the lock's index and grows this thread's table as needed, which
+    /// allocates. Call with no lock held (the acquisition's own lock may
+    /// be taken by the allocator).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn count_unlocked(&self, site: &LockSite, mode: Mode) {
+        if self.count(mode) {
             return;
         }
-        let stats = self.get(site, mode);
-        let c = &stats.modes[mode.index()].acquired;
-        // A plain read-modify-write: the exclusive lock is held, so no other
-        // thread writes this counter now, and the recorder only reads it.
-        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+        if sampler::inside_profiler() {
+            // Taken by something the profiler did on this thread (an
+            // allocator that takes a profiled lock): not the program's.
+            return;
+        }
+        match self.prepare(site, mode) {
+            Prepared::Table => {
+                if self.count(mode) {
+                    return;
+                }
+            }
+            Prepared::Overflow => {
+                OVERFLOW.fetch_add(1, Relaxed);
+                return;
+            }
+            Prepared::NoTable => {}
+        }
+        if let Some(e) = self.index(site, mode).and_then(entry) {
+            // No table on this thread (its locals are being torn down, or
+            // profiler code runs on it): a shared atomic add, rare.
+            e.orphans[mode.index()].fetch_add(1, Relaxed);
+        }
     }
 
-    /// Counts one acquisition in `mode` of a lock that several holders can
-    /// hold at once (a semaphore): an atomic add, so the count stays exact.
+    /// Makes sure this thread's table has this lock's slot, so that
+    /// [`count`](Self::count) succeeds: assigns the lock's index and grows
+    /// the table, which allocates. Call with no lock held.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn prepare(&self, site: &LockSite, mode: Mode) -> Prepared {
+        let Some(index) = self.index(site, mode) else {
+            return Prepared::Overflow;
+        };
+        if sampler::enter(|| grow(index as usize * 2 + mode.index())).unwrap_or(false) {
+            Prepared::Table
+        } else {
+            Prepared::NoTable
+        }
+    }
+
+    /// As [`count`](Self::count), for locks with several holders at once (a
+    /// semaphore): the counter is the thread's own, so the same code is
+    /// exact.
     #[cfg(feature = "tokio")]
     #[inline]
     pub(crate) fn count_shared(&self, site: &LockSite, mode: Mode) {
-        if !mode.counted() {
-            return;
+        if !self.count(mode) {
+            self.count_unlocked(site, mode);
         }
-        self.get(site, mode).modes[mode.index()]
-            .acquired
-            .fetch_add(1, Relaxed);
     }
 
-    /// Counts one contended acquisition that waited `wait_ticks`, for a lock that
-    /// measures every wait (the async locks). Call with the lock held in
-    /// `mode`.
+    /// Counts one contended acquisition that waited `wait_ticks`, for a lock
+    /// that measures every wait (the async locks).
     #[cfg(feature = "tokio")]
     #[cold]
     pub(crate) fn contended(&self, site: &LockSite, mode: Mode, wait_ticks: u64) {
-        let stats = self.get(site, mode);
-        if !stats.waits_measured.load(Relaxed) {
-            stats.waits_measured.store(true, Relaxed);
-        }
-        let s = &stats.modes[mode.index()];
-        if mode.counted() {
-            // Held exclusively, as in `count`: plain stores, so that no
-            // locked instruction lengthens a critical section that other
-            // threads are already queueing for.
-            let add = |c: &AtomicU64, v: u64| c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
-            add(&s.contended, 1);
-            add(&s.wait_ticks, wait_ticks);
+        let Some(e) = self.index(site, mode).and_then(entry) else {
             return;
-        }
-        // Shared modes can race here with each other, so these are atomic
-        // read-modify-writes; they only run after a measured wait.
-        s.contended.fetch_add(1, Relaxed);
-        s.wait_ticks.fetch_add(wait_ticks, Relaxed);
-    }
-
-    #[inline(always)]
-    fn get(&self, site: &LockSite, mode: Mode) -> &LockStats {
-        let p = self.0.load(Acquire);
-        if p.is_null() {
-            return self.register(site, mode);
-        }
-        // SAFETY: a non-null pointer came from `Arc::into_raw` in `register`
-        // and stays valid until `drop`, which needs `&mut self`.
-        unsafe { &*p }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn register(&self, site: &LockSite, mode: Mode) -> &LockStats {
-        let first = match mode {
-            Mode::Exclusive => Mode::Exclusive,
-            Mode::Read | Mode::Write => Mode::Write,
         };
-        let stats = Arc::new(LockStats {
-            site: site.key(),
-            mode_of: [first, Mode::Read],
-            modes: Default::default(),
-            reported: Default::default(),
-            waits_measured: AtomicBool::new(false),
-            retired: AtomicBool::new(false),
-        });
-        let raw = Arc::into_raw(Arc::clone(&stats)) as *mut LockStats;
-        match self.0.compare_exchange(ptr::null_mut(), raw, AcqRel, Acquire) {
-            Ok(_) => {
-                REGISTRY.lock().push(stats);
-                // SAFETY: just stored; valid until `drop`.
-                unsafe { &*raw }
+        if !e.waits_measured.load(Relaxed) {
+            e.waits_measured.store(true, Relaxed);
+        }
+        e.contended[mode.index()].fetch_add(1, Relaxed);
+        e.wait_ticks[mode.index()].fetch_add(wait_ticks, Relaxed);
+    }
+
+    /// This lock's index, assigned now if it has none.
+    fn index(&self, site: &LockSite, mode: Mode) -> Option<u32> {
+        match self.0.load(Acquire) {
+            0 => {
+                let i = lookup(site, mode)?;
+                self.0.store(i, Release);
+                Some(i)
             }
-            Err(existing) => {
-                // Another reader registered first: keep theirs.
-                // SAFETY: `raw` came from `Arc::into_raw` above and was not
-                // published.
-                drop(unsafe { Arc::from_raw(raw) });
-                // SAFETY: as in `get`.
-                unsafe { &*existing }
-            }
+            i => Some(i),
         }
     }
 }
 
-impl Drop for StatsSlot {
-    fn drop(&mut self) {
-        let p = *self.0.get_mut();
-        if !p.is_null() {
-            // SAFETY: the slot owns the strong count taken in `register`.
-            let stats = unsafe { Arc::from_raw(p) };
-            stats.retired.store(true, Release);
-        }
-    }
+/// What [`StatsSlot::prepare`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prepared {
+    /// The thread's table has the slot.
+    Table,
+    /// The thread has no table (being torn down, or inside profiler code).
+    NoTable,
+    /// Too many lock names: not counted.
+    Overflow,
 }
 
 impl std::fmt::Debug for StatsSlot {
@@ -189,10 +373,99 @@ impl std::fmt::Debug for StatsSlot {
     }
 }
 
+/// The index of `site`'s name: from this thread's cache, else the global
+/// map. Assigning a new name allocates, so it runs as profiler code: never
+/// inside profiler code (an allocator that takes a profiled lock), and never
+/// recursively.
+fn lookup(site: &LockSite, mode: Mode) -> Option<u32> {
+    let (loc, name, len) = site.identity();
+    let h = (loc ^ name.rotate_left(17) ^ len).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+    let cached = OWNER
+        .try_with(|o| {
+            let o = o.try_borrow().ok()?;
+            let (l, n, k, i) = o.as_ref()?.cache[h % CACHE];
+            (l == loc && n == name && k == len && i != 0).then_some(i)
+        })
+        .ok()
+        .flatten();
+    if cached.is_some() {
+        return cached;
+    }
+    let index = sampler::enter(|| assign(site, mode)).flatten()?;
+    let _ = OWNER.try_with(|o| {
+        if let Ok(mut o) = o.try_borrow_mut() {
+            if let Some(o) = o.as_mut() {
+                o.cache[h % CACHE] = (loc, name, len, index);
+            }
+        }
+    });
+    Some(index)
+}
+
+/// Makes this thread's table cover `slot`; false when the thread has no
+/// table and cannot get one (its locals are being torn down).
+fn grow(slot: usize) -> bool {
+    OWNER
+        .try_with(|o| {
+            let Ok(mut o) = o.try_borrow_mut() else {
+                return false;
+            };
+            let owner = o.get_or_insert_with(|| {
+                let counts = Arc::new(ThreadCounts {
+                    current: AtomicPtr::new(Box::into_raw(Box::new(Table { slots: Box::new([]) }))),
+                    old: StdMutex::new(Vec::new()),
+                    exited: AtomicBool::new(false),
+                    reported: StdMutex::new(Vec::new()),
+                });
+                THREADS.lock().push(Arc::clone(&counts));
+                Owner {
+                    counts,
+                    cache: Box::new([(0, 0, 0, 0); CACHE]),
+                }
+            });
+            let counts = &owner.counts;
+            let old = counts.table();
+            if slot >= old.slots.len() {
+                let len = (slot + 1).next_power_of_two().max(16);
+                let slots: Box<[AtomicU64]> = (0..len)
+                    .map(|i| AtomicU64::new(old.slots.get(i).map_or(0, |c| c.load(Relaxed))))
+                    .collect();
+                let fresh = Box::into_raw(Box::new(Table { slots }));
+                let replaced = counts.current.swap(fresh, AcqRel);
+                // SAFETY: `replaced` came from `Box::into_raw`; the profiler
+                // may still read it, so it is kept until `counts` drops.
+                let replaced = unsafe { Box::from_raw(replaced) };
+                if let Ok(mut old) = counts.old.lock() {
+                    old.push(replaced);
+                } else {
+                    std::mem::forget(replaced);
+                }
+            }
+            let table = counts.table();
+            FAST.try_with(|f| {
+                f.base.set(table.slots.as_ptr());
+                f.len_m2.set(table.slots.len() - 2);
+            })
+            .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// In a forked child, before it starts a profiler: the parent's profiler
+/// thread or a registering thread may have held these locks at the fork.
+/// What they hold is kept when they were free. When the name map was held,
+/// names seen again get new indexes, which the flush merges with the old
+/// ones by key; a half-done assignment was never published.
+pub(crate) fn after_fork() {
+    SITES.renew(|sites| sites);
+    THREADS.renew(|threads| threads);
+    REPORTED.renew(|reported| reported);
+}
+
 /// Totals for one lock name and mode over one profile period.
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Totals {
-    /// Exact acquisitions, when the mode is counted.
+    /// Exact acquisitions.
     pub(crate) acquired: Option<u64>,
     pub(crate) contended: u64,
     /// The exact total wait, where every wait is measured (async locks): in
@@ -200,47 +473,103 @@ pub(crate) struct Totals {
     pub(crate) wait_ns: Option<u64>,
 }
 
-/// Reads every block, returns what changed since the last call per
-/// (site, mode), and forgets blocks whose lock is gone.
-pub(crate) fn take_deltas() -> std::collections::HashMap<(SiteKey, Mode), Totals> {
-    let mut out = std::collections::HashMap::new();
-    let mut registry = REGISTRY.lock();
-    registry.retain(|stats| {
-        // Before the counters: once retired, no count can follow the reads
-        // below. (Checking the strong count after them lost the counts made
-        // between the reads and the drop; see loom-model/tests/stats_slot.rs.)
-        let retired = stats.retired.load(Acquire);
-        let waits_measured = stats.waits_measured.load(Relaxed);
-        for (i, &mode) in stats.mode_of.iter().enumerate() {
-            let m = &stats.modes[i];
-            let r = &stats.reported[i];
+/// What the profiler reported of the per-name atomics.
+struct Reported {
+    /// Per site index × 2 + mode: contended, wait ticks, orphans.
+    shared: Vec<[u64; 3]>,
+    /// Slots that have counted anything, ever: reported even when nothing
+    /// changed, so that sampled events that reach the recorder after the
+    /// flush that counted them weigh 0 instead of being estimated again.
+    seen: Vec<bool>,
+}
+
+static REPORTED: ForkSafeMutex<Reported> = ForkSafeMutex::new(|| Reported {
+    shared: Vec::new(),
+    seen: Vec::new(),
+});
+
+/// Reads every table, returns what changed since the last call per
+/// (name, mode), and frees the tables of threads that are gone.
+pub(crate) fn take_deltas() -> HashMap<(SiteKey, Mode), Totals> {
+    let mut acquired: Vec<u64> = Vec::new();
+    // A snapshot: threads registering meanwhile do not wait for the reads.
+    let threads: Vec<Arc<ThreadCounts>> = THREADS.lock().clone();
+    let mut gone = Vec::new();
+    for t in &threads {
+        // Before the counters: once exited, no count can follow the reads.
+        let exited = t.exited.load(Acquire);
+        let table = t.table();
+        // Only the profiler locks it; held only if a thread of a forked
+        // parent held it at the fork, and then this table is the parent's.
+        let Ok(mut reported) = t.reported.try_lock() else {
+            continue;
+        };
+        if reported.len() < table.slots.len() {
+            reported.resize(table.slots.len(), 0);
+        }
+        if acquired.len() < table.slots.len() {
+            acquired.resize(table.slots.len(), 0);
+        }
+        for (i, c) in table.slots.iter().enumerate() {
+            let now = c.load(Relaxed);
+            acquired[i] += now.wrapping_sub(std::mem::replace(&mut reported[i], now));
+        }
+        if exited {
+            gone.push(Arc::as_ptr(t));
+        }
+    }
+    drop(threads);
+    if !gone.is_empty() {
+        THREADS.lock().retain(|t| !gone.contains(&Arc::as_ptr(t)));
+    }
+    // After the tables: every index they counted for is covered.
+    let n_sites = SITE_COUNT.load(Acquire);
+    let slots = (n_sites + 1) * 2;
+    if acquired.len() < slots {
+        acquired.resize(slots, 0);
+    }
+
+    let mut out = HashMap::new();
+    let mut rep = REPORTED.lock();
+    let rep = &mut *rep;
+    if rep.shared.len() < slots {
+        rep.shared.resize(slots, [0; 3]);
+        rep.seen.resize(slots, false);
+    }
+    for index in 1..=n_sites as u32 {
+        let Some(e) = entry(index) else { continue };
+        let waits_measured = e.waits_measured.load(Relaxed);
+        for m in 0..2 {
+            let slot = index as usize * 2 + m;
             let now = [
-                m.acquired.load(Relaxed),
-                m.contended.load(Relaxed),
-                m.wait_ticks.load(Relaxed),
+                e.contended[m].load(Relaxed),
+                e.wait_ticks[m].load(Relaxed),
+                e.orphans[m].load(Relaxed),
             ];
-            let delta: Vec<u64> = (0..3)
-                .map(|i| now[i].wrapping_sub(r[i].swap(now[i], Relaxed)))
-                .collect();
-            // A counted mode is reported even when nothing changed: its
-            // sampled events that reach the recorder after the flush that
-            // counted them must then weigh 0, not be counted a second time.
-            if delta.iter().all(|&d| d == 0) && !(mode.counted() && now[0] > 0) {
+            let r = &mut rep.shared[slot];
+            let delta: [u64; 3] =
+                std::array::from_fn(|k| now[k].wrapping_sub(std::mem::replace(&mut r[k], now[k])));
+            let count = acquired[slot] + delta[2];
+            if count > 0 {
+                rep.seen[slot] = true;
+            }
+            if count == 0 && delta[0] == 0 && !rep.seen[slot] {
                 continue;
             }
-            let t: &mut Totals = out.entry((stats.site, mode)).or_default();
-            if mode.counted() {
-                *t.acquired.get_or_insert(0) += delta[0];
-            }
-            t.contended += delta[1];
+            let t: &mut Totals = out.entry((e.key, e.mode_of[m])).or_default();
+            *t.acquired.get_or_insert(0) += count;
+            t.contended += delta[0];
             if waits_measured {
-                *t.wait_ns.get_or_insert(0) += delta[2];
+                *t.wait_ns.get_or_insert(0) += delta[1];
             }
         }
-        // A retired lock was read a last time above.
-        !retired
-    });
+    }
     out
+}
+
+/// Acquisitions of names beyond [`MAX_SITES`], since the process started.
+pub(crate) fn overflowed() -> u64 {
+    OVERFLOW.load(Relaxed)
 }
 
 /// Marks everything counted so far as reported: a new session starts at 0.

@@ -109,7 +109,6 @@ pub(crate) use self::semaphore::*;
 
 #[cfg(feature = "tokio")]
 mod semaphore {
-    use std::num::NonZeroU64;
 
     use tokio::sync::{AcquireError, Semaphore, TryAcquireError};
 
@@ -128,11 +127,10 @@ mod semaphore {
     }
 
     #[inline(always)]
-    fn count(stats: &StatsSlot, site: &LockSite, mode: Mode, holders: Holders) {
-        match holders {
-            Holders::One => stats.count(site, mode),
-            Holders::Many => stats.count_shared(site, mode),
-        }
+    fn count(stats: &StatsSlot, site: &LockSite, mode: Mode, _holders: Holders) {
+        // Each thread counts in its own table, so several holders at once
+        // (a semaphore) need nothing more; no sync lock is held here.
+        stats.count_shared(site, mode);
     }
 
     /// Acquires `permits` of `sem`, recording as the sampler decides. Not
@@ -199,6 +197,8 @@ mod semaphore {
         mode: Mode,
         holders: Holders,
     ) -> Result<Ticket, AcquireError> {
+        // At the first poll, on the thread that drew the sample.
+        let shift = sampler::current_shift();
         let (stack, waited) = match sem.try_acquire_many(permits) {
             Ok(permit) => {
                 permit.forget();
@@ -211,7 +211,7 @@ mod semaphore {
                 (stack, clock::between(start, clock::now()).max(1))
             }
         };
-        Ok(acquired_sampled(site, stats, mode, holders, waited, stack))
+        Ok(acquired_sampled(site, stats, mode, holders, waited, shift, stack))
     }
 
     /// Tries once; a failed attempt records nothing.
@@ -246,8 +246,17 @@ mod semaphore {
         mode: Mode,
         holders: Holders,
     ) -> Result<Ticket, TryAcquireError> {
+        let shift = sampler::current_shift();
         sem.try_acquire_many(permits)?.forget();
-        Ok(acquired_sampled(site, stats, mode, holders, 0, capture_stack()))
+        Ok(acquired_sampled(
+            site,
+            stats,
+            mode,
+            holders,
+            0,
+            shift,
+            capture_stack(),
+        ))
     }
 
     #[cold]
@@ -266,6 +275,7 @@ mod semaphore {
         mode: Mode,
         holders: Holders,
         waited: u64,
+        shift: u8,
         stack: Option<stack::Stack>,
     ) -> Ticket {
         let acquired_at = clock::now();
@@ -282,13 +292,14 @@ mod semaphore {
                 site,
                 mode,
                 waited,
+                shift,
                 stack.frames(),
                 TaskLabels::current(),
             )
         });
         // A release is recorded only if its acquire was.
         match sent {
-            Some(true) => Ticket(NonZeroU64::new(acquired_at)),
+            Some(true) => Ticket::sampled(acquired_at, shift),
             _ => Ticket::NONE,
         }
     }
@@ -298,20 +309,19 @@ mod semaphore {
     /// on whichever thread and in whichever task the guard is dropped.
     #[inline(always)]
     pub(crate) fn release(ticket: Ticket, site: &LockSite, mode: Mode, unlock: impl FnOnce()) {
-        match ticket.0 {
+        match ticket.sampled_at() {
             None => unlock(),
-            Some(acquired_at) => {
+            Some((acquired_at, shift)) => {
                 let released_at = clock::now();
                 unlock();
-                release_sampled(site, mode, acquired_at.get(), released_at);
+                release_sampled(site, mode, Ticket::held_until(acquired_at, released_at), shift);
             }
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn release_sampled(site: &LockSite, mode: Mode, acquired_at: u64, released_at: u64) {
-        let held = clock::between(acquired_at, released_at);
+    fn release_sampled(site: &LockSite, mode: Mode, held: u64, shift: u8) {
         guarded(|| {
             let mut stack = stack::StackBuf::new();
             stack::capture_into(recorder::max_frames(), &mut stack);
@@ -320,6 +330,7 @@ mod semaphore {
                 site,
                 mode,
                 held,
+                shift,
                 stack.frames(),
                 TaskLabels::current(),
             )

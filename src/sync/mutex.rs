@@ -233,7 +233,7 @@ impl<T: ?Sized> Drop for ProfiledMutexGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
         lock.poison.done(&self.poison);
-        record::release(self.ticket, &lock.site, Mode::Exclusive, || {
+        record::release(self.ticket, &lock.site, &lock.stats, Mode::Exclusive, || {
             // SAFETY: this guard holds the lock and releases it once.
             unsafe { lock.raw.unlock() }
         });

@@ -183,7 +183,7 @@ impl<T: ?Sized> Drop for ProfiledReentrantMutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        record::release(self.ticket, &lock.site, Mode::Exclusive, || {
+        record::release(self.ticket, &lock.site, &lock.stats, Mode::Exclusive, || {
             // SAFETY: this guard holds one level of the lock and releases it.
             unsafe { lock.raw.unlock() }
         });

@@ -277,7 +277,7 @@ impl<T: ?Sized> Drop for ProfiledRwLockReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        record::release(self.ticket, &lock.site, Mode::Read, || {
+        record::release(self.ticket, &lock.site, &lock.stats, Mode::Read, || {
             // SAFETY: this guard holds one shared lock and releases it once.
             unsafe { lock.raw.unlock_shared() }
         });
@@ -289,7 +289,7 @@ impl<T: ?Sized> Drop for ProfiledRwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
         lock.poison.done(&self.poison);
-        record::release(self.ticket, &lock.site, Mode::Write, || {
+        record::release(self.ticket, &lock.site, &lock.stats, Mode::Write, || {
             // SAFETY: this guard holds the exclusive lock and releases it once.
             unsafe { lock.raw.unlock_exclusive() }
         });
