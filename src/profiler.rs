@@ -607,16 +607,15 @@ impl Worker {
             } else {
                 (poll * 2).min(POLL_IDLE)
             };
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 self.flush();
-                deadline += interval;
-                if deadline < now {
-                    deadline = now + interval;
-                }
-                continue;
+                deadline = next_deadline(deadline, interval, Instant::now());
             }
-            match self.control.recv_timeout((deadline - now).min(poll)) {
+            // Read after every flush, however late the schedule: a flush
+            // slower than the interval must not keep `stop` and `flush`
+            // waiting.
+            let wait = deadline.saturating_duration_since(Instant::now()).min(poll);
+            match self.control.recv_timeout(wait) {
                 Ok(Control::Flush(ack)) => {
                     self.drain_ready();
                     self.flush();
@@ -741,6 +740,19 @@ impl Worker {
     }
 }
 
+/// The flush after the one due at `due`, which ended at `now`: the next tick
+/// of the schedule still ahead. Ticks missed while a flush ran are skipped
+/// (as tokio's `MissedTickBehavior::Skip`), never made up back to back.
+fn next_deadline(due: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = due + interval;
+    if next > now {
+        return next;
+    }
+    // Whole intervals since `due`, then what is left of the current one.
+    let into_tick = now.duration_since(due).as_nanos() % interval.as_nanos().max(1);
+    now + interval.saturating_sub(Duration::from_nanos(into_tick as u64))
+}
+
 /// In a forked child no profiler thread runs: stop sampling there at once, so
 /// the child never touches the recorder's state (whose locks another thread of
 /// the parent may have held at the fork), and let it start its own profiler.
@@ -785,5 +797,29 @@ pub fn start_from_env() -> Option<ProfilerHandle> {
             log::error!("lockprof: profiler not started: {e}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_schedule_skips_missed_ticks() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        // A flush shorter than the interval: the next tick.
+        assert_eq!(
+            next_deadline(t0, second, t0 + Duration::from_millis(200)),
+            t0 + second
+        );
+        // A flush of 3.5 s: the ticks at 1, 2 and 3 s are missed and skipped;
+        // the one at 4 s is still ahead.
+        assert_eq!(
+            next_deadline(t0, second, t0 + Duration::from_millis(3500)),
+            t0 + 4 * second
+        );
+        // Exactly on a tick: the one after, never now.
+        assert_eq!(next_deadline(t0, second, t0 + 3 * second), t0 + 4 * second);
     }
 }
