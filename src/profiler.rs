@@ -88,23 +88,24 @@ impl std::fmt::Debug for ProfilerBuilder {
 }
 
 impl ProfilerBuilder {
-    /// Share of acquisitions sampled with a stack, 0 to 100 (default 1).
-    /// At 100 every acquisition and release is recorded.
+    /// Share of acquisitions sampled with a stack, in percent: 0, or
+    /// 0.000001 to 100 (default 1). At 100 every acquisition and release is
+    /// recorded.
     pub fn capture_pct(mut self, pct: f64) -> Self {
         self.settings.capture_pct = pct;
         self.by_hand.capture_pct = true;
         self
     }
 
-    /// Deepest stack kept (default 64).
+    /// Deepest stack kept, 1 to 4096 (default 64).
     pub fn max_frames(mut self, frames: usize) -> Self {
         self.settings.max_frames = frames;
         self.by_hand.max_frames = true;
         self
     }
 
-    /// Period covered by each profile, and so the upload interval (default
-    /// 60 s; `DD_PROFILING_UPLOAD_INTERVAL`, in seconds).
+    /// Period covered by each profile, and so the upload interval: 100 ms to
+    /// a day (default 60 s; `DD_PROFILING_UPLOAD_INTERVAL`, in seconds).
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.settings.flush_interval = interval;
         self.by_hand.flush_interval = true;
@@ -127,7 +128,8 @@ impl ProfilerBuilder {
 
     /// Capacity of each thread's queue of sampled events for the recorder
     /// (default 4096 events of 64 bytes: a thread that records holds a
-    /// 256 KiB ring). A full queue drops events and counts them.
+    /// 256 KiB ring), 1 to 2^20 (a 64 MiB ring). A full queue drops events
+    /// and counts them.
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.settings.queue_capacity = events;
         self
@@ -230,7 +232,8 @@ impl ProfilerBuilder {
     }
 
     /// Timeout of one upload request, and the longest [`ProfilerHandle::stop`]
-    /// waits for the last upload (`DD_PROFILING_API_TIMEOUT_MS`, default 10 s).
+    /// waits for the last upload: 1 ms to an hour
+    /// (`DD_PROFILING_API_TIMEOUT_MS`, default 10 s).
     pub fn api_timeout(mut self, timeout: Duration) -> Self {
         self.datadog.api_timeout = Some(timeout);
         self
