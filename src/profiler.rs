@@ -113,7 +113,9 @@ impl ProfilerBuilder {
     }
 
     /// Writes profiles to `<prefix>.<pid>.<seq>.pprof` instead of uploading
-    /// them (`DD_PROFILING_OUTPUT_PPROF`).
+    /// them (`DD_PROFILING_OUTPUT_PPROF`); a prefix ending in a separator or
+    /// naming an existing directory writes
+    /// `<dir>/<executable>.<pid>.<seq>.pprof`.
     pub fn output_pprof(mut self, prefix: impl Into<std::path::PathBuf>) -> Self {
         self.settings.output_pprof = Some(prefix.into());
         self.by_hand.output_pprof = true;
@@ -533,6 +535,10 @@ impl ProfilerHandle {
     /// Stops sampling, exports a last profile and waits for the profiler
     /// thread; an upload in progress is given at most the API timeout.
     /// Returns the final counts.
+    ///
+    /// Do not call it (or drop the handle) while holding a lock that your
+    /// `log` logger takes: the last flush may log from the profiler thread,
+    /// which would wait for that lock while this waits for the flush.
     pub fn stop(mut self) -> ProfilerStats {
         self.shutdown();
         self.stats()
@@ -584,11 +590,11 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
-        // Nothing this thread does is ever recorded, whatever the exporter
-        // or an allocator does.
-        let outcome =
-            sampler::enter(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop())));
-        if !matches!(outcome, Some(Ok(()))) {
+        // Nothing this thread does is ever recorded, whatever the exporter,
+        // a logger or an allocator does, to its last destructor.
+        sampler::mark_profiler_thread();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
+        if outcome.is_err() {
             // A bug in the profiler thread must not leave user threads
             // sampling into a queue nobody reads.
             sampler::SESSION.store(0, Release);

@@ -164,6 +164,15 @@ fn seed() -> u64 {
     h.finish() | 1
 }
 
+/// Marks this thread as the profiler's own (its worker, its upload thread)
+/// for the rest of its life: nothing it does is ever sampled, whatever it
+/// calls (a logger, an allocator) and whenever (thread-local destructors
+/// included). Call first thing on the thread; [`enter`] on it then returns
+/// `None`.
+pub(crate) fn mark_profiler_thread() {
+    let _ = LOCAL.try_with(|l| l.busy.set(true));
+}
+
 /// Runs `f` with this thread marked as inside the profiler: nothing it does is
 /// sampled. Returns `None` if the thread is already inside (no recursion) or
 /// is being torn down.
@@ -226,6 +235,18 @@ mod tests {
         let total: u64 = (0..n).map(|_| draw_gap(&l, 1e-6) as u64).sum();
         let mean = total as f64 / n as f64;
         assert!((mean - 1e8).abs() / 1e8 < 0.05, "mean gap {mean}");
+    }
+
+    #[test]
+    fn a_profiler_thread_stays_inside_the_profiler_for_life() {
+        std::thread::spawn(|| {
+            assert_eq!(enter(|| ()), Some(()));
+            mark_profiler_thread();
+            assert_eq!(enter(|| ()), None);
+            assert_eq!(enter(|| ()), None, "still marked after a refused enter");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
