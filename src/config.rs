@@ -41,7 +41,8 @@ impl ConfigError {
 /// The effective core settings of a profiler.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// Share of acquisitions sampled with a stack, 0–100.
+    /// Share of acquisitions sampled with a stack, in percent: 0, or
+    /// [`MIN_CAPTURE_PCT`] to 100.
     pub capture_pct: f64,
     /// Deepest stack kept; deeper ones are cut with a `<N frames omitted>` frame.
     pub max_frames: usize,
@@ -87,25 +88,33 @@ impl Settings {
         }
     }
 
-    /// Checks every value; the first bad one is returned.
+    /// Checks every value against its range; the first bad one is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_capture_pct("capture_pct", self.capture_pct)?;
-        if self.max_frames == 0 || self.max_frames > MAX_MAX_FRAMES {
+        check_capture_pct(
+            "capture_pct",
+            &format!("{:?}", self.capture_pct),
+            self.capture_pct,
+        )?;
+        if !(1..=MAX_MAX_FRAMES).contains(&self.max_frames) {
             return Err(ConfigError::new(
                 "max_frames",
                 self.max_frames.to_string(),
                 format!("expected 1 to {MAX_MAX_FRAMES}"),
             ));
         }
-        if self.flush_interval.is_zero() {
+        if !(MIN_FLUSH_INTERVAL..=MAX_FLUSH_INTERVAL).contains(&self.flush_interval) {
             return Err(ConfigError::new(
                 "flush_interval",
-                "0s",
-                "expected a positive duration",
+                format!("{:?}", self.flush_interval),
+                "expected 100ms to 1 day (86400s)",
             ));
         }
-        if self.queue_capacity == 0 {
-            return Err(ConfigError::new("queue_capacity", "0", "expected at least 1"));
+        if !(1..=MAX_QUEUE_CAPACITY).contains(&self.queue_capacity) {
+            return Err(ConfigError::new(
+                "queue_capacity",
+                self.queue_capacity.to_string(),
+                format!("expected 1 to {MAX_QUEUE_CAPACITY} events (64 bytes each, per thread)"),
+            ));
         }
         Ok(())
     }
@@ -120,17 +129,30 @@ const MAX_MAX_FRAMES: usize = 4096;
 /// thousands of samples per minute and thread.
 pub const DEFAULT_MAX_SAMPLES_PER_SEC: u64 = 10_000;
 
-fn check_capture_pct(name: &str, pct: f64) -> Result<f64, ConfigError> {
-    if (0.0..=100.0).contains(&pct) {
+/// The shortest flush interval: shorter ones would spend the profiler thread
+/// on writing profiles rather than on recording.
+pub const MIN_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest flush interval: one day.
+pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(86_400);
+/// The largest per-thread queue: 2^20 events, a 64 MiB ring per recording
+/// thread.
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
+/// The smallest capture percentage above 0: one acquisition in 10^8. Below
+/// it the sampling gaps (at most 2^32 acquisitions) could no longer follow
+/// the rate, and the scaled counts would leave any integer range.
+pub const MIN_CAPTURE_PCT: f64 = 1e-6;
+
+/// Checks a capture percentage; `given` is the value as the user wrote it,
+/// quoted by the error.
+fn check_capture_pct(name: &str, given: &str, pct: f64) -> Result<f64, ConfigError> {
+    if pct == 0.0 || (MIN_CAPTURE_PCT..=100.0).contains(&pct) {
         Ok(pct)
     } else {
-        Err(ConfigError::new(
-            name,
-            pct.to_string(),
-            "expected a percentage from 0 to 100",
-        ))
+        Err(ConfigError::new(name, given, CAPTURE_PCT_RANGE))
     }
 }
+
+const CAPTURE_PCT_RANGE: &str = "expected 0, or a percentage from 0.000001 to 100";
 
 /// Reads an environment variable, trimmed: `Ok(None)` if unset, empty or
 /// blank.
@@ -171,14 +193,10 @@ pub(crate) fn core_from_env(base: Settings) -> (Settings, Vec<ConfigError>) {
         Err(e) => errors.push(e),
     };
     read("DD_PROFILING_CAPTURE_PCT", &mut |v| {
-        let pct = v.parse::<f64>().map_err(|_| {
-            ConfigError::new(
-                "DD_PROFILING_CAPTURE_PCT",
-                v,
-                "expected a percentage from 0 to 100",
-            )
-        })?;
-        s.capture_pct = check_capture_pct("DD_PROFILING_CAPTURE_PCT", pct)?;
+        let pct = v
+            .parse::<f64>()
+            .map_err(|_| ConfigError::new("DD_PROFILING_CAPTURE_PCT", v, CAPTURE_PCT_RANGE))?;
+        s.capture_pct = check_capture_pct("DD_PROFILING_CAPTURE_PCT", v, pct)?;
         Ok(())
     });
     read("DD_PROFILING_MAX_SAMPLES_PER_SEC", &mut |v| {
@@ -206,17 +224,15 @@ pub(crate) fn core_from_env(base: Settings) -> (Settings, Vec<ConfigError>) {
         Ok(())
     });
     read("DD_PROFILING_UPLOAD_INTERVAL", &mut |v| {
+        let min = MIN_FLUSH_INTERVAL.as_secs_f64();
+        let max = MAX_FLUSH_INTERVAL.as_secs_f64();
         match v.parse::<f64>() {
-            // At least a millisecond: a smaller value would round to a zero
-            // interval, which `start` refuses.
-            Ok(secs) if (0.001..=86_400.0).contains(&secs) => {
-                s.flush_interval = Duration::from_secs_f64(secs)
-            }
+            Ok(secs) if (min..=max).contains(&secs) => s.flush_interval = Duration::from_secs_f64(secs),
             _ => {
                 return Err(ConfigError::new(
                     "DD_PROFILING_UPLOAD_INTERVAL",
                     v,
-                    "expected seconds, from 0.001 to 86400",
+                    format!("expected seconds, from {min} to {max}"),
                 ))
             }
         }
@@ -276,5 +292,77 @@ mod tests {
         };
         assert!(nan.validate().is_err());
         assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn extreme_builder_values_are_refused_naming_setting_and_value() {
+        let cases = [
+            (
+                Settings {
+                    queue_capacity: 1 << 40,
+                    ..Settings::default()
+                },
+                "queue_capacity",
+                "1099511627776",
+            ),
+            (
+                Settings {
+                    queue_capacity: usize::MAX,
+                    ..Settings::default()
+                },
+                "queue_capacity",
+                "18446744073709551615",
+            ),
+            (
+                Settings {
+                    flush_interval: Duration::MAX,
+                    ..Settings::default()
+                },
+                "flush_interval",
+                "18446744073709551615.999999999s",
+            ),
+            (
+                Settings {
+                    flush_interval: Duration::from_nanos(1),
+                    ..Settings::default()
+                },
+                "flush_interval",
+                "1ns",
+            ),
+            (
+                Settings {
+                    capture_pct: 1e-20,
+                    ..Settings::default()
+                },
+                "capture_pct",
+                "1e-20",
+            ),
+            (
+                Settings {
+                    capture_pct: f64::MIN_POSITIVE,
+                    ..Settings::default()
+                },
+                "capture_pct",
+                "2.2250738585072014e-308",
+            ),
+        ];
+        for (settings, name, value) in cases {
+            let err = settings.validate().unwrap_err();
+            assert_eq!((err.name.as_str(), err.value.as_str()), (name, value), "{err}");
+        }
+        let edges = Settings {
+            capture_pct: MIN_CAPTURE_PCT,
+            flush_interval: MIN_FLUSH_INTERVAL,
+            queue_capacity: MAX_QUEUE_CAPACITY,
+            ..Settings::default()
+        };
+        assert_eq!(edges.validate(), Ok(()));
+        let edges = Settings {
+            capture_pct: 0.0,
+            flush_interval: MAX_FLUSH_INTERVAL,
+            queue_capacity: 1,
+            ..Settings::default()
+        };
+        assert_eq!(edges.validate(), Ok(()));
     }
 }

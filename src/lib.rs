@@ -57,7 +57,8 @@ mod sync;
 
 pub use config::{
     ConfigError, Settings, DEFAULT_CAPTURE_PCT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_FRAMES,
-    DEFAULT_MAX_SAMPLES_PER_SEC, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_MAX_SAMPLES_PER_SEC, DEFAULT_QUEUE_CAPACITY, MAX_FLUSH_INTERVAL, MAX_QUEUE_CAPACITY,
+    MIN_CAPTURE_PCT, MIN_FLUSH_INTERVAL,
 };
 pub use export::{
     ApiKey, DatadogSettings, EncodedProfile, Export, ExportError, FileExporter, ProfileStats, UploadStats,

@@ -89,8 +89,9 @@ impl std::fmt::Debug for ProfilerBuilder {
 }
 
 impl ProfilerBuilder {
-    /// Share of acquisitions sampled with a stack, 0 to 100 (default 1).
-    /// At 100 every acquisition and release is recorded.
+    /// Share of acquisitions sampled with a stack, in percent: 0, or
+    /// 0.000001 to 100 (default 1). At 100 every acquisition and release is
+    /// recorded.
     pub fn capture_pct(mut self, pct: f64) -> Self {
         self.settings.capture_pct = pct;
         self.by_hand.capture_pct = true;
@@ -109,15 +110,15 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Deepest stack kept (default 64).
+    /// Deepest stack kept, 1 to 4096 (default 64).
     pub fn max_frames(mut self, frames: usize) -> Self {
         self.settings.max_frames = frames;
         self.by_hand.max_frames = true;
         self
     }
 
-    /// Period covered by each profile, and so the upload interval (default
-    /// 60 s; `DD_PROFILING_UPLOAD_INTERVAL`, in seconds).
+    /// Period covered by each profile, and so the upload interval: 100 ms to
+    /// a day (default 60 s; `DD_PROFILING_UPLOAD_INTERVAL`, in seconds).
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.settings.flush_interval = interval;
         self.by_hand.flush_interval = true;
@@ -125,7 +126,9 @@ impl ProfilerBuilder {
     }
 
     /// Writes profiles to `<prefix>.<pid>.<seq>.pprof` instead of uploading
-    /// them (`DD_PROFILING_OUTPUT_PPROF`).
+    /// them (`DD_PROFILING_OUTPUT_PPROF`); a prefix ending in a separator or
+    /// naming an existing directory writes
+    /// `<dir>/<executable>.<pid>.<seq>.pprof`.
     pub fn output_pprof(mut self, prefix: impl Into<std::path::PathBuf>) -> Self {
         self.settings.output_pprof = Some(prefix.into());
         self.by_hand.output_pprof = true;
@@ -140,7 +143,8 @@ impl ProfilerBuilder {
 
     /// Capacity of each thread's queue of sampled events for the recorder
     /// (default 4096 events of 64 bytes: a thread that records holds a
-    /// 256 KiB ring). A full queue drops events and counts them.
+    /// 256 KiB ring), 1 to 2^20 (a 64 MiB ring). A full queue drops events
+    /// and counts them.
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.settings.queue_capacity = events;
         self
@@ -243,7 +247,8 @@ impl ProfilerBuilder {
     }
 
     /// Timeout of one upload request, and the longest [`ProfilerHandle::stop`]
-    /// waits for the last upload (`DD_PROFILING_API_TIMEOUT_MS`, default 10 s).
+    /// waits for the last upload: 1 ms to an hour
+    /// (`DD_PROFILING_API_TIMEOUT_MS`, default 10 s).
     pub fn api_timeout(mut self, timeout: Duration) -> Self {
         self.datadog.api_timeout = Some(timeout);
         self
@@ -550,6 +555,10 @@ impl ProfilerHandle {
     /// Stops sampling, exports a last profile and waits for the profiler
     /// thread; an upload in progress is given at most the API timeout.
     /// Returns the final counts.
+    ///
+    /// Do not call it (or drop the handle) while holding a lock that your
+    /// `log` logger takes: the last flush may log from the profiler thread,
+    /// which would wait for that lock while this waits for the flush.
     pub fn stop(mut self) -> ProfilerStats {
         self.shutdown();
         self.stats()
@@ -601,11 +610,11 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
-        // Nothing this thread does is ever recorded, whatever the exporter
-        // or an allocator does.
-        let outcome =
-            sampler::enter(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop())));
-        if !matches!(outcome, Some(Ok(()))) {
+        // Nothing this thread does is ever recorded, whatever the exporter,
+        // a logger or an allocator does, to its last destructor.
+        sampler::mark_profiler_thread();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
+        if outcome.is_err() {
             // A bug in the profiler thread must not leave user threads
             // sampling into a queue nobody reads.
             sampler::SESSION.store(0, Release);
@@ -627,16 +636,15 @@ impl Worker {
             } else {
                 (poll * 2).min(POLL_IDLE)
             };
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 self.flush();
-                deadline += interval;
-                if deadline < now {
-                    deadline = now + interval;
-                }
-                continue;
+                deadline = next_deadline(deadline, interval, Instant::now());
             }
-            match self.control.recv_timeout((deadline - now).min(poll)) {
+            // Read after every flush, however late the schedule: a flush
+            // slower than the interval must not keep `stop` and `flush`
+            // waiting.
+            let wait = deadline.saturating_duration_since(Instant::now()).min(poll);
+            match self.control.recv_timeout(wait) {
                 Ok(Control::Flush(ack)) => {
                     self.drain_ready();
                     self.flush();
@@ -768,6 +776,19 @@ impl Worker {
     }
 }
 
+/// The flush after the one due at `due`, which ended at `now`: the next tick
+/// of the schedule still ahead. Ticks missed while a flush ran are skipped
+/// (as tokio's `MissedTickBehavior::Skip`), never made up back to back.
+fn next_deadline(due: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = due + interval;
+    if next > now {
+        return next;
+    }
+    // Whole intervals since `due`, then what is left of the current one.
+    let into_tick = now.duration_since(due).as_nanos() % interval.as_nanos().max(1);
+    now + interval.saturating_sub(Duration::from_nanos(into_tick as u64))
+}
+
 /// In a forked child no profiler thread runs: stop sampling there at once, so
 /// the child never touches the recorder's state (whose locks another thread of
 /// the parent may have held at the fork), and let it start its own profiler.
@@ -812,5 +833,29 @@ pub fn start_from_env() -> Option<ProfilerHandle> {
             log::error!("lockprof: profiler not started: {e}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_schedule_skips_missed_ticks() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        // A flush shorter than the interval: the next tick.
+        assert_eq!(
+            next_deadline(t0, second, t0 + Duration::from_millis(200)),
+            t0 + second
+        );
+        // A flush of 3.5 s: the ticks at 1, 2 and 3 s are missed and skipped;
+        // the one at 4 s is still ahead.
+        assert_eq!(
+            next_deadline(t0, second, t0 + Duration::from_millis(3500)),
+            t0 + 4 * second
+        );
+        // Exactly on a tick: the one after, never now.
+        assert_eq!(next_deadline(t0, second, t0 + 3 * second), t0 + 4 * second);
     }
 }

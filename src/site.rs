@@ -95,13 +95,16 @@ pub(crate) struct SiteKey {
 }
 
 impl std::hash::Hash for SiteKey {
-    /// Position and lengths only, no string contents: the recorder hashes a
-    /// site per event. Equal sites hash equal; the rare sites that differ
-    /// only in the text of their file or name are told apart by `Eq`.
+    /// Every field, text included: locks named at run time at one line
+    /// (`req-0000001`, `req-0000002`, …) differ only in their text, and a
+    /// hash of lengths alone put them all in one bucket (a flush of 16,000
+    /// such names took 8 s). Hashed on the profiler thread only (recording
+    /// an event, reading the totals, building the profile), never on the
+    /// locking path.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_u64(((self.line as u64) << 32) | self.column as u64);
-        state.write_usize(self.file.len());
-        state.write_usize(self.name.map_or(usize::MAX, str::len));
+        self.file.hash(state);
+        self.name.hash(state);
     }
 }
 
@@ -135,6 +138,30 @@ mod tests {
         assert_eq!(key.label(), "server.rs:42:session_lock");
         let unnamed = SiteKey { name: None, ..key };
         assert_eq!(unnamed.label(), "server.rs:42");
+    }
+
+    #[test]
+    fn names_of_one_length_at_one_line_hash_apart() {
+        use crate::pprof::fxhash::FxHasher;
+        use std::hash::{Hash, Hasher};
+        let names: Vec<&'static str> = (0..16_000)
+            .map(|i| &*Box::leak(format!("req-{i:07}").into_boxed_str()))
+            .collect();
+        let hashes: std::collections::HashSet<u64> = names
+            .iter()
+            .map(|&name| {
+                let key = SiteKey {
+                    file: "src/server.rs",
+                    line: 7,
+                    column: 20,
+                    name: Some(name),
+                };
+                let mut h = FxHasher::default();
+                key.hash(&mut h);
+                h.finish()
+            })
+            .collect();
+        assert_eq!(hashes.len(), names.len());
     }
 
     #[test]

@@ -31,6 +31,8 @@ fn bad_values() -> Vec<(&'static str, OsString)> {
         ("infinite", "inf".into()),
         ("not a number", "NaN".into()),
         ("tiny", "1e-300".into()),
+        ("below the smallest capture", "1e-20".into()),
+        ("overflowing to infinity", "1e309".into()),
         ("empty", "".into()),
         ("blank", "   ".into()),
         ("non-UTF-8", OsString::from_vec(vec![b'4', 0xff, 0xfe, b'2'])),
@@ -52,7 +54,10 @@ fn valid_for(var: &str, value: &OsString) -> bool {
     match var {
         // Any UTF-8 string is a path.
         "DD_PROFILING_OUTPUT_PPROF" => !v.trim().is_empty(),
-        "DD_PROFILING_CAPTURE_PCT" => v.trim().parse::<f64>().is_ok_and(|p| (0.0..=100.0).contains(&p)),
+        "DD_PROFILING_CAPTURE_PCT" => v
+            .trim()
+            .parse::<f64>()
+            .is_ok_and(|p| p == 0.0 || (1e-6..=100.0).contains(&p)),
         _ => false,
     }
 }
@@ -73,6 +78,8 @@ fn with_env_names_every_bad_variable_and_keeps_the_default() {
             assert_eq!(errors.len(), 1, "{var} {kind}: {errors:?}");
             assert_eq!(errors[0].name, *var, "{kind}");
             assert!(errors[0].to_string().starts_with(var), "{}", errors[0]);
+            // The text given, not a value parsed from it (`1e309` is not `inf`).
+            assert_eq!(errors[0].value, value.to_string_lossy().trim(), "{var} {kind}");
             assert_eq!(*builder.settings(), Settings::default(), "{var} {kind}");
             // The defaults left in place are startable.
             builder.settings().validate().unwrap();

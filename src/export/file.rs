@@ -20,22 +20,24 @@ pub struct FileExporter {
 }
 
 impl FileExporter {
-    /// Writes under `prefix`; its directory is created if missing.
+    /// Writes under `prefix`; its directory is created if missing. A prefix
+    /// that ends in a path separator or names an existing directory is that
+    /// directory: files go to `<dir>/<executable>.<pid>.<seq>.pprof`, not to
+    /// hidden `.<pid>.<seq>.pprof` files or beside the directory.
     pub fn new(prefix: impl Into<PathBuf>) -> Self {
-        FileExporter {
-            prefix: prefix.into(),
-            last: None,
-        }
+        let prefix = prefix.into();
+        let prefix = if names_a_directory(&prefix) {
+            prefix.join(executable_name())
+        } else {
+            prefix
+        };
+        FileExporter { prefix, last: None }
     }
 
     /// The prefix used when none is configured:
     /// `<temp dir>/lockprof/<executable name>`.
     pub fn default_prefix() -> PathBuf {
-        let exe = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "profile".to_owned());
-        std::env::temp_dir().join("lockprof").join(exe)
+        std::env::temp_dir().join("lockprof").join(executable_name())
     }
 
     /// The prefix files are written under.
@@ -54,6 +56,19 @@ impl FileExporter {
     pub fn last_written(&self) -> Option<&Path> {
         self.last.as_deref()
     }
+}
+
+/// The running executable's file stem, or `profile`.
+fn executable_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "profile".to_owned())
+}
+
+fn names_a_directory(prefix: &Path) -> bool {
+    let text = prefix.as_os_str().to_string_lossy();
+    text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR) || prefix.is_dir()
 }
 
 impl Export for FileExporter {
@@ -91,5 +106,43 @@ impl Export for FileExporter {
 
     fn describe(&self) -> String {
         format!("files {}.<pid>.<seq>.pprof", self.prefix.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected_name(seq: u64) -> String {
+        format!("{}.{}.{seq}.pprof", executable_name(), std::process::id())
+    }
+
+    #[test]
+    fn a_prefix_naming_an_existing_directory_writes_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = FileExporter::new(dir.path());
+        assert_eq!(files.path_for(3), dir.path().join(expected_name(3)));
+    }
+
+    #[test]
+    fn a_prefix_ending_in_a_separator_is_a_directory_even_before_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut prefix = dir.path().join("profiles").into_os_string();
+        prefix.push(std::path::MAIN_SEPARATOR_STR);
+        let files = FileExporter::new(prefix);
+        assert_eq!(
+            files.path_for(0),
+            dir.path().join("profiles").join(expected_name(0))
+        );
+    }
+
+    #[test]
+    fn any_other_prefix_is_kept_as_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = FileExporter::new(dir.path().join("app"));
+        assert_eq!(
+            files.path_for(1),
+            dir.path().join(format!("app.{}.1.pprof", std::process::id()))
+        );
     }
 }

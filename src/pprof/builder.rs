@@ -192,8 +192,8 @@ pub(crate) fn build(
             None => location_id.push(b.synthetic("<unsampled>".to_owned()).0.get()),
         }
         let value = match s.kind {
-            EventKind::Acquire => vec![s.count as i64, s.total_ns as i64, 0, 0],
-            EventKind::Release => vec![0, 0, s.count as i64, s.total_ns as i64],
+            EventKind::Acquire => vec![saturate(s.count), saturate(s.total_ns), 0, 0],
+            EventKind::Release => vec![0, 0, saturate(s.count), saturate(s.total_ns)],
         };
         let name_id = *labels_by_site
             .entry(s.site)
@@ -257,4 +257,22 @@ pub(crate) fn gzip(profile: &proto::Profile) -> std::io::Result<Vec<u8>> {
     );
     enc.write_all(&raw)?;
     enc.finish()
+}
+
+/// A pprof value from an unsigned total: the largest `i64` past it, never
+/// a wrap to a negative count.
+fn saturate(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_beyond_i64_saturate_instead_of_turning_negative() {
+        assert_eq!(saturate(u64::MAX), i64::MAX);
+        assert_eq!(saturate(i64::MAX as u64 + 1), i64::MAX);
+        assert_eq!(saturate(42), 42);
+    }
 }

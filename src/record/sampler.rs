@@ -248,7 +248,9 @@ fn draw_gap(l: &Local, pct: f64) -> u32 {
     let p = pct / 100.0;
     // Uniform in (0, 1]: never 0, so ln(u) is finite.
     let u = ((next_random(l) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-    let gap = 1.0 + (u.ln() / (1.0 - p).ln()).floor();
+    // `ln_1p(-p)`, not `ln(1 - p)`: below p = 1e-16, `1 - p` rounds to 1,
+    // its log to 0, and every gap came out as 1 (everything sampled).
+    let gap = 1.0 + (u.ln() / (-p).ln_1p()).floor();
     if gap >= u32::MAX as f64 {
         u32::MAX
     } else {
@@ -278,6 +280,15 @@ fn seed() -> u64 {
 /// Whether profiler code is running on this thread (see [`enter`]).
 pub(crate) fn inside_profiler() -> bool {
     LOCAL.try_with(|l| l.busy.get()).unwrap_or(true)
+}
+
+/// Marks this thread as the profiler's own (its worker, its upload thread)
+/// for the rest of its life: nothing it does is ever sampled, whatever it
+/// calls (a logger, an allocator) and whenever (thread-local destructors
+/// included). Call first thing on the thread; [`enter`] on it then returns
+/// `None`.
+pub(crate) fn mark_profiler_thread() {
+    let _ = LOCAL.try_with(|l| l.busy.set(true));
 }
 
 /// Runs `f` with this thread marked as inside the profiler: nothing it does is
@@ -331,6 +342,33 @@ mod tests {
                 "pct {pct}: mean gap {mean}, expected {expected}"
             );
         }
+    }
+
+    #[test]
+    fn tiny_rates_draw_long_gaps_not_gaps_of_one() {
+        let l = local_with_seed(7);
+        // Rounding `1 - p` to 1 used to make every gap 1 at these rates.
+        for pct in [1e-20, f64::MIN_POSITIVE, 1e-14] {
+            assert!((0..1000).all(|_| draw_gap(&l, pct) > 1_000_000), "pct {pct}");
+        }
+        // At the smallest rate allowed (1e-6 %), the gaps still average
+        // 10^8, well inside the 2^32 a gap can hold.
+        let n = 20_000;
+        let total: u64 = (0..n).map(|_| draw_gap(&l, 1e-6) as u64).sum();
+        let mean = total as f64 / n as f64;
+        assert!((mean - 1e8).abs() / 1e8 < 0.05, "mean gap {mean}");
+    }
+
+    #[test]
+    fn a_profiler_thread_stays_inside_the_profiler_for_life() {
+        std::thread::spawn(|| {
+            assert_eq!(enter(|| ()), Some(()));
+            mark_profiler_thread();
+            assert_eq!(enter(|| ()), None);
+            assert_eq!(enter(|| ()), None, "still marked after a refused enter");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

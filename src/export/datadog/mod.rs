@@ -166,9 +166,12 @@ impl DatadogExporter {
         let thread = std::thread::Builder::new()
             .name("lockprof-upload".into())
             .spawn(move || {
+                // Nothing this thread does is ever recorded, to its last
+                // destructor.
+                sampler::mark_profiler_thread();
                 // Dropped when this thread ends, whatever the way.
                 let _finished = finished_tx;
-                sampler::enter(|| {
+                {
                     // The client (and its runtime thread) is built and dropped
                     // here, never on a user's thread or inside their runtime.
                     let client = match build_client(&uploader_endpoint, timeout) {
@@ -191,7 +194,7 @@ impl DatadogExporter {
                         queue: uploader_queue,
                     }
                     .run();
-                });
+                }
             })
             .map_err(|e| ConfigError::new("upload thread", "", format!("cannot spawn it: {e}")))?;
         match built_rx.recv() {

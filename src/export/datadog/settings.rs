@@ -8,6 +8,8 @@ use crate::config::{env_var, parse_bool, ConfigError};
 
 /// Default timeout of one upload request.
 pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_millis(10_000);
+/// The longest API timeout, from the builder or `DD_PROFILING_API_TIMEOUT_MS`.
+const MAX_API_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Default Datadog site for agentless uploads.
 pub const DEFAULT_SITE: &str = "datadoghq.com";
 /// The agent's Unix socket, used when it exists and nothing else is set.
@@ -168,11 +170,11 @@ impl DatadogSettings {
             check_site("site", site)?;
         }
         if let Some(t) = self.api_timeout {
-            if t.is_zero() {
+            if !(Duration::from_millis(1)..=MAX_API_TIMEOUT).contains(&t) {
                 return Err(ConfigError::new(
                     "api_timeout",
-                    "0ms",
-                    "expected a positive duration",
+                    format!("{t:?}"),
+                    "expected 1ms to 1 hour (3600s)",
                 ));
             }
         }
@@ -303,7 +305,9 @@ impl DatadogSettings {
         fill(
             &mut self.api_timeout,
             timeout.map(|v| match v.parse::<u64>() {
-                Ok(ms) if (1..=3_600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+                Ok(ms) if (1..=MAX_API_TIMEOUT.as_millis() as u64).contains(&ms) => {
+                    Ok(Duration::from_millis(ms))
+                }
                 _ => Err(ConfigError::new(
                     "DD_PROFILING_API_TIMEOUT_MS",
                     v,
