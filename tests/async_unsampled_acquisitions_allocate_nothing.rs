@@ -62,8 +62,9 @@ fn unsampled_async_acquisitions_allocate_nothing() {
     let sem = ProfiledSemaphore::new(1);
 
     // Running and counting exact totals, but with a sampling probability
-    // of 1e-9: every acquisition takes the unsampled path.
-    let profile = common::profile(1e-7, || {
+    // of 1e-8 (the smallest capture, 0.000001 %): every acquisition takes
+    // the unsampled path.
+    let profile = common::profile(lockprof::MIN_CAPTURE_PCT, || {
         let mut round = |n: u64| {
             for _ in 0..n {
                 *ready(mutex.lock(), &mut cx) += 1;

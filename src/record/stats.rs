@@ -154,8 +154,9 @@ pub(crate) fn hold_registry() -> impl Drop {
     SITES.lock()
 }
 
-/// One thread's counters: slot `index × 2 + mode` holds the acquisitions of
-/// that name and mode by that thread. Written only by the thread (plain
+/// One thread's counters: slot `index × 6 + field × 2 + mode` holds, for
+/// that name and mode by that thread, the acquisitions (field 0), the
+/// contended ones (1) and their waits in clock ticks (2). Written only by the thread (plain
 /// load and store), read by the profiler.
 struct Table {
     slots: Box<[AtomicU64]>,
@@ -197,16 +198,21 @@ impl Drop for ThreadCounts {
 /// Every thread's tables, for the profiler to read.
 static THREADS: ForkSafeMutex<Vec<Arc<ThreadCounts>>> = ForkSafeMutex::new(Vec::new);
 
+/// Counters per lock name in a thread's table.
+const PER_INDEX: usize = 6;
+const FIELD_CONTENDED: usize = 2;
+const FIELD_WAIT: usize = 4;
+
 /// The fast path's view of this thread's table: no destructor, so reaching
 /// it costs no initialisation check.
 struct Fast {
     base: Cell<*const AtomicU64>,
-    /// Slots in the table, minus the two of index 0 (never assigned).
-    len_m2: Cell<usize>,
+    /// Slots in the table, minus those of index 0 (never assigned).
+    len_m6: Cell<usize>,
 }
 
 thread_local! {
-    static FAST: Fast = const { Fast { base: Cell::new(ptr::null()), len_m2: Cell::new(0) } };
+    static FAST: Fast = const { Fast { base: Cell::new(ptr::null()), len_m6: Cell::new(0) } };
     static OWNER: RefCell<Option<Owner>> = const { RefCell::new(None) };
 }
 
@@ -227,7 +233,7 @@ impl Drop for Owner {
         // must not touch the table: they become orphans.
         let _ = FAST.try_with(|f| {
             f.base.set(ptr::null());
-            f.len_m2.set(0);
+            f.len_m6.set(0);
         });
         self.counts.exited.store(true, Release);
     }
@@ -251,17 +257,25 @@ impl StatsSlot {
     /// safe with the user's lock held, whatever the global allocator does.
     #[inline(always)]
     pub(crate) fn count(&self, mode: Mode) -> bool {
-        let slot = self.0.load(Relaxed) as usize * 2 + mode.index();
+        self.add(0, mode, 1)
+    }
+
+    /// Adds `v` to this lock's counter `field` in `mode` in this thread's
+    /// table, if it has the slot.
+    #[inline(always)]
+    fn add(&self, field: usize, mode: Mode, v: u64) -> bool {
+        let first = self.0.load(Relaxed) as usize * PER_INDEX;
         FAST.try_with(|f| {
             // Index 0 (no index yet) wraps to a huge value: not counted.
-            if slot.wrapping_sub(2) >= f.len_m2.get() {
+            if first.wrapping_sub(PER_INDEX) >= f.len_m6.get() {
                 return false;
             }
             // SAFETY: `base` points to this thread's current table of
-            // `len_m2 + 2` slots, kept alive by OWNER; `slot < len`.
-            let c = unsafe { &*f.base.get().add(slot) };
+            // `len_m6 + PER_INDEX` slots, kept alive by OWNER, and `first`
+            // is a multiple of PER_INDEX below that; `field + mode < 6`.
+            let c = unsafe { &*f.base.get().add(first + field + mode.index()) };
             // A plain load and store: only this thread writes its table.
-            c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+            c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
             true
         })
         .unwrap_or(false)
@@ -310,7 +324,7 @@ impl StatsSlot {
         let Some(index) = self.index(site, mode) else {
             return Prepared::Overflow;
         };
-        if sampler::enter(|| grow(index as usize * 2 + mode.index())).unwrap_or(false) {
+        if sampler::enter(|| grow(index as usize * PER_INDEX + PER_INDEX - 1)).unwrap_or(false) {
             Prepared::Table
         } else {
             Prepared::NoTable
@@ -329,18 +343,25 @@ impl StatsSlot {
     }
 
     /// Counts one contended acquisition that waited `wait_ticks`, for a lock
-    /// that measures every wait (the async locks).
+    /// that measures every contended wait, into this thread's table. Never
+    /// allocates (the lock is held): call [`prepare`](Self::prepare) before
+    /// the lock is taken, or the wait goes to the name's shared totals.
     #[cfg(feature = "tokio")]
     #[cold]
-    pub(crate) fn contended(&self, site: &LockSite, mode: Mode, wait_ticks: u64) {
-        let Some(e) = self.index(site, mode).and_then(entry) else {
-            return;
-        };
-        if !e.waits_measured.load(Relaxed) {
-            e.waits_measured.store(true, Relaxed);
+    pub(crate) fn contended(&self, mode: Mode, wait_ticks: u64) {
+        let index = self.0.load(Acquire);
+        if let Some(e) = entry(index) {
+            if !e.waits_measured.load(Relaxed) {
+                e.waits_measured.store(true, Relaxed);
+            }
         }
-        e.contended[mode.index()].fetch_add(1, Relaxed);
-        e.wait_ticks[mode.index()].fetch_add(wait_ticks, Relaxed);
+        if self.add(FIELD_CONTENDED, mode, 1) && self.add(FIELD_WAIT, mode, wait_ticks) {
+            return;
+        }
+        if let Some(e) = entry(index) {
+            e.contended[mode.index()].fetch_add(1, Relaxed);
+            e.wait_ticks[mode.index()].fetch_add(wait_ticks, Relaxed);
+        }
     }
 
     /// This lock's index, assigned now if it has none.
@@ -426,7 +447,7 @@ fn grow(slot: usize) -> bool {
             let counts = &owner.counts;
             let old = counts.table();
             if slot >= old.slots.len() {
-                let len = (slot + 1).next_power_of_two().max(16);
+                let len = (slot + 1).div_ceil(PER_INDEX).next_power_of_two().max(4) * PER_INDEX;
                 let slots: Box<[AtomicU64]> = (0..len)
                     .map(|i| AtomicU64::new(old.slots.get(i).map_or(0, |c| c.load(Relaxed))))
                     .collect();
@@ -444,7 +465,7 @@ fn grow(slot: usize) -> bool {
             let table = counts.table();
             FAST.try_with(|f| {
                 f.base.set(table.slots.as_ptr());
-                f.len_m2.set(table.slots.len() - 2);
+                f.len_m6.set(table.slots.len().saturating_sub(PER_INDEX));
             })
             .is_ok()
         })
@@ -475,7 +496,8 @@ pub(crate) struct Totals {
 
 /// What the profiler reported of the per-name atomics.
 struct Reported {
-    /// Per site index × 2 + mode: contended, wait ticks, orphans.
+    /// Per site index × 2 + mode, of the names' shared atomics: contended,
+    /// wait ticks, orphans.
     shared: Vec<[u64; 3]>,
     /// Slots that have counted anything, ever: reported even when nothing
     /// changed, so that sampled events that reach the recorder after the
@@ -491,7 +513,7 @@ static REPORTED: ForkSafeMutex<Reported> = ForkSafeMutex::new(|| Reported {
 /// Reads every table, returns what changed since the last call per
 /// (name, mode), and frees the tables of threads that are gone.
 pub(crate) fn take_deltas() -> HashMap<(SiteKey, Mode), Totals> {
-    let mut acquired: Vec<u64> = Vec::new();
+    let mut sums: Vec<u64> = Vec::new();
     // A snapshot: threads registering meanwhile do not wait for the reads.
     let threads: Vec<Arc<ThreadCounts>> = THREADS.lock().clone();
     let mut gone = Vec::new();
@@ -507,12 +529,12 @@ pub(crate) fn take_deltas() -> HashMap<(SiteKey, Mode), Totals> {
         if reported.len() < table.slots.len() {
             reported.resize(table.slots.len(), 0);
         }
-        if acquired.len() < table.slots.len() {
-            acquired.resize(table.slots.len(), 0);
+        if sums.len() < table.slots.len() {
+            sums.resize(table.slots.len(), 0);
         }
         for (i, c) in table.slots.iter().enumerate() {
             let now = c.load(Relaxed);
-            acquired[i] += now.wrapping_sub(std::mem::replace(&mut reported[i], now));
+            sums[i] = sums[i].wrapping_add(now.wrapping_sub(std::mem::replace(&mut reported[i], now)));
         }
         if exited {
             gone.push(Arc::as_ptr(t));
@@ -524,10 +546,10 @@ pub(crate) fn take_deltas() -> HashMap<(SiteKey, Mode), Totals> {
     }
     // After the tables: every index they counted for is covered.
     let n_sites = SITE_COUNT.load(Acquire);
-    let slots = (n_sites + 1) * 2;
-    if acquired.len() < slots {
-        acquired.resize(slots, 0);
+    if sums.len() < (n_sites + 1) * PER_INDEX {
+        sums.resize((n_sites + 1) * PER_INDEX, 0);
     }
+    let slots = (n_sites + 1) * 2;
 
     let mut out = HashMap::new();
     let mut rep = REPORTED.lock();
@@ -549,18 +571,21 @@ pub(crate) fn take_deltas() -> HashMap<(SiteKey, Mode), Totals> {
             let r = &mut rep.shared[slot];
             let delta: [u64; 3] =
                 std::array::from_fn(|k| now[k].wrapping_sub(std::mem::replace(&mut r[k], now[k])));
-            let count = acquired[slot] + delta[2];
+            let at = |field: usize| sums[index as usize * PER_INDEX + field + m];
+            let count = at(0) + delta[2];
+            let contended = at(FIELD_CONTENDED) + delta[0];
+            let wait = at(FIELD_WAIT) + delta[1];
             if count > 0 {
                 rep.seen[slot] = true;
             }
-            if count == 0 && delta[0] == 0 && !rep.seen[slot] {
+            if count == 0 && contended == 0 && !rep.seen[slot] {
                 continue;
             }
             let t: &mut Totals = out.entry((e.key, e.mode_of[m])).or_default();
             *t.acquired.get_or_insert(0) += count;
-            t.contended += delta[0];
+            t.contended += contended;
             if waits_measured {
-                *t.wait_ns.get_or_insert(0) += delta[1];
+                *t.wait_ns.get_or_insert(0) += wait;
             }
         }
     }

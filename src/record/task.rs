@@ -165,7 +165,7 @@ mod semaphore {
         sem.acquire_many(permits).await?.forget();
         let waited = clock::between(start, clock::now());
         count(stats, site, mode, holders);
-        stats.contended(site, mode, waited);
+        stats.contended(mode, waited);
         Ok(Ticket::NONE)
     }
 
@@ -281,7 +281,7 @@ mod semaphore {
         let acquired_at = clock::now();
         count(stats, site, mode, holders);
         if waited > 0 {
-            stats.contended(site, mode, waited);
+            stats.contended(mode, waited);
         }
         let Some(stack) = stack else {
             return Ticket::NONE;
