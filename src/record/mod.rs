@@ -84,9 +84,12 @@ pub(crate) trait RawAcquire {
 
 /// Acquires through `raw`, recording as the sampler decides.
 ///
-/// An unsampled acquisition is the raw lock's own `lock` next to a
+/// An unsampled acquisition is the raw lock's own `try_lock` next to a
 /// thread-local read and a thread-local write: no clock, no allocation, no
-/// shared write but the lock's own. In exclusive modes the countdown's store
+/// shared write but the lock's own. Only when that try fails is the wait
+/// timed (`lock_contended`), so that each lock's total wait is exact: with
+/// sampled waits alone, heavy-tailed waits at 1 % capture gave totals off by
+/// −84 % to +109 % in five runs (`examples/fidelity.rs`). In exclusive modes the countdown's store
 /// and the exact count come after the lock's atomic instruction, with the
 /// lock held, where plain stores are cheap and safe (the store before the
 /// CAS measured 3 ns). Shared reads count nothing, and there the store goes
@@ -103,13 +106,29 @@ pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mod
     };
     if !mode.counted() {
         sampler::commit(countdown);
-        raw.acquire();
+        if !raw.try_acquire() {
+            lock_contended(&raw, site, stats, mode);
+        }
         return Ticket::NONE;
     }
-    raw.acquire();
+    if !raw.try_acquire() {
+        lock_contended(&raw, site, stats, mode);
+    }
     stats.count(site, mode);
     sampler::commit(countdown);
     Ticket::NONE
+}
+
+/// An unsampled acquisition whose first try failed: its wait is timed, so
+/// that the lock's total wait is exact and only its split across stacks is
+/// sampled. Two clock reads, only after a failed try.
+#[cold]
+#[inline(never)]
+fn lock_contended(raw: &impl RawAcquire, site: &LockSite, stats: &StatsSlot, mode: Mode) {
+    let start = clock::now();
+    raw.acquire();
+    let end = clock::now();
+    stats.contended(site, mode, clock::between(start, end));
 }
 
 #[cold]
@@ -124,7 +143,9 @@ fn lock_expired(
     if sampler::expired(session) {
         return acquire_sampled(raw, site, stats, mode, Attempt::Block).unwrap_or(Ticket::NONE);
     }
-    raw.acquire();
+    if !raw.try_acquire() {
+        lock_contended(&raw, site, stats, mode);
+    }
     stats.count(site, mode);
     Ticket::NONE
 }
@@ -162,12 +183,17 @@ fn lock_bounded<R: RawAcquire>(
     mode: Mode,
     attempt: Attempt,
 ) -> Option<Ticket> {
-    let once = |raw: &R| match attempt {
-        Attempt::For(timeout) => raw.try_acquire_for(timeout),
-        Attempt::Once | Attempt::Block => raw.try_acquire(),
-    };
     let Some(session) = sampler::session() else {
-        return once(&raw).then_some(Ticket::NONE);
+        let acquired = match attempt {
+            Attempt::For(timeout) => raw.try_acquire_for(timeout),
+            Attempt::Once | Attempt::Block => raw.try_acquire(),
+        };
+        return acquired.then_some(Ticket::NONE);
+    };
+    // A timed attempt that waits is timed, as `lock_contended` does.
+    let once = |raw: &R| match attempt {
+        Attempt::For(timeout) => raw.try_acquire() || lock_for_contended(raw, site, stats, mode, timeout),
+        Attempt::Once | Attempt::Block => raw.try_acquire(),
     };
     match sampler::peek(session) {
         Some(countdown) => {
@@ -187,6 +213,25 @@ fn lock_bounded<R: RawAcquire>(
     }
     stats.count(site, mode);
     Some(Ticket::NONE)
+}
+
+/// [`lock_contended`] with a timeout: a timed-out attempt records nothing.
+#[cold]
+#[inline(never)]
+fn lock_for_contended(
+    raw: &impl RawAcquire,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    timeout: Duration,
+) -> bool {
+    let start = clock::now();
+    if !raw.try_acquire_for(timeout) {
+        return false;
+    }
+    let end = clock::now();
+    stats.contended(site, mode, clock::between(start, end));
+    true
 }
 
 /// Releases through `unlock`, recording the hold time if the acquisition was
@@ -242,8 +287,9 @@ fn acquire_sampled(
         if let Attempt::Once = attempt {
             return None;
         }
-        let start = clock::now();
         let captured = capture(&mut stack);
+        // Timed from after the capture: the profiler's own work is not wait.
+        let start = clock::now();
         let acquired = match attempt {
             Attempt::Once => false,
             Attempt::Block => {
@@ -255,7 +301,9 @@ fn acquire_sampled(
         if !acquired {
             return None;
         }
-        (captured, clock::between(start, clock::now()).max(1))
+        let waited = clock::between(start, clock::now()).max(1);
+        stats.contended(site, mode, waited);
+        (captured, waited)
     };
     stats.count(site, mode);
     if !captured {

@@ -3,9 +3,8 @@
 //! Every lock instance gets a small heap block the first time it is acquired
 //! while a profiler runs. Exclusive acquisitions are counted in it with a plain
 //! load and store (the lock is held, so no other thread writes the counter).
-//! The async locks also add every contended acquisition's measured wait; the
-//! sync locks never read a clock on an unsampled acquisition, so their waits
-//! are estimated from the sampled ones. The recorder reads the blocks at each
+//! Every contended acquisition (one whose first try failed) also adds its
+//! measured wait, so that each lock's total wait is exact. The recorder reads the blocks at each
 //! flush, so the per-lock counts in a profile are exact while the split across
 //! call stacks comes from the sampled events.
 
@@ -39,8 +38,8 @@ pub(crate) struct LockStats {
     /// What the recorder has already reported, per mode: acquired, contended,
     /// wait. Only the recorder thread touches these.
     pub(crate) reported: [[AtomicU64; 3]; 2],
-    /// Set once the lock's waits are measured on every acquisition (the async
-    /// locks, from their first contended one; until then every wait was 0).
+    /// Set at the lock's first contended acquisition (until then every wait
+    /// was 0): from then on its total wait is exact.
     pub(crate) waits_measured: AtomicBool,
     /// Set (Release) when the lock is dropped, after its last count; read
     /// (Acquire) by the recorder before the counters, so that a block seen
@@ -101,10 +100,8 @@ impl StatsSlot {
             .fetch_add(1, Relaxed);
     }
 
-    /// Counts one contended acquisition that waited `wait_ticks`, for a lock that
-    /// measures every wait (the async locks). Call with the lock held in
-    /// `mode`.
-    #[cfg(feature = "tokio")]
+    /// Counts one contended acquisition that waited `wait_ticks`. Call with
+    /// the lock held in `mode`.
     #[cold]
     pub(crate) fn contended(&self, site: &LockSite, mode: Mode, wait_ticks: u64) {
         let stats = self.get(site, mode);
