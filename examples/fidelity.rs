@@ -35,8 +35,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = fidelity::calibration();
     println!(
-        "profiler's own work in a sampled lock(): {:.2} µs (taken from the truth's wait per expected sample); profile hold longer by {:.0} ns per acquisition (added to the truth's hold)",
+        "calibration (1 thread, uncontended): profiler's own work in a sampled lock() {:.2} µs, taken from the truth's wait per expected sample; timer floor {:.0} ns per lock() that does not wait, taken from the truth's wait per acquisition; profile hold longer by {:.0} ns per acquisition, added to the truth's hold",
         c.own_work_ns / 1e3,
+        c.timer_floor_ns,
         c.hold_excess_ns
     );
     println!("{}", table_header());

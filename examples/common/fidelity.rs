@@ -22,6 +22,8 @@
 //! - the caller's wait includes the profiler's own work inside a sampled
 //!   `lock()` (stack capture, hand-off), which the profile does not count as
 //!   waiting: the truth's wait is reported less `N × capture × own work`;
+//! - the caller's wait includes its own timer reads and the lock's fast path
+//!   even when nothing waits (the profile counts 0): less `N × floor`;
 //! - the profile's hold spans a little more than the caller's (its clock is
 //!   read before `lock()` returns and inside the drop, around the caller's
 //!   own timer reads): the truth's hold is reported plus `N × excess`.
@@ -609,6 +611,10 @@ pub struct Calibration {
     /// held meanwhile). Estimated holds carry the sampled acquisitions'
     /// excess to every acquisition.
     pub hold_excess_ns: f64,
+    /// What the caller's timer reads around a `lock()` that does not wait,
+    /// with no profiler: its own reads and the uncontended lock. The profile
+    /// counts 0 there, so the truth's wait is reported less `N × floor`.
+    pub timer_floor_ns: f64,
 }
 
 /// The [`Calibration`], measured once per process at 100 % capture (where
@@ -666,6 +672,7 @@ fn calibrate(capture_pct: f64) -> Calibration {
     Calibration {
         own_work_ns: ((on.wait.sum - off.wait.sum) / (n * p)).max(0.0),
         hold_excess_ns: (profile_hold - on.hold.sum) / n,
+        timer_floor_ns: off.wait.sum / n,
     }
 }
 
@@ -877,14 +884,15 @@ pub fn measure(workload: Workload, capture_pct: f64, scale: f64, dir: &Path) -> 
             4.0 * scale_se + stats.events_dropped as f64 / p
         };
         rows.push(row(Measure::Count, n, sum(|s| s.acquire), count_sigma, true, 0.0));
-        let wait_truth = lock.tally.wait.sum - n * p * cal.own_work_ns;
+        let wait_correction = n * (p * cal.own_work_ns + cal.timer_floor_ns);
+        let wait_truth = lock.tally.wait.sum - wait_correction;
         rows.push(row(
             Measure::Wait,
             wait_truth,
             sum(|s| s.acquire_wait_ns),
             4.0 * scale_se * lock.tally.wait.sd(n),
             lock.wait_timed,
-            n * p * cal.own_work_ns,
+            wait_correction,
         ));
         rows.push(row(
             Measure::Hold,
