@@ -14,12 +14,12 @@
 //!   total is exactly `N`, and which also corrects for events dropped on a
 //!   full queue. Where it is not known each sampled event stands for
 //!   `100 / capture_pct` acquisitions (Horvitz–Thompson).
-//! - **Wait and hold.** The sync locks read no clock on an unsampled
-//!   acquisition, so waits and holds are measured on sampled ones only; each
-//!   stack gets its sampled time scaled by the same factor as its count
-//!   (`N / n`, or `100 / capture_pct`). The async locks measure every
-//!   contended wait, so their total wait `W` is exact and each stack gets
-//!   `W × w_k / w`, its share of the sampled wait.
+//! - **Wait.** Every contended acquisition is timed, so a lock's total wait
+//!   `W` is exact and each stack gets `W × w_k / w`, its share of the sampled
+//!   wait.
+//! - **Hold.** Measured on sampled acquisitions only (an unsampled one reads
+//!   no clock); each stack gets its sampled time scaled by the same factor as
+//!   its count (`N / n`, or `100 / capture_pct`).
 //! - When a lock was used but none of its acquisitions was sampled in the
 //!   period, its exact totals go to one sample whose only frame is
 //!   `<unsampled>`, so that per-lock counts stay exact.

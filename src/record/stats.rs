@@ -4,7 +4,7 @@
 //! its locks is counted while a profiler runs; each lock instance remembers
 //! the index inline ([`StatsSlot`], four bytes beside the raw lock). An
 //! acquisition adds one to a counter in a table that belongs to the
-//! acquiring thread, at `index × 2 + mode`: a thread-local load and store,
+//! acquiring thread, at `index × 6 + mode`: a thread-local load and store,
 //! no write to memory that another core uses. The profiler thread reads
 //! every thread's table at each flush and reports what changed since the
 //! last one.
@@ -27,9 +27,9 @@
 //! reported). A thread that exits leaves its table to the profiler, whose
 //! next flush reads it a last time and frees it. Nothing is lost when a lock
 //! or a thread goes away, and nothing is counted twice; a count made while a
-//! flush is reading the table goes into the next profile. The async locks'
-//! contended waits, measured on every contended acquisition, are added to
-//! per-name atomics (they follow a wait, so their cost does not matter).
+//! flush is reading the table goes into the next profile. Every contended
+//! acquisition (one whose first try failed) also adds one and its measured
+//! wait to the same table, so that each lock's total wait is exact.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -56,10 +56,12 @@ struct SiteEntry {
     /// The modes behind table slots 0 and 1: `[Exclusive, Read]` for
     /// mutexes, `[Write, Read]` for read-write locks.
     mode_of: [Mode; 2],
-    /// Async locks: contended acquisitions and their waits (clock ticks).
+    /// Contended acquisitions and their waits (clock ticks) of threads whose
+    /// table could not be used.
     contended: [AtomicU64; 2],
     wait_ticks: [AtomicU64; 2],
-    /// Set once a wait of this name was measured (async locks).
+    /// Set at the name's first contended acquisition (until then every wait
+    /// was 0): from then on its total wait is exact.
     waits_measured: AtomicBool,
     /// Acquisitions made while the thread's table could not be used (the
     /// thread's locals being torn down, or profiler code on the thread).
@@ -260,6 +262,14 @@ impl StatsSlot {
         self.add(0, mode, 1)
     }
 
+    /// Whether this thread's table has this lock's slots.
+    #[inline]
+    pub(crate) fn ready(&self) -> bool {
+        let first = self.0.load(Relaxed) as usize * PER_INDEX;
+        FAST.try_with(|f| first.wrapping_sub(PER_INDEX) < f.len_m6.get())
+            .unwrap_or(false)
+    }
+
     /// Adds `v` to this lock's counter `field` in `mode` in this thread's
     /// table, if it has the slot.
     #[inline(always)]
@@ -342,11 +352,10 @@ impl StatsSlot {
         }
     }
 
-    /// Counts one contended acquisition that waited `wait_ticks`, for a lock
-    /// that measures every contended wait, into this thread's table. Never
-    /// allocates (the lock is held): call [`prepare`](Self::prepare) before
-    /// the lock is taken, or the wait goes to the name's shared totals.
-    #[cfg(feature = "tokio")]
+    /// Counts one contended acquisition that waited `wait_ticks` into this
+    /// thread's table. Never allocates (the lock is held): call
+    /// [`prepare`](Self::prepare) before the lock is taken, or the wait goes
+    /// to the name's shared totals.
     #[cold]
     pub(crate) fn contended(&self, mode: Mode, wait_ticks: u64) {
         let index = self.0.load(Acquire);
