@@ -31,6 +31,7 @@ pub fn sampled_event() -> bool {
 /// own); from the caller of this function on they should be the same.
 #[inline(never)]
 pub fn eh_frame_and_backtrace(limit: usize) -> (Option<Vec<usize>>, Vec<usize>) {
+    stack::prepare_eh_frame();
     let ours = stack::walk_eh_frame(limit).map(|s| s.ips.to_vec());
     let bt = stack::capture_with_backtrace(limit).ips.to_vec();
     std::hint::black_box((ours, bt))

@@ -503,6 +503,13 @@ pub(crate) fn walk_frame_pointers(limit: usize) -> Option<Stack> {
     fp::walk(limit, &mut buf).then(|| buf.to_stack())
 }
 
+/// Makes the eh_frame unwinder's module list now (it is otherwise made at
+/// profiler start, or at a thread's first walk, which meanwhile falls back to
+/// `backtrace`); false where that unwinder is not available.
+pub(crate) fn prepare_eh_frame() -> bool {
+    unwind::AVAILABLE && unwind::prepare()
+}
+
 /// An eh_frame walk whatever the selected unwinder, for the calibration and
 /// tests; `None` where that unwinder is not available.
 #[inline(never)]

@@ -68,10 +68,17 @@ struct Modules {
 }
 
 impl Modules {
+    /// The executable range that holds `pc`.
     #[inline]
-    fn contains(&self, pc: u64) -> bool {
+    fn text_of(&self, pc: u64) -> Option<(u64, u64)> {
         let i = self.text.partition_point(|&(start, _)| start <= pc);
-        i > 0 && pc < self.text[i - 1].1
+        let &(start, end) = self.text.get(i.checked_sub(1)?)?;
+        (pc < end).then_some((start, end))
+    }
+
+    #[cfg(test)]
+    fn contains(&self, pc: u64) -> bool {
+        self.text_of(pc).is_some()
     }
 }
 
@@ -94,10 +101,18 @@ thread_local! {
     static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
 }
 
-/// Builds the module list if there is none yet. Cold: profiler start.
+/// Builds the module list if there is none yet, waiting for another thread
+/// that is building it. Cold: profiler start (a walk never waits: without a
+/// list it falls back to `backtrace`).
 pub(super) fn prepare() -> bool {
-    if GENERATION.load(Acquire) == 0 {
+    for _ in 0..10_000 {
+        if GENERATION.load(Acquire) != 0 {
+            return true;
+        }
         refresh(true);
+        if GENERATION.load(Acquire) == 0 {
+            std::thread::yield_now();
+        }
     }
     GENERATION.load(Acquire) != 0
 }
@@ -186,23 +201,35 @@ fn walk_from(
     let mut seen = 0usize;
     let mut truncated = false;
     let mut read = |addr: u64| read_stack(addr, stack);
+    // The executable range of the last frame: most frames are in the same
+    // object as the one before, and this check is one compare (the binary
+    // search over all objects was a third of a warm walk).
+    let mut known = (0u64, 0u64);
     while seen < MAX_COUNTED {
         let Some(modules) = local.modules.as_ref() else {
             break;
         };
-        if !modules.contains(address.address_for_lookup()) {
-            // A library loaded since the list was made, or no code at all.
-            refresh(false);
-            let known = sync(local)
-                && local
-                    .modules
-                    .as_ref()
-                    .is_some_and(|m| m.contains(address.address_for_lookup()));
-            if !known {
-                truncated = true;
-                break;
+        let lookup = address.address_for_lookup();
+        if lookup.wrapping_sub(known.0) >= known.1.wrapping_sub(known.0) {
+            if let Some(text) = modules.text_of(lookup) {
+                known = text;
+            } else {
+                // A library loaded since the list was made, or no code at all.
+                refresh(false);
+                let text = if sync(local) {
+                    local.modules.as_ref().and_then(|m| m.text_of(lookup))
+                } else {
+                    None
+                };
+                match text {
+                    Some(text) => known = text,
+                    None => {
+                        truncated = true;
+                        break;
+                    }
+                }
+                continue;
             }
-            continue;
         }
         match modules
             .unwinder
