@@ -12,11 +12,14 @@ use lockprof::__bench::eh_frame_and_backtrace;
 
 const LIMIT: usize = 128;
 
+/// The same stack by the eh_frame unwinder and by `backtrace`.
+type Both = (Option<Vec<usize>>, Vec<usize>);
+
 /// Both walks agree from the first frame of ours that `backtrace` also has
 /// (the leaves are each unwinder's own) to the end of the stack, and that
 /// stretch has at least `callers` frames.
 #[track_caller]
-fn assert_agree((ours, bt): (Option<Vec<usize>>, Vec<usize>), callers: usize) {
+fn assert_agree((ours, bt): Both, callers: usize) {
     let ours = ours.expect("the eh_frame unwinder is available here");
     let start = ours
         .iter()
@@ -46,7 +49,7 @@ fn assert_agree((ours, bt): (Option<Vec<usize>>, Vec<usize>), callers: usize) {
 }
 
 #[inline(never)]
-fn recurse(n: usize) -> (Option<Vec<usize>>, Vec<usize>) {
+fn recurse(n: usize) -> Both {
     if n == 0 {
         return eh_frame_and_backtrace(LIMIT);
     }
@@ -96,12 +99,12 @@ fn tokio_task() {
 }
 
 #[inline(always)]
-fn inlined_helper() -> (Option<Vec<usize>>, Vec<usize>) {
+fn inlined_helper() -> Both {
     eh_frame_and_backtrace(LIMIT)
 }
 
 #[inline(never)]
-fn calls_inlined_helper() -> (Option<Vec<usize>>, Vec<usize>) {
+fn calls_inlined_helper() -> Both {
     let r = inlined_helper();
     black_box(r)
 }
@@ -112,7 +115,7 @@ fn inlined_helper_frame() {
 }
 
 thread_local! {
-    static FROM_COMPARATOR: RefCell<Option<(Option<Vec<usize>>, Vec<usize>)>> = const { RefCell::new(None) };
+    static FROM_COMPARATOR: RefCell<Option<Both>> = const { RefCell::new(None) };
 }
 
 /// Called back by libc's `qsort`: captures once, from inside libc's frames.

@@ -192,10 +192,9 @@ fn walk_from(
     buf: &mut StackBuf,
 ) -> bool {
     let generation = GENERATION.load(Acquire);
-    if generation == 0 || local.modules.as_ref().map(|m| m.generation) != Some(generation) {
-        if !sync(local) {
-            return false;
-        }
+    let stale = generation == 0 || local.modules.as_ref().map(|m| m.generation) != Some(generation);
+    if stale && !sync(local) {
+        return false;
     }
     let mut address = FrameAddress::from_instruction_pointer(pc);
     let mut seen = 0usize;
