@@ -595,6 +595,40 @@ mod tests {
     }
 
     #[test]
+    fn a_library_loaded_later_is_found_by_a_walk_through_it() {
+        assert!(prepare());
+        // SAFETY: dlopen and dlsym with NUL-terminated names; the library
+        // stays loaded (never closed) while its address is used.
+        let code = unsafe {
+            let lib = libc::dlopen(c"libz.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if lib.is_null() {
+                eprintln!("libz.so.1 is not installed: nothing to test");
+                return;
+            }
+            libc::dlsym(lib, c"zlibVersion".as_ptr()) as u64
+        };
+        assert_ne!(code, 0);
+        let sp: u64;
+        // SAFETY: reads a register.
+        unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        let known = || {
+            let shared = SHARED.lock().unwrap().clone().unwrap();
+            shared.contains(code)
+        };
+        // A refresh waits REFRESH_INTERVAL_MS after the last one, which
+        // another test may have just made.
+        for _ in 0..5 {
+            if known() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(REFRESH_INTERVAL_MS + 10));
+            // Starts in libz: the walk refreshes the list to unwind it.
+            walk_from_registers(code, sp, 0, 8).unwrap();
+        }
+        assert!(known());
+    }
+
+    #[test]
     fn garbage_on_the_stack_never_faults() {
         // A fake stack of words that look like stack and code addresses,
         // walked from a real PC: every read is bounds-checked, so the walk
