@@ -22,6 +22,12 @@
 //!   walk's own stack pointer up: a frame that cannot be unwound ends the stack
 //!   (counted in [`truncated`]), it never faults.
 //!
+//! Measured (plain release build, 42 frames, capture + hand-off): about
+//! 0.6 µs warm. `framehop`'s rule cache is direct-mapped (509 slots by
+//! address), so in some runs (addresses move with ASLR) two hot addresses
+//! share a slot and one of them re-parses its CFI on every walk, 0.3–0.6 µs
+//! each: a cache with two ways would remove that.
+//!
 //! Not handled: a library unloaded with `dlclose` and another loaded at its
 //! addresses before the next refresh would be unwound with the first one's
 //! tables, which are then unmapped.
