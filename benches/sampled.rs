@@ -1,7 +1,8 @@
 //! Benchmark 3: what a sampled event costs, and what a flush costs.
 //!
 //! - `sampled_event/*`: stack capture and hand-off to the recorder for one
-//!   event 30 frames deep, by frame pointers and by `backtrace`, and the raw
+//!   event 30 frames deep, by frame pointers, by the eh_frame unwinder and by
+//!   `backtrace`, and the raw
 //!   unwinders alone for comparison.
 //! - `sampled_lock/30_frames`: a lock+unlock at 100 % capture 30 frames deep
 //!   (two events: the acquisition and the release), beside `parking_lot`.
@@ -37,6 +38,7 @@ fn sampled_event(c: &mut Criterion) {
     });
     for (name, unwinder) in [
         ("frame_pointers", Unwinder::FramePointers),
+        ("eh_frame", Unwinder::EhFrame),
         ("backtrace", Unwinder::Backtrace),
     ] {
         let p = Profiler::builder()

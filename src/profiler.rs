@@ -360,7 +360,8 @@ impl ProfilerBuilder {
             recorder::after_fork();
             stats::after_fork();
         }
-        let uses_frame_pointers = stack::select(settings.unwinder);
+        let unwinder = stack::select(settings.unwinder);
+        let uses_frame_pointers = unwinder == stack::Unwinder::FramePointers;
         clock::select();
         let session = NEXT_SESSION.fetch_add(1, Relaxed).max(1);
         sampler::configure(
@@ -396,13 +397,9 @@ impl ProfilerBuilder {
         // Sampling starts only once everything above is in place.
         sampler::SESSION.store(session, Release);
         log::debug!(
-            "lockprof started: capture {}%, {} unwinder, output {}",
+            "lockprof started: capture {}%, {:?} unwinder, output {}",
             settings.capture_pct,
-            if uses_frame_pointers {
-                "frame-pointer"
-            } else {
-                "backtrace"
-            },
+            unwinder,
             description
         );
         Ok(ProfilerHandle {
@@ -412,6 +409,7 @@ impl ProfilerBuilder {
             upload,
             description,
             uses_frame_pointers,
+            unwinder,
             pid: std::process::id(),
         })
     }
@@ -505,6 +503,7 @@ pub struct ProfilerHandle {
     upload: Option<UploadCounters>,
     description: String,
     uses_frame_pointers: bool,
+    unwinder: stack::Unwinder,
     /// The process that started the profiler: a forked child has a copy of
     /// the handle but no profiler thread.
     pid: u32,
@@ -533,6 +532,13 @@ impl ProfilerHandle {
     /// than with `backtrace` (see the README's "Stack capture").
     pub fn uses_frame_pointers(&self) -> bool {
         self.uses_frame_pointers
+    }
+
+    /// The unwinder chosen at start: [`Unwinder::Auto`](stack::Unwinder::Auto)
+    /// resolved to the one in use, e.g. `EhFrame` in a build without frame
+    /// pointers.
+    pub fn unwinder(&self) -> stack::Unwinder {
+        self.unwinder
     }
 
     /// Where profiles go, in words.

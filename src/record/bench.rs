@@ -26,6 +26,23 @@ pub fn sampled_event() -> bool {
         .unwrap_or(false)
 }
 
+/// The same stack captured twice in one function: by the eh_frame unwinder
+/// (`None` where it is not available) and by `backtrace::trace`, each with up
+/// to `limit` frames, leaf first. The leaf frames differ (each unwinder's
+/// own); from the caller of this function on they should be the same.
+#[inline(never)]
+pub fn eh_frame_and_backtrace(limit: usize) -> (Option<Vec<usize>>, Vec<usize>) {
+    stack::prepare_eh_frame();
+    let ours = stack::walk_eh_frame(limit).map(|s| s.ips.to_vec());
+    let bt = stack::capture_with_backtrace(limit).ips.to_vec();
+    std::hint::black_box((ours, bt))
+}
+
+/// How many eh_frame walks so far ended at a frame they could not unwind.
+pub fn eh_frame_truncated_walks() -> u64 {
+    stack::truncated_walks()
+}
+
 /// One period's aggregated events, ready to be flushed.
 #[derive(Debug, Clone)]
 pub struct FlushBatch {
