@@ -721,6 +721,12 @@ impl Worker {
         if panics > 0 {
             comments.push(format!("internal panics caught: {panics}"));
         }
+        let truncated = stack::truncated_walks();
+        if truncated > 0 {
+            comments.push(format!(
+                "stack walks ended early at a frame the unwinder could not unwind: {truncated} since the process started"
+            ));
+        }
         let overflowed = stats::overflowed();
         if overflowed > 0 {
             comments.push(format!(

@@ -202,6 +202,7 @@ pub(crate) fn prepare() {
     let Some(session) = sampler::session() else {
         return;
     };
+    super::stack::prepare_thread();
     let _ = CACHED.try_with(|cell| {
         let Ok(mut cached) = cell.try_borrow_mut() else {
             return;

@@ -320,6 +320,17 @@ pub(crate) fn capture_into(max_frames: usize, buf: &mut StackBuf) {
     }
 }
 
+/// Allocates what this thread's walks need (its stack bounds, the eh_frame
+/// unwinder's rule cache) ahead of a walk that may run while a user's lock
+/// is held, which a global allocator may take too.
+pub(crate) fn prepare_thread() {
+    #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_os = "linux"))]
+    let _ = fp::bounds();
+    if ACTIVE.load(Relaxed) == ACTIVE_EH_FRAME {
+        unwind::prepare_thread();
+    }
+}
+
 /// How many eh_frame walks ended early at a frame they could not unwind (a PC
 /// in no loaded object, no unwind rule, a stack read outside the thread's
 /// stack). The frames up to there are kept.
@@ -530,6 +541,8 @@ mod unwind {
     pub(super) fn walk(_limit: usize, _buf: &mut StackBuf) -> bool {
         false
     }
+
+    pub(super) fn prepare_thread() {}
 
     pub(super) fn truncated() -> u64 {
         0

@@ -123,6 +123,18 @@ pub(super) fn prepare() -> bool {
     GENERATION.load(Acquire) != 0
 }
 
+/// Allocates this thread's rule cache now, outside any user's lock.
+pub(super) fn prepare_thread() {
+    let _ = LOCAL.try_with(|local| {
+        if let Ok(mut local) = local.try_borrow_mut() {
+            local.get_or_insert_with(|| Local {
+                modules: None,
+                cache: RuleCache::new_in(),
+            });
+        }
+    });
+}
+
 /// Walks the caller's stack into `buf`: false (and nothing written) when
 /// this thread's stack or the module list is unknown, or the thread-local
 /// state is gone (thread exit), so the caller falls back to `backtrace`.
