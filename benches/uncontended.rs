@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench uncontended
+//! ./scripts/bench.sh uncontended      # the plain build, then with frame pointers
 //! ```
 
 mod common;
@@ -90,9 +91,35 @@ fn reentrant(c: &mut Criterion) {
     g.finish();
 }
 
+/// Runs `f` `depth` frames below the caller, as locks in a real server are
+/// taken: what a sampled acquisition walks grows with the depth.
+#[inline(never)]
+fn at_depth(depth: usize, f: &mut dyn FnMut()) {
+    if depth == 0 {
+        return f();
+    }
+    at_depth(depth - 1, f);
+    black_box(());
+}
+
+fn mutex_24_frames_deep(c: &mut Criterion) {
+    let mut g = c.benchmark_group("uncontended/mutex_24_frames_deep");
+    let pl = parking_lot::Mutex::new(0u64);
+    g.bench_function("parking_lot", |b| {
+        at_depth(24, &mut || b.iter(|| *black_box(&pl).lock() += 1))
+    });
+    let m = ProfiledMutex::new(0u64);
+    profiled(&mut g, |g, name| {
+        g.bench_function(name, |b| {
+            at_depth(24, &mut || b.iter(|| *black_box(&m).lock().unwrap() += 1))
+        });
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = mutex, rwlock_read, rwlock_write, reentrant
+    targets = mutex, mutex_24_frames_deep, rwlock_read, rwlock_write, reentrant
 }
 criterion_main!(benches);
