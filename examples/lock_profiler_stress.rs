@@ -248,9 +248,23 @@ fn main() -> ExitCode {
             stats.events_dropped,
             stats
                 .last_error
+                .as_ref()
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default()
         );
+        // The profiler's view of the same run, beside the scenario's own
+        // figures: every run checks the profile's accuracy.
+        let totals = common::summary::totals(&stats.files);
+        let (acquired, wait_ns) = totals
+            .values()
+            .fold((0i64, 0i64), |(a, w), t| (a + t.acquired, w + t.wait_ns));
+        if acquired > 0 {
+            eprintln!(
+                "Profile: avg acquire wait {:.3}ms over {acquired} acquisitions (scenario: Avg acquire time above)",
+                wait_ns as f64 / acquired as f64 / 1e6
+            );
+        }
+        common::summary::print(&stats.files, 3, false);
     }
     if let Some(path) = &args.output {
         let written = serde_json::to_string_pretty(&result)

@@ -51,11 +51,11 @@ fn main() {
     let output = profiler.output().to_owned();
     let stats = profiler.stop();
     println!(
-        "handled {} requests; {} profile(s) written to {output}",
+        "handled {} requests; {} profile(s) to {output}",
         *REQUEST_COUNT.lock().unwrap(),
         stats.profiles_exported
     );
-    println!("read one with: go tool pprof -raw <file>   (or: lockprof top <file>)");
+    summary::print(&stats.files, 3, true);
 }
 
 fn worker(id: u32, cache: &Cache, jobs: &Mutex<Vec<u32>>, ready: &Condvar) {
@@ -84,3 +84,7 @@ fn worker(id: u32, cache: &Cache, jobs: &Mutex<Vec<u32>>, ready: &Condvar) {
         thread::sleep(Duration::from_micros(200)); // held on purpose: shows up as hold time
     }
 }
+
+/// Prints the files written and the top locks, read back from them.
+#[path = "common/summary.rs"]
+mod summary;

@@ -469,7 +469,12 @@ struct Shared {
     events_recorded: AtomicU64,
     events_dropped: AtomicU64,
     last_error: parking_lot::Mutex<Option<String>>,
+    /// Files written, oldest first, at most [`FILES_LISTED`].
+    files: parking_lot::Mutex<std::collections::VecDeque<std::path::PathBuf>>,
 }
+
+/// The most files [`ProfilerStats::files`] lists (the newest ones).
+const FILES_LISTED: usize = 64;
 
 /// What a running profiler has done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -486,6 +491,9 @@ pub struct ProfilerStats {
     pub last_error: Option<String>,
     /// Upload counts, when profiles go to Datadog.
     pub upload: Option<UploadStats>,
+    /// The local files written so far, oldest first (the newest 64), for
+    /// output to files: the paths to open with `lockprof` or `go tool pprof`.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 enum Control {
@@ -555,6 +563,7 @@ impl ProfilerHandle {
             events_dropped: self.shared.events_dropped.load(Relaxed),
             last_error: self.shared.last_error.lock().clone(),
             upload: self.upload.as_ref().map(UploadCounters::get),
+            files: self.shared.files.lock().iter().cloned().collect(),
         }
     }
 
@@ -776,6 +785,13 @@ impl Worker {
         match self.exporter.export(&profile) {
             Ok(()) => {
                 self.shared.profiles_exported.fetch_add(1, Relaxed);
+                if let Some(path) = self.exporter.last_file() {
+                    let mut files = self.shared.files.lock();
+                    if files.len() == FILES_LISTED {
+                        files.pop_front();
+                    }
+                    files.push_back(path.to_owned());
+                }
             }
             Err(e) => self.fail(e),
         }

@@ -11,3 +11,4 @@ pub mod primitives;
 pub mod production;
 pub mod profiles;
 pub mod stats;
+pub mod summary;

@@ -107,6 +107,10 @@ impl Export for FileExporter {
     fn describe(&self) -> String {
         format!("files {}.<pid>.<seq>.pprof", self.prefix.display())
     }
+
+    fn last_file(&self) -> Option<&Path> {
+        self.last.as_deref()
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,13 @@ pub trait Export: Send {
     /// Called once when the profiler stops, after the last profile: finish
     /// pending deliveries, waiting a bounded time. Does nothing by default.
     fn finish(&mut self) {}
+
+    /// The local file the last successful [`export`](Self::export) wrote, if
+    /// it wrote one (`None` by default): the profiler lists these in
+    /// [`ProfilerStats::files`](crate::ProfilerStats::files).
+    fn last_file(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// Why a profile could not be delivered.
