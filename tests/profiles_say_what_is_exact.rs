@@ -88,7 +88,7 @@ fn at_one_percent_the_hold_is_estimated_with_the_fidelity_suites_error() {
     let sigma = row.four_sigma / 4.0;
     let (n, p) = (row.acquisitions as f64, 0.01);
     let long_ns = 200_000.0;
-    let design_sd = long_ns * ((1.0 / 64.0) * (63.0 / 64.0) as f64).sqrt();
+    let design_sd: f64 = long_ns * ((1.0f64 / 64.0) * (63.0 / 64.0)).sqrt();
     let design_sigma = (n * (1.0 - p) / p).sqrt() * design_sd;
     eprintln!(
         "tail hold: profile {:.0} ns ± {standard_error:.0}, truth {:.0} ns, fidelity σ {sigma:.0}, by design {design_sigma:.0}",
