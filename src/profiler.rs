@@ -700,6 +700,7 @@ impl Worker {
         let ns_per_tick = self.clock_start.ns_per_tick(&clock::Calibration::now());
         for (_, aggregate) in &mut samples {
             aggregate.total_ns = clock::to_ns(aggregate.total_ns, ns_per_tick);
+            aggregate.spread = aggregate.spread.scaled(ns_per_tick);
         }
         for t in totals.values_mut() {
             t.wait_ns = t.wait_ns.map(|w| clock::to_ns(w, ns_per_tick));
@@ -719,6 +720,7 @@ impl Worker {
         self.period_start = (end_wall, Instant::now());
 
         let pct = self.settings.capture_pct;
+        let accuracy = report::accuracy(&samples, &totals, pct);
         let weighted = report::weigh(samples, &totals, pct);
         let mut comments = vec![format!(
             "lockprof {}: capture_pct={pct}",
@@ -743,6 +745,7 @@ impl Worker {
                 stats::MAX_SITES
             ));
         }
+        comments.extend(accuracy.iter().map(|a| a.to_comment()));
         let info = PeriodInfo {
             start_unix_ns: start_wall
                 .duration_since(SystemTime::UNIX_EPOCH)

@@ -19,6 +19,8 @@ use prost::Message;
 
 use crate::pprof::{labels, proto};
 
+pub use crate::pprof::accuracy::{Figure, LockAccuracy};
+
 /// A decoded lock profile: one entry per pprof sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LockProfile {
@@ -34,7 +36,8 @@ pub struct LockProfile {
     pub period_type: Option<(String, String)>,
     /// Mean acquisitions per sampled one.
     pub period: i64,
-    /// Free-form comments (lockprof writes capture rate and drop counts).
+    /// Free-form comments (lockprof writes capture rate, drop counts, and
+    /// which figures are exact: see [`accuracy`](Self::accuracy)).
     pub comments: Vec<String>,
 }
 
@@ -188,6 +191,18 @@ impl LockProfile {
         self.period = self.period.max(other.period);
         self.samples.extend(other.samples);
         self.comments.extend(other.comments);
+    }
+
+    /// What the profile says of each lock name and mode's totals: which are
+    /// exact, and the standard error of the estimated ones. Empty for
+    /// profiles that do not say (Datadog's other profilers, older lockprof
+    /// profiles); a merged profile holds one entry per lock and mode of each
+    /// profile merged (combine them with [`Figure::combine`]).
+    pub fn accuracy(&self) -> Vec<LockAccuracy> {
+        self.comments
+            .iter()
+            .filter_map(|c| LockAccuracy::from_comment(c))
+            .collect()
     }
 
     /// Every lock name, sorted.

@@ -123,18 +123,23 @@ struct CsvRow {
     max_wait_ns: u64,
     max_wait_exact: String,
     hold_ns: u64,
+    /// `acquisitions_exact` to `contended_share`, as written.
+    accuracy: Vec<String>,
 }
 
 fn parse_csv(text: &str) -> Vec<CsvRow> {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("lock,named,acquisitions,releases,wait_ns,wait_share,avg_wait_ns,max_wait_ns,max_wait_exact,hold_ns,avg_hold_ns")
+        Some(
+            "lock,named,acquisitions,releases,wait_ns,wait_share,avg_wait_ns,max_wait_ns,max_wait_exact,hold_ns,avg_hold_ns,\
+             acquisitions_exact,acquisitions_se,wait_exact,wait_se_ns,hold_exact,hold_se_ns,contended,contended_share"
+        )
     );
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 11, "{l}");
+            assert_eq!(f.len(), 19, "{l}");
             let n = |i: usize| f[i].parse::<u64>().unwrap_or_else(|_| panic!("number in {l}"));
             CsvRow {
                 lock: f[0].to_owned(),
@@ -145,6 +150,7 @@ fn parse_csv(text: &str) -> Vec<CsvRow> {
                 max_wait_ns: n(7),
                 max_wait_exact: f[8].to_owned(),
                 hold_ns: n(9),
+                accuracy: f[11..].iter().map(|s| (*s).to_owned()).collect(),
             }
         })
         .collect()
@@ -213,6 +219,12 @@ fn top_names_and_stacks_report_known_activity_exactly() {
         "queue hold {} ms",
         ms(q.hold_ns)
     );
+    // At 100 % capture every total is exact; one of the 2 acquisitions waited.
+    assert_eq!(
+        q.accuracy,
+        ["true", "0", "true", "0", "true", "0", "1", "0.500000"],
+        "queue"
+    );
     let c = &rows[1];
     assert_eq!(
         (c.named.as_str(), c.acquisitions, c.releases, c.wait_ns),
@@ -228,6 +240,11 @@ fn top_names_and_stacks_report_known_activity_exactly() {
         c.hold_ns >= counter_hold && ms(c.hold_ns) < ms(counter_hold) + 2000.0,
         "counter hold {} ms",
         ms(c.hold_ns)
+    );
+    assert_eq!(
+        c.accuracy,
+        ["true", "0", "true", "0", "true", "0", "0", "0.000000"],
+        "counter"
     );
     let g = &rows[2];
     assert_eq!(
@@ -250,30 +267,35 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     assert_eq!(json[1]["lock"], counter.as_str());
     assert_eq!(json[1]["named"], true);
     assert_eq!(json[2]["named"], false);
+    assert_eq!(json[0]["hold_exact"], true);
+    assert_eq!(json[0]["hold_se_ns"], 0.0);
+    assert_eq!(json[0]["contended"], 1);
+    assert_eq!(json[0]["contended_share"], 0.5);
 
     // top's table, from the file: the count columns exactly.
     let table = stdout_of(&["top", "--by", "count", file]);
     let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(
         lines[0],
-        ["LOCK", "ACQUIRED", "WAIT", "WAIT%", "AVG", "WAIT", "MAX", "WAIT", "HOLD", "AVG", "HOLD"]
+        ["LOCK", "ACQUIRED", "CONT%", "WAIT", "WAIT%", "AVG", "WAIT", "MAX", "WAIT", "HOLD", "AVG", "HOLD"]
     );
     assert_eq!(lines.len(), 4, "{table}");
     assert_eq!(
-        &lines[1][..5],
-        [counter.as_str(), "10", "0ns", "0.0%", "0ns"],
+        &lines[1][..6],
+        [counter.as_str(), "10", "0.0%", "0ns", "0.0%", "0ns"],
         "{table}"
     );
     assert_eq!(
-        &lines[2][..5],
-        [generic.as_str(), "3", "0ns", "0.0%", "0ns"],
+        &lines[2][..6],
+        [generic.as_str(), "3", "0.0%", "0ns", "0.0%", "0ns"],
         "{table}"
     );
     assert_eq!(
-        &lines[3][..4],
-        [queue.as_str(), "2", lines[3][2], "100.0%"],
+        &lines[3][..5],
+        [queue.as_str(), "2", "50.0%", lines[3][3], "100.0%"],
         "{table}"
     );
+    assert!(!table.contains('±'), "nothing is estimated at 100 %: {table}");
     assert_eq!(
         stdout_of(&["top", "-n", "1", "--by", "hold", file])
             .lines()
@@ -351,7 +373,20 @@ fn python_profile_opens_and_lists_its_lock_names() {
             "{}",
             r.lock
         );
+        assert!(
+            r.accuracy.iter().all(String::is_empty),
+            "the profile says nothing of exactness"
+        );
     }
+    let table = stdout_of(&["top", PYTHON_PROFILE]);
+    assert!(!table.contains('±'), "{table}");
+    assert!(
+        table
+            .lines()
+            .skip(1)
+            .all(|l| l.split_whitespace().nth(2) == Some("-")),
+        "no contended share: {table}"
+    );
     assert_eq!(
         rows[0].lock, "lockref.py:2:global_database_lock",
         "the contended one"

@@ -161,6 +161,20 @@ fn go_tool_pprof_reads_the_profile() {
         );
     }
     assert!(stdout.contains("thread native id:["));
+    // Which totals are exact, as comments: at 100 % capture, all of them.
+    for (n, mode) in [
+        (&names[0], ""),
+        (&names[1], " mode=read"),
+        (&names[1], " mode=write"),
+    ] {
+        let comment = "lockprof accuracy: acquire=exact wait=exact release=exact hold=exact contended=";
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(comment) && l.ends_with(&format!("{mode} lock={n}"))),
+            "no accuracy comment for {n}{mode} in:\n{stdout}"
+        );
+    }
 
     // And its text report, as a user reads it.
     let top = Command::new("go")

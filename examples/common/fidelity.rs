@@ -834,6 +834,8 @@ impl Row {
 pub struct Outcome {
     pub rows: Vec<Row>,
     pub events_dropped: u64,
+    /// The profile the rows were read from.
+    pub profile: LockProfile,
 }
 
 /// Runs `workload` at `capture_pct` under a profiler writing into `dir`
@@ -937,6 +939,7 @@ pub fn measure(workload: Workload, capture_pct: f64, scale: f64, dir: &Path) -> 
     Outcome {
         rows,
         events_dropped: stats.events_dropped,
+        profile,
     }
 }
 

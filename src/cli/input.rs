@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use lockprof::read::{profile_files, LockProfile, Pick, ReadError};
 
+use crate::report::{self, Accuracies};
 use crate::Failure;
 
 /// The profile read, merged from `files`.
@@ -12,6 +13,10 @@ use crate::Failure;
 pub(crate) struct Loaded {
     pub(crate) profile: LockProfile,
     pub(crate) files: Vec<PathBuf>,
+    /// What each file says of its locks' totals, combined: kept apart from
+    /// the merged profile, whose comments no longer say which file a lock's
+    /// samples came from.
+    pub(crate) accuracy: Accuracies,
 }
 
 impl Loaded {
@@ -41,15 +46,21 @@ pub(crate) fn load(inputs: &[PathBuf], all: bool) -> Result<Loaded, Failure> {
         files.extend(profile_files(input, pick).map_err(|e| failure(input, e))?);
     }
     let mut merged: Option<LockProfile> = None;
+    let mut accuracy = Accuracies::new();
     for file in &files {
         let profile = LockProfile::from_file(file).map_err(|e| failure(file, e))?;
+        report::merge_accuracy(&mut accuracy, report::accuracy(&profile));
         match &mut merged {
             Some(m) => m.merge(profile),
             None => merged = Some(profile),
         }
     }
     match merged {
-        Some(profile) => Ok(Loaded { profile, files }),
+        Some(profile) => Ok(Loaded {
+            profile,
+            files,
+            accuracy,
+        }),
         None => Err(Failure::input(None, "no profile given")),
     }
 }

@@ -78,6 +78,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 fn top(a: args::TopArgs) -> Result<(), Failure> {
     let loaded = input::load(&a.inputs.files, a.inputs.all)?;
     let mut rows = report::top(&loaded.profile, a.by);
+    report::with_accuracy(&mut rows, &loaded.accuracy);
     if let Some(n) = a.limit {
         rows.truncate(n);
     }

@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
+use lockprof::read::Figure;
+
 use crate::report::{DiffRow, LockRow, LockStacks};
 
 /// A duration with three significant digits: `950ns`, `12.3µs`, `1.20s`.
@@ -74,10 +76,22 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A total and, if it is estimated, `±` one standard error (`±?` when
+/// nothing was sampled to estimate it from).
+fn with_error(total: String, figure: Option<Figure>, show: fn(u64) -> String) -> String {
+    match figure {
+        Some(Figure::Estimated { standard_error }) => {
+            format!("{total} ±{}", show(standard_error.max(0.0).ceil() as u64))
+        }
+        Some(Figure::Unsampled) => format!("{total} ±?"),
+        Some(Figure::Exact) | None => total,
+    }
+}
+
 /// `top`'s human table.
 pub(crate) fn top_table(rows: &[LockRow]) -> String {
     let header = [
-        "LOCK", "ACQUIRED", "WAIT", "WAIT%", "AVG WAIT", "MAX WAIT", "HOLD", "AVG HOLD",
+        "LOCK", "ACQUIRED", "CONT%", "WAIT", "WAIT%", "AVG WAIT", "MAX WAIT", "HOLD", "AVG HOLD",
     ];
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -87,14 +101,18 @@ pub(crate) fn top_table(rows: &[LockRow]) -> String {
             } else {
                 format!("≥{}", duration(r.max_wait_ns))
             };
+            let a = r.accuracy;
             vec![
                 r.name.clone(),
-                r.acquisitions.to_string(),
-                duration(r.wait_ns),
+                with_error(r.acquisitions.to_string(), a.map(|a| a.acquire), |n| {
+                    n.to_string()
+                }),
+                r.contended_share().map_or_else(|| "-".to_owned(), percent),
+                with_error(duration(r.wait_ns), a.map(|a| a.wait), duration),
                 percent(r.wait_share),
                 duration(r.avg_wait_ns()),
                 max,
-                duration(r.hold_ns),
+                with_error(duration(r.hold_ns), a.map(|a| a.hold), duration),
                 duration(r.avg_hold_ns()),
             ]
         })
@@ -102,7 +120,21 @@ pub(crate) fn top_table(rows: &[LockRow]) -> String {
     table(&header, &cells)
 }
 
+/// Whether a total is exact and its standard error (0 if exact), as
+/// JSON: `null` where the profile does not say, and the error `null` where
+/// nothing was sampled.
+fn figure_fields(figure: Option<Figure>) -> (Value, Value) {
+    match figure {
+        None => (Value::Null, Value::Null),
+        Some(f) => (json!(f == Figure::Exact), json!(f.standard_error())),
+    }
+}
+
 fn top_value(r: &LockRow) -> Value {
+    let a = r.accuracy;
+    let (acquisitions_exact, acquisitions_se) = figure_fields(a.map(|a| a.acquire));
+    let (wait_exact, wait_se_ns) = figure_fields(a.map(|a| a.wait));
+    let (hold_exact, hold_se_ns) = figure_fields(a.map(|a| a.hold));
     json!({
         "lock": r.name,
         "named": r.named(),
@@ -115,6 +147,14 @@ fn top_value(r: &LockRow) -> Value {
         "max_wait_exact": r.max_wait_exact,
         "hold_ns": r.hold_ns,
         "avg_hold_ns": r.avg_hold_ns(),
+        "acquisitions_exact": acquisitions_exact,
+        "acquisitions_se": acquisitions_se,
+        "wait_exact": wait_exact,
+        "wait_se_ns": wait_se_ns,
+        "hold_exact": hold_exact,
+        "hold_se_ns": hold_se_ns,
+        "contended": a.and_then(|a| a.contended).filter(|_| r.contended_share().is_some()),
+        "contended_share": r.contended_share(),
     })
 }
 
@@ -134,14 +174,31 @@ fn csv_field(field: &str) -> String {
 }
 
 /// `top --csv`: a header line, then one line per lock; times in nanoseconds.
+/// The accuracy fields are empty where the profile does not say.
 pub(crate) fn top_csv(rows: &[LockRow]) -> String {
     let mut out = String::from(
-        "lock,named,acquisitions,releases,wait_ns,wait_share,avg_wait_ns,max_wait_ns,max_wait_exact,hold_ns,avg_hold_ns\n",
+        "lock,named,acquisitions,releases,wait_ns,wait_share,avg_wait_ns,max_wait_ns,max_wait_exact,hold_ns,avg_hold_ns,\
+         acquisitions_exact,acquisitions_se,wait_exact,wait_se_ns,hold_exact,hold_se_ns,contended,contended_share\n",
     );
+    // Exact: `true` and 0; estimated: `false` and the error rounded up;
+    // unsampled: `false` and nothing; not said: nothing.
+    let fields = |figure: Option<Figure>| match figure {
+        None => (String::new(), String::new()),
+        Some(f) => (
+            (f == Figure::Exact).to_string(),
+            f.standard_error()
+                .map_or_else(String::new, |se| (se.max(0.0).ceil() as u64).to_string()),
+        ),
+    };
     for r in rows {
+        let a = r.accuracy;
+        let (acquisitions_exact, acquisitions_se) = fields(a.map(|a| a.acquire));
+        let (wait_exact, wait_se_ns) = fields(a.map(|a| a.wait));
+        let (hold_exact, hold_se_ns) = fields(a.map(|a| a.hold));
+        let share = r.contended_share();
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{:.6},{},{},{},{},{}",
+            "{},{},{},{},{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             csv_field(&r.name),
             r.named(),
             r.acquisitions,
@@ -153,6 +210,16 @@ pub(crate) fn top_csv(rows: &[LockRow]) -> String {
             r.max_wait_exact,
             r.hold_ns,
             r.avg_hold_ns(),
+            acquisitions_exact,
+            acquisitions_se,
+            wait_exact,
+            wait_se_ns,
+            hold_exact,
+            hold_se_ns,
+            share
+                .and(a.and_then(|a| a.contended))
+                .map_or_else(String::new, |n| n.to_string()),
+            share.map_or_else(String::new, |s| format!("{s:.6}")),
         );
     }
     out

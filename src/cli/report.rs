@@ -2,9 +2,9 @@
 //! names, diffs. Pure functions over [`LockProfile`]; they never panic, even on
 //! negative or huge values (clamped to zero, sums saturate).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 
-use lockprof::read::{Frame, LockProfile, LockSample};
+use lockprof::read::{Figure, Frame, LockProfile, LockSample};
 
 /// What to rank locks and stacks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -60,6 +60,8 @@ pub(crate) struct LockRow {
     pub(crate) hold_ns: u64,
     /// This lock's share of all locks' wait, 0 to 1.
     pub(crate) wait_share: f64,
+    /// What the profiles say of the totals; `None` when they do not say.
+    pub(crate) accuracy: Option<Accuracy>,
 }
 
 impl LockRow {
@@ -73,6 +75,15 @@ impl LockRow {
 
     pub(crate) fn named(&self) -> bool {
         is_named(&self.name)
+    }
+
+    /// Contended acquisitions over all acquisitions, 0 to 1, when the
+    /// profiles state the contended count exactly.
+    pub(crate) fn contended_share(&self) -> Option<f64> {
+        let a = self.accuracy?;
+        let contended = a.contended?;
+        (a.acquire == Figure::Exact && self.acquisitions > 0)
+            .then(|| (contended as f64 / self.acquisitions as f64).min(1.0))
     }
 
     fn key(&self, by: By) -> u64 {
@@ -98,6 +109,7 @@ pub(crate) fn top(profile: &LockProfile, by: By) -> Vec<LockRow> {
             max_wait_exact: true,
             hold_ns: 0,
             wait_share: 0.0,
+            accuracy: None,
         });
         let (acquire, wait) = (non_negative(s.acquire), non_negative(s.acquire_wait_ns));
         row.acquisitions = row.acquisitions.saturating_add(acquire);
@@ -120,6 +132,85 @@ pub(crate) fn top(profile: &LockProfile, by: By) -> Vec<LockRow> {
     }
     rows.sort_by(|a, b| b.key(by).cmp(&a.key(by)).then_with(|| a.name.cmp(&b.name)));
     rows
+}
+
+/// What the profiles say of one lock name's totals, its modes combined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Accuracy {
+    pub(crate) acquire: Figure,
+    pub(crate) wait: Figure,
+    pub(crate) hold: Figure,
+    /// Exact; `None` when not known.
+    pub(crate) contended: Option<u64>,
+}
+
+impl Accuracy {
+    fn combine(self, other: Accuracy) -> Accuracy {
+        Accuracy {
+            acquire: self.acquire.combine(other.acquire),
+            wait: self.wait.combine(other.wait),
+            hold: self.hold.combine(other.hold),
+            contended: self
+                .contended
+                .zip(other.contended)
+                .map(|(a, b)| a.saturating_add(b)),
+        }
+    }
+}
+
+/// Per lock name with samples: what the profiles read say of its totals;
+/// `None` where a profile with samples of it does not say (an older lockprof
+/// profile, or another profiler's).
+pub(crate) type Accuracies = BTreeMap<String, Option<Accuracy>>;
+
+/// What one profile says, per lock name with samples in it.
+pub(crate) fn accuracy(profile: &LockProfile) -> Accuracies {
+    let mut stated: BTreeMap<String, Accuracy> = BTreeMap::new();
+    for a in profile.accuracy() {
+        let figures = Accuracy {
+            acquire: a.acquire,
+            wait: a.wait,
+            hold: a.hold,
+            contended: a.contended,
+        };
+        match stated.entry(a.lock) {
+            btree_map::Entry::Vacant(e) => {
+                e.insert(figures);
+            }
+            btree_map::Entry::Occupied(mut e) => {
+                let combined = e.get().combine(figures);
+                e.insert(combined);
+            }
+        }
+    }
+    let names: BTreeSet<&str> = profile.samples.iter().map(lock_name).collect();
+    names
+        .into_iter()
+        .map(|name| (name.to_owned(), stated.get(name).copied()))
+        .collect()
+}
+
+/// Adds what another profile, merged with these, says: independent totals,
+/// so standard errors add as the root of the sum of squares.
+pub(crate) fn merge_accuracy(into: &mut Accuracies, other: Accuracies) {
+    for (name, a) in other {
+        match into.entry(name) {
+            btree_map::Entry::Vacant(e) => {
+                e.insert(a);
+            }
+            btree_map::Entry::Occupied(mut e) => {
+                let combined = e.get().zip(a).map(|(x, y)| x.combine(y));
+                e.insert(combined);
+            }
+        }
+    }
+}
+
+/// Attaches to each row what the profiles say of its lock.
+pub(crate) fn with_accuracy(rows: &mut [LockRow], accuracies: &Accuracies) {
+    for r in rows {
+        r.accuracy = accuracies.get(&r.name).copied().flatten();
+    }
 }
 
 /// One call stack of a lock and its weight.
@@ -447,6 +538,46 @@ mod tests {
         assert_eq!((rows[1].max_wait_ns, rows[1].max_wait_exact), (100, true));
         assert!((rows[0].wait_share - 0.75).abs() < 1e-9);
         assert_eq!(top(&p, By::Count)[0].name, "a.rs:1:a");
+    }
+
+    #[test]
+    fn merged_profiles_combine_standard_errors_and_forget_what_one_does_not_say() {
+        let with_comments = |hold_se: u32, contended: u64| {
+            let mut p = profile(vec![
+                sample("a.rs:1:a", 100, 500, 100, 9000, vec![]),
+                sample("b.rs:1:b", 10, 0, 10, 10, vec![]),
+            ]);
+            p.comments = vec![
+                "lockprof 0.1.0: capture_pct=1".to_owned(),
+                format!(
+                    "lockprof accuracy: acquire=exact wait=exact release=exact hold=se:{hold_se} contended={contended} lock=a.rs:1:a"
+                ),
+            ];
+            p
+        };
+        let mut acc = accuracy(&with_comments(3, 20));
+        // b has samples but no comment: not known.
+        assert_eq!(acc.get("b.rs:1:b"), Some(&None));
+        merge_accuracy(&mut acc, accuracy(&with_comments(4, 30)));
+        let a = acc["a.rs:1:a"].unwrap();
+        assert_eq!(a.hold, Figure::Estimated { standard_error: 5.0 });
+        assert_eq!((a.wait, a.contended), (Figure::Exact, Some(50)));
+
+        let mut merged = with_comments(3, 20);
+        merged.merge(with_comments(4, 30));
+        let mut rows = top(&merged, By::Hold);
+        with_accuracy(&mut rows, &acc);
+        assert_eq!(rows[0].contended_share(), Some(0.25));
+        assert_eq!(rows[1].contended_share(), None);
+        let table = crate::render::top_table(&rows);
+        assert!(table.lines().nth(1).unwrap().contains("18.0µs ±5ns"), "{table}");
+
+        // An older profile with samples of a: nothing is known of a any more.
+        merge_accuracy(
+            &mut acc,
+            accuracy(&profile(vec![sample("a.rs:1:a", 1, 0, 1, 1, vec![])])),
+        );
+        assert_eq!(acc["a.rs:1:a"], None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The pprof side: the schema (generated from `proto/profile.proto`),
 //! interning tables, and the encoding of one period into a gzip'd profile.
 
+pub(crate) mod accuracy;
 mod builder;
 pub(crate) mod fxhash;
 #[allow(missing_docs, unreachable_pub, clippy::all)]

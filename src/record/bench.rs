@@ -106,6 +106,7 @@ impl FlushFixture {
                     events,
                     weight: events,
                     total_ns: 1000 + (next() % 100_000) as u64,
+                    spread: Default::default(),
                 };
                 samples.push((key, agg));
             }
@@ -128,13 +129,16 @@ impl FlushFixture {
 
     /// Flushes one period; returns the size of the gzip'd profile.
     pub fn flush(&mut self, batch: FlushBatch) -> usize {
+        let accuracy = report::accuracy(&batch.samples, &batch.totals, 1.0);
         let weighted = report::weigh(batch.samples, &batch.totals, 1.0);
+        let mut comments = vec!["bench".to_owned()];
+        comments.extend(accuracy.iter().map(|a| a.to_comment()));
         let info = PeriodInfo {
             start_unix_ns: 0,
             duration_ns: 60_000_000_000,
             period: 100,
             max_frames: 64,
-            comments: vec!["bench".to_owned()],
+            comments,
         };
         let profile = pprof::build(&weighted, &mut self.symbolizer, &info);
         pprof::gzip(&profile).map(|b| b.len()).unwrap_or(0)

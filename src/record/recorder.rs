@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::forksafe::ForkSafeMutex;
 use super::queue::{Producer, Queue};
+use super::spread::Spread;
 use super::stack::{BufferedStack, Frames, Stack};
 use super::task::TaskLabels;
 use super::thread::ThreadMeta;
@@ -438,7 +439,7 @@ pub(crate) struct RawKey {
 }
 
 /// Sampled events with the same key, summed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Aggregate {
     pub(crate) events: u64,
     /// The events' weights summed: each stands for `2^shift` events sampled
@@ -448,6 +449,9 @@ pub(crate) struct Aggregate {
     /// The values weighted the same way: clock ticks while aggregating; the
     /// flush converts them to nanoseconds before the estimator sees them.
     pub(crate) total_ns: u64,
+    /// What the standard error of the estimate needs beside, in the same
+    /// units as `total_ns`.
+    pub(crate) spread: Spread,
 }
 
 /// Aggregates events between two flushes: memory grows with distinct keys,
@@ -511,6 +515,7 @@ impl Recorder {
         agg.total_ns = agg
             .total_ns
             .saturating_add(event.value_ticks.saturating_mul(1 << shift));
+        agg.spread.add(1 << shift, event.value_ticks);
     }
 
     /// Takes what was aggregated since the last call; keeps the table's
@@ -588,6 +593,7 @@ mod tests {
         assert_eq!(samples.len(), 1);
         let (key, agg) = &samples[0];
         assert_eq!((agg.events, agg.total_ns), (2, 15));
+        assert_eq!((agg.spread.wvv, agg.spread.ww), (125.0, 2.0));
         assert_eq!(key.stack, stack);
         assert_eq!(key.thread.id, thread.id);
     }

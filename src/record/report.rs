@@ -25,16 +25,48 @@
 //!   `<unsampled>`, so that per-lock counts stay exact.
 //!
 //! Integer shares are rounded by largest remainder, so they add up exactly.
+//!
+//! # Standard errors
+//!
+//! [`accuracy`] states, per lock name and mode, which totals are exact and
+//! the standard error of the others (written as comments, see
+//! `pprof::accuracy`). Counts are exact where `N` is known, the wait where
+//! every contended acquisition was timed, and any total when every event was
+//! recorded (capture 100 %, every weight 1, `Σw = N`). The rest:
+//!
+//! The countdown samples each event independently (Poisson sampling): one
+//! drawn at shift `s` was included with probability `π = p / 2^s`, so it
+//! stands for `W = 1/π = c·w` events, with `w = 2^s` and `c = 1/p`. For a
+//! total of values `v` over a population `U` of events, from the sample `S`:
+//! - **Horvitz–Thompson**, `T̂ = Σ_S W·v` (no exact `N`): `Var T̂ =
+//!   Σ_U (1−π)/π · v²`, estimated without bias by `Σ_S (1−π)/π² · v² =
+//!   Σ_S W(W−1)·v²`, that is `V̂ = c²·Σw²v² − c·Σw·v²`. A count is the case
+//!   `v = 1`: `V̂ = c²·Σw² − c·Σw`.
+//! - **Ratio**, `T̂ = N·Σw·v/Σw` (`N` exact): linearised around `R = T/N`,
+//!   `T̂ − T ≈ Σ_S W(v − R) − Σ_U (v − R)`, the Horvitz–Thompson error of a
+//!   total of residuals, so `V̂ = Σ_S W(W−1)(v − R̂)²` with `R̂ = Σw·v/Σw`.
+//!   Here `c = N/Σw`, the estimator's own scale (an event dropped on a full
+//!   queue counts as not drawn): `V̂ = c²·Σw²(v−R̂)² − c·Σw(v−R̂)²`, expanded
+//!   into the sums `Σw`, `Σw·v`, `Σw·v²`, `Σw²`, `Σw²·v`, `Σw²·v²` that the
+//!   recorder keeps per aggregate (`spread::Spread`).
+//!
+//! With every weight 1 and `n` events sampled, the ratio `V̂` is
+//! `N²(1 − n/N)·s²/n` (`s²` the sampled values' variance with divisor `n`),
+//! the textbook ratio variance; at `n ≈ pN` it is `N(1−p)/p · σ²`, the
+//! variance whose root, four times, is the fidelity suite's bound. The
+//! standard error is `√V̂`: a 95 % interval is about `±2` of them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::recorder::{Aggregate, SampleKey};
+use super::spread::{ht_count_se, ht_se, ratio_se, Sums};
 use super::stack::Stack;
 use super::stats::Totals;
 use super::task::TaskLabels;
 use super::thread::ThreadMeta;
 use super::{EventKind, Mode};
+use crate::pprof::accuracy::{Figure, LockAccuracy};
 use crate::site::SiteKey;
 
 /// One sample as it will be written.
@@ -153,6 +185,69 @@ pub(crate) fn weigh(
     out
 }
 
+/// What the profile states of each lock name and mode's totals (see
+/// "Standard errors" above), from the same aggregates and totals that
+/// [`weigh`] is given, before it takes them.
+pub(crate) fn accuracy(
+    samples: &[(SampleKey, Aggregate)],
+    totals: &HashMap<(SiteKey, Mode), Totals>,
+    capture_pct: f64,
+) -> Vec<LockAccuracy> {
+    if capture_pct <= 0.0 {
+        return Vec::new();
+    }
+    let inverse_p = 100.0 / capture_pct;
+    // Per lock name and mode: the acquisitions' sums, then the releases'.
+    let mut groups: BTreeMap<(SiteKeyOrd, Mode), [Sums; 2]> = BTreeMap::new();
+    for (key, agg) in samples {
+        let kind = match key.kind {
+            EventKind::Acquire => 0,
+            EventKind::Release => 1,
+        };
+        let sums = &mut groups.entry((SiteKeyOrd(key.site), key.mode)).or_default()[kind];
+        sums.w += agg.weight as f64;
+        sums.wv += agg.total_ns as f64;
+        sums.spread.merge(&agg.spread);
+    }
+    for &(site, mode) in totals.keys() {
+        groups.entry((SiteKeyOrd(site), mode)).or_default();
+    }
+    let estimated = |standard_error: f64| Figure::Estimated { standard_error };
+    groups
+        .into_iter()
+        .filter_map(|((site, mode), [acquired, released])| {
+            let exact = totals.get(&(site.0, mode)).copied();
+            let n = exact.and_then(|t| t.acquired);
+            if n == Some(0) && acquired.w == 0.0 && released.w == 0.0 {
+                // Nothing of it in this profile.
+                return None;
+            }
+            let count = |s: &Sums| match n {
+                Some(_) => Figure::Exact,
+                None => estimated(ht_count_se(inverse_p, s)),
+            };
+            let total = |s: &Sums| match n {
+                _ if s.w == 0.0 => Figure::Unsampled,
+                Some(n) if s.are_all_of(n, capture_pct) => Figure::Exact,
+                Some(n) => estimated(ratio_se(n, s)),
+                None => estimated(ht_se(inverse_p, s)),
+            };
+            Some(LockAccuracy {
+                lock: site.0.label(),
+                mode: mode.label().map(str::to_owned),
+                acquire: count(&acquired),
+                wait: match exact.and_then(|t| t.wait_ns) {
+                    Some(_) => Figure::Exact,
+                    None => total(&acquired),
+                },
+                release: count(&released),
+                hold: total(&released),
+                contended: n.and(exact.map(|t| t.contended)),
+            })
+        })
+        .collect()
+}
+
 /// Splits `total` in proportion to `weights`, by largest remainder, so the
 /// parts add up to exactly `total` (all zero if the weights are).
 pub(crate) fn apportion(total: u64, weights: impl Iterator<Item = u64>) -> Vec<u64> {
@@ -245,6 +340,7 @@ mod tests {
                         events,
                         weight: events,
                         total_ns,
+                        spread: Default::default(),
                     },
                 )
             })
@@ -296,6 +392,80 @@ mod tests {
         assert_eq!((acquires[1].count, acquires[1].total_ns), (100, 10_000));
     }
 
+    /// `events` sampled (weight 1) of `kind`, each of value `v`.
+    fn spread_of(kind: EventKind, ip: usize, events: u64, v: u64) -> (SampleKey, Aggregate) {
+        let mut agg = Aggregate::default();
+        for _ in 0..events {
+            agg.events += 1;
+            agg.weight += 1;
+            agg.total_ns += v;
+            agg.spread.add(1, v);
+        }
+        (key(kind, 1, ip), agg)
+    }
+
+    fn totals_of(acquired: u64, contended: u64, wait_ns: Option<u64>) -> HashMap<(SiteKey, Mode), Totals> {
+        let site = key(EventKind::Acquire, 1, 1).site;
+        HashMap::from([(
+            (site, Mode::Exclusive),
+            Totals {
+                acquired: Some(acquired),
+                contended,
+                wait_ns,
+            },
+        )])
+    }
+
+    #[test]
+    fn every_event_recorded_is_exact() {
+        let samples = vec![
+            spread_of(EventKind::Acquire, 1, 3, 10),
+            spread_of(EventKind::Release, 1, 2, 100),
+            spread_of(EventKind::Release, 2, 1, 700),
+        ];
+        let out = accuracy(&samples, &totals_of(3, 1, Some(30)), 100.0);
+        assert_eq!(
+            out,
+            vec![LockAccuracy {
+                lock: "a.rs:1:l".to_owned(),
+                mode: None,
+                acquire: Figure::Exact,
+                wait: Figure::Exact,
+                release: Figure::Exact,
+                hold: Figure::Exact,
+                contended: Some(1),
+            }]
+        );
+        // One release lost on a full queue: the hold is estimated.
+        let out = accuracy(&samples, &totals_of(4, 1, Some(30)), 100.0);
+        assert!(matches!(out[0].hold, Figure::Estimated { standard_error } if standard_error > 0.0));
+    }
+
+    #[test]
+    fn sampled_holds_are_estimated_with_the_ratio_standard_error() {
+        // 4 of 400 releases sampled, holds 100, 100, 100, 700 (mean 250,
+        // Σ(v−250)² = 270,000): c = 100, variance 100·99·270,000.
+        let samples = vec![
+            spread_of(EventKind::Acquire, 1, 4, 0),
+            spread_of(EventKind::Release, 1, 3, 100),
+            spread_of(EventKind::Release, 2, 1, 700),
+        ];
+        let out = accuracy(&samples, &totals_of(400, 0, None), 1.0);
+        assert_eq!((out[0].acquire, out[0].release), (Figure::Exact, Figure::Exact));
+        assert_eq!(out[0].wait, Figure::Estimated { standard_error: 0.0 });
+        let expected = (100.0f64 * 99.0 * 270_000.0).sqrt();
+        match out[0].hold {
+            Figure::Estimated { standard_error } => assert!((standard_error - expected).abs() < 1e-6),
+            f => panic!("{f:?}"),
+        }
+        assert_eq!(out[0].contended, Some(0));
+        // A lock with acquisitions but none sampled.
+        let out = accuracy(&[], &totals_of(400, 2, Some(50)), 1.0);
+        assert_eq!((out[0].wait, out[0].hold), (Figure::Exact, Figure::Unsampled));
+        // Nothing at all: not mentioned.
+        assert!(accuracy(&[], &totals_of(0, 0, None), 1.0).is_empty());
+    }
+
     #[test]
     fn without_exact_totals_each_event_stands_for_one_over_p() {
         let samples = vec![(
@@ -304,6 +474,7 @@ mod tests {
                 events: 2,
                 weight: 2,
                 total_ns: 50,
+                spread: Default::default(),
             },
         )];
         let out = weigh(samples, &HashMap::new(), 10.0);
