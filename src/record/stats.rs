@@ -60,9 +60,6 @@ struct SiteEntry {
     /// table could not be used.
     contended: [AtomicU64; 2],
     wait_ticks: [AtomicU64; 2],
-    /// Set at the name's first contended acquisition (until then every wait
-    /// was 0): from then on its total wait is exact.
-    waits_measured: AtomicBool,
     /// Acquisitions made while the thread's table could not be used (the
     /// thread's locals being torn down, or profiler code on the thread).
     orphans: [AtomicU64; 2],
@@ -140,7 +137,6 @@ fn assign(site: &LockSite, mode: Mode) -> Option<u32> {
             mode_of: [first, Mode::Read],
             contended: Default::default(),
             wait_ticks: Default::default(),
-            waits_measured: AtomicBool::new(false),
             orphans: Default::default(),
         });
     }
@@ -359,11 +355,6 @@ impl StatsSlot {
     #[cold]
     pub(crate) fn contended(&self, mode: Mode, wait_ticks: u64) {
         let index = self.0.load(Acquire);
-        if let Some(e) = entry(index) {
-            if !e.waits_measured.load(Relaxed) {
-                e.waits_measured.store(true, Relaxed);
-            }
-        }
         if self.add(FIELD_CONTENDED, mode, 1) && self.add(FIELD_WAIT, mode, wait_ticks) {
             return;
         }
@@ -569,7 +560,6 @@ pub(crate) fn take_deltas() -> HashMap<(SiteKey, Mode), Totals> {
     }
     for index in 1..=n_sites as u32 {
         let Some(e) = entry(index) else { continue };
-        let waits_measured = e.waits_measured.load(Relaxed);
         for m in 0..2 {
             let slot = index as usize * 2 + m;
             let now = [
@@ -593,9 +583,9 @@ pub(crate) fn take_deltas() -> HashMap<(SiteKey, Mode), Totals> {
             let t: &mut Totals = out.entry((e.key, e.mode_of[m])).or_default();
             *t.acquired.get_or_insert(0) += count;
             t.contended += contended;
-            if waits_measured {
-                *t.wait_ns.get_or_insert(0) += wait;
-            }
+            // Every contended acquisition is timed and an uncontended one
+            // waits 0: the total wait is exact.
+            *t.wait_ns.get_or_insert(0) += wait;
         }
     }
     out
