@@ -98,6 +98,11 @@ impl Ticket {
             .map(|p| (p.get() & TICK_MASK, (p.get() >> TICK_BITS) as u8))
     }
 
+    /// A key for this acquisition, unique on its thread (0 for none).
+    pub(crate) fn key(self) -> u64 {
+        self.0.map_or(0, NonZeroU64::get)
+    }
+
     /// Ticks from the acquisition to `released_at` (a [`clock::now`]).
     pub(crate) fn held_until(acquired_at: u64, released_at: u64) -> u64 {
         clock::between(acquired_at, released_at & TICK_MASK)
@@ -315,7 +320,13 @@ fn release_timed(ticket: Ticket, site: &LockSite, stats: &StatsSlot, mode: Mode,
     };
     let released_at = clock::now();
     unlock();
-    release_sampled(site, mode, Ticket::held_until(acquired_at, released_at), shift);
+    release_sampled(
+        site,
+        mode,
+        Ticket::held_until(acquired_at, released_at),
+        shift,
+        ticket.key(),
+    );
 }
 
 #[derive(Clone, Copy)]
@@ -382,20 +393,25 @@ fn acquire_sampled(
         return Some(counted);
     }
     let sent = guarded(|| recorder::send(EventKind::Acquire, site, mode, waited, shift, stack.frames()));
-    let acquired_at = clock::now();
-    // A release is recorded only if its acquire was.
-    Some(match sent {
-        Some(true) => Ticket::sampled(acquired_at, shift),
-        _ => Ticket::NONE,
-    })
+    // A release is recorded only if its acquire was; it reuses the frames
+    // it shares with this stack (kept now, before the hold is timed).
+    let kept = match sent {
+        Some(true) => stack::remember(&stack),
+        _ => return Some(Ticket::NONE),
+    };
+    let ticket = Ticket::sampled(clock::now(), shift);
+    if let Some(slot) = kept {
+        stack::key_remembered(slot, ticket.key());
+    }
+    Some(ticket)
 }
 
 #[cold]
 #[inline(never)]
-fn release_sampled(site: &LockSite, mode: Mode, held: u64, shift: u8) {
+fn release_sampled(site: &LockSite, mode: Mode, held: u64, shift: u8, key: u64) {
     let mut stack = stack::StackBuf::new();
     guarded(|| {
-        stack::capture_into(recorder::max_frames(), &mut stack);
+        stack::capture_release(recorder::max_frames(), &mut stack, key);
         recorder::send(EventKind::Release, site, mode, held, shift, stack.frames())
     });
 }

@@ -143,6 +143,15 @@ pub(crate) struct StackBuf {
     spill: Vec<usize>,
     omitted: u32,
     hash: u64,
+    /// For each inline frame, the activation it returns into: the caller's
+    /// stack pointer (eh_frame) or frame pointer (frame-pointer walk); 0
+    /// where unknown. Lets a release reuse its acquisition's frames.
+    ids: [MaybeUninit<usize>; INLINE_FRAMES],
+    /// The acquisition's frames a release walk may end on (see [`Saved`]),
+    /// and the index of its frame whose activation the last frame matched.
+    splice: Option<(*const Saved, Option<usize>)>,
+    /// Frames taken from the acquisition's stack beyond those pushed.
+    spliced_seen: usize,
 }
 
 impl StackBuf {
@@ -157,6 +166,10 @@ impl StackBuf {
             spill: Vec::new(),
             omitted: 0,
             hash: 0,
+            // SAFETY: as for `inline`.
+            ids: unsafe { MaybeUninit::<[MaybeUninit<usize>; INLINE_FRAMES]>::uninit().assume_init() },
+            splice: None,
+            spliced_seen: 0,
         }
     }
 
@@ -164,6 +177,62 @@ impl StackBuf {
         self.len = 0;
         self.running = HASH_SEED;
         self.spill.clear();
+        self.spliced_seen = 0;
+        if let Some((_, pending)) = &mut self.splice {
+            *pending = None;
+        }
+    }
+
+    /// One frame of a walk: its return address and the activation it
+    /// returns into (`id`, 0 if unknown). False when the walk may stop: the
+    /// rest of the stack was taken from the acquisition's (see [`Saved`]).
+    #[inline]
+    fn frame(&mut self, ip: usize, id: usize, limit: usize) -> bool {
+        let i = self.len;
+        if self.kept() < limit {
+            self.push(ip);
+            if let Some(slot) = self.ids.get_mut(i).filter(|_| self.len == i + 1) {
+                slot.write(id);
+            }
+        }
+        match self.splice {
+            None => true,
+            Some(_) => !self.try_splice(ip, id, limit),
+        }
+    }
+
+    /// True when this frame and the one before it are the acquisition's
+    /// frames `k + 1` and `k` (same return addresses into the same
+    /// activations), so that every frame above is the acquisition's too:
+    /// they are appended.
+    #[cold]
+    fn try_splice(&mut self, ip: usize, id: usize, limit: usize) -> bool {
+        let Some((saved, pending)) = self.splice else {
+            return false;
+        };
+        if id == 0 {
+            return false;
+        }
+        // SAFETY: `splice` points to this thread's saved stack for the
+        // duration of the walk (`capture_release` sets and clears it).
+        let saved = unsafe { &*saved };
+        let ids = &saved.ids[..saved.len];
+        if let Some(k) = pending {
+            if k + 1 < saved.len && saved.ips[k + 1] == ip && ids[k + 1] == id {
+                for &ip in &saved.ips[k + 2..saved.len] {
+                    if self.kept() < limit {
+                        self.push(ip);
+                    }
+                }
+                self.spliced_seen = saved.seen - (k + 2);
+                SPLICED.fetch_add(1, Relaxed);
+                return true;
+            }
+        }
+        // Activations lie at increasing addresses up the stack.
+        let matched = ids.binary_search(&id).ok();
+        self.splice = Some((saved, matched));
+        false
     }
 
     #[inline]
@@ -178,11 +247,15 @@ impl StackBuf {
         }
     }
 
+    #[cfg(test)]
+    fn finish_check(&self) {}
+
     fn kept(&self) -> usize {
         self.len + self.spill.len()
     }
 
     fn finish(&mut self, seen: usize) {
+        let seen = seen + std::mem::take(&mut self.spliced_seen);
         let kept = self.kept();
         self.omitted = (seen - kept) as u32;
         if !self.spill.is_empty() {
@@ -218,6 +291,103 @@ impl StackBuf {
 
     pub(crate) fn to_stack(&self) -> Stack {
         self.frames().to_stack()
+    }
+}
+
+/// A sampled acquisition's frames, kept on its thread until its release, so
+/// that a release in the same function (the common `let g = m.lock(); …; }`)
+/// walks only up to the frame where the two stacks meet and takes the rest
+/// from here instead of walking it again. Two consecutive frames must match,
+/// return address and activation (stack or frame pointer) both, before the
+/// rest is taken.
+pub(crate) struct Saved {
+    key: u64,
+    len: usize,
+    /// Frames the acquisition's walk saw, kept and omitted.
+    seen: usize,
+    ips: [usize; INLINE_FRAMES],
+    ids: [usize; INLINE_FRAMES],
+}
+
+/// Release walks that took the rest of their stack from the acquisition's.
+pub(crate) static SPLICED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Acquisitions remembered per thread: enough for locks nested a few deep.
+const SAVED_SLOTS: usize = 4;
+
+struct Recent {
+    slots: [Saved; SAVED_SLOTS],
+    next: usize,
+}
+
+thread_local! {
+    /// Allocated by [`prepare_thread`], outside any user's lock.
+    static RECENT: std::cell::RefCell<Option<Box<Recent>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps `buf` (an acquisition's stack just captured) for its release;
+/// returns the slot, to be keyed with [`key_remembered`] once the key is
+/// known. Allocates nothing; does nothing before [`prepare_thread`].
+pub(crate) fn remember(buf: &StackBuf) -> Option<usize> {
+    if !buf.spill.is_empty() || buf.len == 0 {
+        return None;
+    }
+    RECENT
+        .try_with(|r| {
+            let mut r = r.try_borrow_mut().ok()?;
+            let r = r.as_mut()?;
+            let i = r.next;
+            r.next = (i + 1) % SAVED_SLOTS;
+            let slot = &mut r.slots[i];
+            slot.key = 0;
+            slot.len = buf.len;
+            slot.seen = buf.len + buf.omitted as usize;
+            slot.ips[..buf.len].copy_from_slice(buf.inline_ips());
+            // SAFETY: the first `len` ids were written with the frames.
+            let ids = unsafe { std::slice::from_raw_parts(buf.ids.as_ptr().cast::<usize>(), buf.len) };
+            slot.ids[..buf.len].copy_from_slice(ids);
+            Some(i)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Keys a slot filled by [`remember`]; key 0 is never used.
+pub(crate) fn key_remembered(slot: usize, key: u64) {
+    let _ = RECENT.try_with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            if let Some(s) = r.as_mut().and_then(|r| r.slots.get_mut(slot)) {
+                s.key = key;
+            }
+        }
+    });
+}
+
+/// Captures a release's stack into `buf`, taking the frames it shares with
+/// the acquisition keyed `key` from that acquisition's (see [`Saved`]).
+#[inline(never)]
+pub(crate) fn capture_release(max_frames: usize, buf: &mut StackBuf, key: u64) {
+    let taken = RECENT
+        .try_with(|r| {
+            let Ok(mut r) = r.try_borrow_mut() else {
+                return false;
+            };
+            let Some(r) = r.as_mut() else {
+                return false;
+            };
+            let Some(saved) = r.slots.iter_mut().find(|s| s.key == key && key != 0) else {
+                return false;
+            };
+            buf.splice = Some((saved as *const Saved, None));
+            // The walk only reads `saved` through `buf.splice`.
+            capture_into(max_frames, buf);
+            buf.splice = None;
+            saved.key = 0;
+            true
+        })
+        .unwrap_or(false);
+    if !taken {
+        capture_into(max_frames, buf);
     }
 }
 
@@ -326,6 +496,22 @@ pub(crate) fn capture_into(max_frames: usize, buf: &mut StackBuf) {
 pub(crate) fn prepare_thread() {
     #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_os = "linux"))]
     let _ = fp::bounds();
+    let _ = RECENT.try_with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            r.get_or_insert_with(|| {
+                Box::new(Recent {
+                    slots: std::array::from_fn(|_| Saved {
+                        key: 0,
+                        len: 0,
+                        seen: 0,
+                        ips: [0; INLINE_FRAMES],
+                        ids: [0; INLINE_FRAMES],
+                    }),
+                    next: 0,
+                })
+            });
+        }
+    });
     if ACTIVE.load(Relaxed) == ACTIVE_EH_FRAME {
         unwind::prepare_thread();
     }
@@ -360,6 +546,10 @@ fn backtrace_into(limit: usize, buf: &mut StackBuf) {
         seen += 1;
         if buf.kept() < limit {
             buf.push(frame.ip() as usize);
+            if let Some(slot) = buf.ids.get_mut(buf.len.wrapping_sub(1)) {
+                // No activation known: never spliced.
+                slot.write(0);
+            }
         }
         seen < MAX_COUNTED
     });
@@ -503,8 +693,9 @@ mod fp {
                 break;
             }
             seen += 1;
-            if buf.kept() < limit {
-                buf.push(ret);
+            // `next` is the frame of the function `ret` returns into.
+            if !buf.frame(ret, next, limit) {
+                break;
             }
             // The chain must go up the stack, or it is not a chain.
             if next <= fp {
@@ -635,5 +826,85 @@ mod tests {
         assert!(agrees_on_a_deep_stack(walk));
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         assert_ne!(select(Unwinder::Auto), Unwinder::Backtrace);
+    }
+
+    /// An acquisition's stack, remembered under `key` as a sampled one is.
+    #[inline(never)]
+    fn acquire_here(key: u64) -> Vec<usize> {
+        prepare_thread();
+        let mut b = StackBuf::new();
+        capture_into(64, &mut b);
+        let slot = remember(&b).expect("remembered");
+        key_remembered(slot, key);
+        std::hint::black_box(b.inline_ips().to_vec())
+    }
+
+    /// The release's stack taken with the acquisition's frames, and a full
+    /// walk from the same function.
+    #[inline(never)]
+    fn release_here(key: u64) -> (Vec<usize>, u32, Vec<usize>, u32) {
+        let mut spliced = StackBuf::new();
+        capture_release(64, &mut spliced, key);
+        spliced.finish_check();
+        let mut full = StackBuf::new();
+        capture_into(64, &mut full);
+        let r = (
+            spliced.ips().to_vec(),
+            spliced.omitted,
+            full.ips().to_vec(),
+            full.omitted,
+        );
+        std::hint::black_box(r)
+    }
+
+    #[inline(never)]
+    fn take(key: u64, depth: usize) -> Vec<usize> {
+        if depth == 0 {
+            return acquire_here(key);
+        }
+        std::hint::black_box(take(key, depth - 1))
+    }
+
+    #[inline(never)]
+    fn give(key: u64, depth: usize) -> (Vec<usize>, u32, Vec<usize>, u32) {
+        if depth == 0 {
+            return release_here(key);
+        }
+        std::hint::black_box(give(key, depth - 1))
+    }
+
+    fn same_above_the_leaf(case: &str, (spliced, so, full, fo): (Vec<usize>, u32, Vec<usize>, u32)) {
+        // Up to `release_here` the two captures went through different
+        // internal frames and call sites; from the return into its caller
+        // up, every frame must be the same.
+        assert!(
+            full.len() > 3 && spliced.ends_with(&full[2..]),
+            "{case}: spliced {spliced:x?}\nfull {full:x?}"
+        );
+        assert_eq!(so, fo, "{case}: omitted frames");
+    }
+
+    #[test]
+    fn a_release_takes_its_acquisitions_frames_and_gets_the_stack_a_full_walk_gets() {
+        if select(Unwinder::Auto) == Unwinder::Backtrace {
+            return;
+        }
+        let before = SPLICED.load(Relaxed);
+        // Released in the function that acquired.
+        let k = 11;
+        let _ = acquire_here(k);
+        same_above_the_leaf("same function", release_here(k));
+        // Acquired 30 frames down, released 30 frames down another way.
+        let k = 12;
+        let _ = take(k, 30);
+        same_above_the_leaf("returned and passed down again", give(k, 30));
+        // Acquired deeper than released.
+        let k = 13;
+        let _ = take(k, 5);
+        same_above_the_leaf("released higher up", give(k, 0));
+        assert!(
+            SPLICED.load(Relaxed) >= before + 3,
+            "no release walk was shortened"
+        );
     }
 }

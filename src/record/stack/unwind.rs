@@ -257,8 +257,9 @@ fn walk_from(
                     break;
                 };
                 seen += 1;
-                if buf.kept() < limit {
-                    buf.push(ra as usize);
+                // The stack pointer of the function `ra` returns into.
+                if !buf.frame(ra as usize, regs.sp() as usize, limit) {
+                    break;
                 }
                 address = next;
             }
