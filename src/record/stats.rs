@@ -32,7 +32,6 @@
 //! wait to the same table, so that each lock's total wait is exact.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
@@ -641,7 +640,7 @@ static REPORTED: ForkSafeMutex<Reported> = ForkSafeMutex::new(|| Reported {
 
 /// Reads every table, returns what changed since the last call per
 /// (name, mode), and frees the tables of threads that are gone.
-pub(crate) fn take_deltas() -> HashMap<(SiteKey, Mode), Totals> {
+pub(crate) fn take_deltas() -> FxHashMap<(SiteKey, Mode), Totals> {
     let mut sums: Vec<u64> = Vec::new();
     // A snapshot: threads registering meanwhile do not wait for the reads.
     let threads: Vec<Arc<ThreadCounts>> = THREADS.lock().clone();
@@ -680,7 +679,7 @@ pub(crate) fn take_deltas() -> HashMap<(SiteKey, Mode), Totals> {
     }
     let slots = (n_sites + 1) * 2;
 
-    let mut out = HashMap::new();
+    let mut out = FxHashMap::default();
     let mut rep = REPORTED.lock();
     let rep = &mut *rep;
     if rep.shared.len() < slots {
