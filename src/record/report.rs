@@ -106,7 +106,7 @@ pub(crate) fn weigh<S>(
     groups.dedup();
     // Within a group, deterministic order: heaviest first, then by thread
     // id. Sorted as small keys with the sample's index, not the samples.
-    let mut sorted: Vec<((u32, Mode, EventKind, Reverse<u64>, u64), u32)> = samples
+    let mut sorted: Vec<(MemberOrder, u32)> = samples
         .iter()
         .zip(&ids)
         .enumerate()
@@ -240,6 +240,10 @@ pub(crate) fn apportion(total: u64, weights: impl Iterator<Item = u64>) -> Vec<u
     }
     parts
 }
+
+/// A sample's place in the output: its site's rank, mode and kind (its
+/// group), then heaviest first, then by thread id.
+type MemberOrder = (u32, Mode, EventKind, Reverse<u64>, u64);
 
 /// The output order of sites: by file, line, column and name.
 fn site_order(a: &SiteKey, b: &SiteKey) -> std::cmp::Ordering {

@@ -750,7 +750,7 @@ mod tests {
             cache.insert(id, i as u32 + 1);
         }
         assert!(cache.used <= SiteCache::MAX / 2);
-        let last = ids(SiteCache::MAX).last().unwrap_or_default();
+        let last = ids(SiteCache::MAX).next_back().unwrap_or_default();
         assert_eq!(cache.get(last), Some(SiteCache::MAX as u32));
     }
 }
