@@ -30,4 +30,16 @@ fi
 echo "$lines"
 fails=$(echo "$lines" | grep -c "^FAIL")
 echo "soak: $(echo "$lines" | grep -c "^PASS") passed, $fails failed (exit $status; log in $log)"
-[ "$status" = 0 ] && [ "$fails" = 0 ]
+
+churn_secs=${LOCKPROF_CHURN_SECS:-60}
+churn_status=0
+for names in 0 2000; do
+  out=$(cargo run --quiet --release --example churn -- --seconds "$churn_secs" --names "$names" 2>&1)
+  s=$?
+  echo "$out"
+  if [ "$s" != 0 ] || ! echo "$out" | grep -q "target exact: ok" || echo "$out" | grep -q "MISSED"; then
+    churn_status=1
+  fi
+done
+echo "churn: $([ "$churn_status" = 0 ] && echo "every target met" || echo "a target MISSED or the run failed")"
+[ "$status" = 0 ] && [ "$fails" = 0 ] && [ "$churn_status" = 0 ]

@@ -166,31 +166,39 @@ pub(crate) fn build(
         })
         .collect();
     let mut labels_by_site: HashMap<crate::site::SiteKey, StringId> = HashMap::default();
+    // Per-sample work done once: the label keys interned, each thread's
+    // labels built, each stack's locations looked up (a flush of 16,000 lock
+    // names has 32,000 samples and one stack).
+    let lock_name_key = b.strings.intern(labels::LOCK_NAME).0;
+    let mut mode_labels: HashMap<&'static str, proto::Label> = HashMap::default();
+    let mut thread_labels: HashMap<u64, [proto::Label; 3]> = HashMap::default();
+    let mut locations_of: HashMap<(usize, usize, u32, bool), Vec<u64>> = HashMap::default();
+    let mut unsampled = None;
 
     let mut out = Vec::with_capacity(samples.len());
     for s in samples {
-        let mut location_id = Vec::new();
-        match &s.stack {
+        let location_id = match &s.stack {
             Some(stack) => {
                 let in_task = s.task.as_ref().is_some_and(|t| t.id.is_some());
-                let (frames, cut, executor) =
-                    symbolizer.user_stack(&stack.ips, stack.omitted, info.max_frames, in_task);
-                for frame in &frames {
-                    let (ip, f) = (frame.ip, frame.frames());
-                    // A trimmed leaf address keeps fewer inlined frames.
-                    let id = b.location(LocationKey::Address(ip, f.len()), ip as u64, f);
-                    location_id.push(id.0.get());
-                }
-                if cut > 0 {
-                    let plural = if cut == 1 { "" } else { "s" };
-                    location_id.push(b.synthetic(format!("<{cut} frame{plural} omitted>")).0.get());
-                }
-                if executor {
-                    location_id.push(b.synthetic("<tokio runtime>".to_owned()).0.get());
+                // The samples hold every stack's `ips` for the whole build:
+                // an address stands for one stack.
+                let key = (
+                    stack.ips.as_ptr() as usize,
+                    stack.ips.len(),
+                    stack.omitted,
+                    in_task,
+                );
+                match locations_of.get(&key) {
+                    Some(ids) => ids.clone(),
+                    None => {
+                        let ids = stack_locations(&mut b, symbolizer, stack, info.max_frames, in_task);
+                        locations_of.insert(key, ids.clone());
+                        ids
+                    }
                 }
             }
-            None => location_id.push(b.synthetic("<unsampled>".to_owned()).0.get()),
-        }
+            None => vec![*unsampled.get_or_insert_with(|| b.synthetic("<unsampled>".to_owned()).0.get())],
+        };
         let value = match s.kind {
             EventKind::Acquire => vec![saturate(s.count), saturate(s.total_ns), 0, 0],
             EventKind::Release => vec![0, 0, saturate(s.count), saturate(s.total_ns)],
@@ -198,19 +206,28 @@ pub(crate) fn build(
         let name_id = *labels_by_site
             .entry(s.site)
             .or_insert_with(|| b.strings.intern(&s.site.label()));
-        let mut label = vec![proto::Label {
-            key: b.strings.intern(labels::LOCK_NAME).0,
+        let mut label = Vec::with_capacity(6);
+        label.push(proto::Label {
+            key: lock_name_key,
             str: name_id.0,
             num: 0,
             num_unit: 0,
-        }];
+        });
         if let Some(mode) = s.mode.label() {
-            label.push(str_label(&mut b, labels::LOCK_MODE, mode));
+            let l = mode_labels
+                .entry(mode)
+                .or_insert_with(|| str_label(&mut b, labels::LOCK_MODE, mode));
+            label.push(*l);
         }
         if let Some(t) = &s.thread {
-            label.push(num_label(&mut b, labels::THREAD_ID, t.id));
-            label.push(num_label(&mut b, labels::THREAD_NATIVE_ID, t.native_id));
-            label.push(str_label(&mut b, labels::THREAD_NAME, &t.name));
+            let ls = thread_labels.entry(t.id).or_insert_with(|| {
+                [
+                    num_label(&mut b, labels::THREAD_ID, t.id),
+                    num_label(&mut b, labels::THREAD_NATIVE_ID, t.native_id),
+                    str_label(&mut b, labels::THREAD_NAME, &t.name),
+                ]
+            });
+            label.extend_from_slice(&ls[..]);
         }
         if let Some(task) = &s.task {
             if let Some(id) = task.id {
@@ -246,6 +263,32 @@ pub(crate) fn build(
         comment,
         default_sample_type,
     }
+}
+
+/// The location ids of a sampled stack, leaf first.
+fn stack_locations(
+    b: &mut Builder,
+    symbolizer: &mut Symbolizer,
+    stack: &crate::record::stack::Stack,
+    max_frames: usize,
+    in_task: bool,
+) -> Vec<u64> {
+    let mut location_id = Vec::new();
+    let (frames, cut, executor) = symbolizer.user_stack(&stack.ips, stack.omitted, max_frames, in_task);
+    for frame in &frames {
+        let (ip, f) = (frame.ip, frame.frames());
+        // A trimmed leaf address keeps fewer inlined frames.
+        let id = b.location(LocationKey::Address(ip, f.len()), ip as u64, f);
+        location_id.push(id.0.get());
+    }
+    if cut > 0 {
+        let plural = if cut == 1 { "" } else { "s" };
+        location_id.push(b.synthetic(format!("<{cut} frame{plural} omitted>")).0.get());
+    }
+    if executor {
+        location_id.push(b.synthetic("<tokio runtime>".to_owned()).0.get());
+    }
+    location_id
 }
 
 /// Encodes and gzips a profile.

@@ -141,7 +141,7 @@ pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mod
     };
     if mode.shared() {
         sampler::commit(countdown);
-        if !stats.count(mode) {
+        if !stats.count_held(site, mode) {
             stats.count_unlocked(site, mode);
         }
         if !raw.try_acquire() {
@@ -152,7 +152,7 @@ pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mod
     if !raw.try_acquire() {
         lock_contended(&raw, site, stats, mode);
     }
-    let counted = stats.count(mode);
+    let counted = stats.count_held(site, mode);
     sampler::commit(countdown);
     if counted {
         Ticket::NONE
@@ -165,7 +165,7 @@ pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mod
 /// thread's table has its slot, else at its release.
 #[inline(always)]
 fn count_held(stats: &StatsSlot, site: &LockSite, mode: Mode) -> Ticket {
-    if stats.count(mode) {
+    if stats.count_held(site, mode) {
         Ticket::NONE
     } else if mode.shared() {
         // Other readers may hold it too, but a reader holding it does not

@@ -56,7 +56,8 @@
 //! variance whose root, four times, is the fidelity suite's bound. The
 //! standard error is `√V̂`: a 95 % interval is about `±2` of them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::recorder::{Aggregate, SampleKey};
@@ -67,6 +68,7 @@ use super::task::TaskLabels;
 use super::thread::ThreadMeta;
 use super::{EventKind, Mode};
 use crate::pprof::accuracy::{Figure, LockAccuracy};
+use crate::pprof::fxhash::FxHashMap;
 use crate::site::SiteKey;
 
 /// One sample as it will be written.
@@ -85,9 +87,9 @@ pub(crate) struct WeightedSample {
 }
 
 /// Applies the estimator to one period.
-pub(crate) fn weigh(
+pub(crate) fn weigh<S>(
     samples: Vec<(SampleKey, Aggregate)>,
-    totals: &HashMap<(SiteKey, Mode), Totals>,
+    totals: &HashMap<(SiteKey, Mode), Totals, S>,
     capture_pct: f64,
 ) -> Vec<WeightedSample> {
     if capture_pct <= 0.0 {
@@ -99,32 +101,76 @@ pub(crate) fn weigh(
     } else {
         0.0
     };
-    let mut groups: BTreeMap<(SiteKeyOrd, Mode, EventKind), Vec<(SampleKey, Aggregate)>> = BTreeMap::new();
-    for (key, agg) in samples {
-        groups
-            .entry((SiteKeyOrd(key.site), key.mode, key.kind))
-            .or_default()
-            .push((key, agg));
-    }
+    // Grouped by (site, mode, kind) in one sort: each site is hashed once
+    // to a small id and its place in the output order found by sorting the
+    // distinct sites, so the samples sort on integers and a group is a
+    // slice. A BTreeMap keyed by the site's text, with a Vec per group, was
+    // most of a flush of 16,000 names (string compares in every node).
+    let mut site_ids: FxHashMap<SiteKey, u32> = FxHashMap::default();
+    let mut sites: Vec<SiteKey> = Vec::new();
+    let mut id_of = |site: SiteKey| {
+        *site_ids.entry(site).or_insert_with(|| {
+            sites.push(site);
+            sites.len() as u32 - 1
+        })
+    };
+    let ids: Vec<u32> = samples.iter().map(|(k, _)| id_of(k.site)).collect();
     // Locks with exact totals but no sample of a kind still need a group.
-    for (&(site, mode), _) in totals.iter() {
-        for kind in [EventKind::Acquire, EventKind::Release] {
-            groups.entry((SiteKeyOrd(site), mode, kind)).or_default();
-        }
+    let mut exact: FxHashMap<(u32, Mode), Totals> = FxHashMap::default();
+    for (&(site, mode), t) in totals.iter() {
+        exact.insert((id_of(site), mode), *t);
     }
+    let mut order: Vec<u32> = (0..sites.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| site_order(&sites[a as usize], &sites[b as usize]));
+    let mut rank = vec![0u32; sites.len()];
+    for (r, &id) in order.iter().enumerate() {
+        rank[id as usize] = r as u32;
+    }
+    let mut groups: Vec<(u32, Mode, EventKind)> = samples
+        .iter()
+        .zip(&ids)
+        .map(|((k, _), &id)| (rank[id as usize], k.mode, k.kind))
+        .chain(exact.keys().flat_map(|&(id, mode)| {
+            [EventKind::Acquire, EventKind::Release].map(|kind| (rank[id as usize], mode, kind))
+        }))
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    // Within a group, deterministic order: heaviest first, then by thread
+    // id. Sorted as small keys with the sample's index, not the samples.
+    let mut sorted: Vec<(MemberOrder, u32)> = samples
+        .iter()
+        .zip(&ids)
+        .enumerate()
+        .map(|(i, ((k, a), &id))| {
+            let key = (rank[id as usize], k.mode, k.kind, Reverse(a.events), k.thread.id);
+            (key, i as u32)
+        })
+        .collect();
+    sorted.sort_unstable_by(|(ka, ia), (kb, ib)| {
+        ka.cmp(kb).then_with(|| {
+            let (a, b) = (&samples[*ia as usize].0, &samples[*ib as usize].0);
+            a.stack.ips.cmp(&b.stack.ips).then(a.task.cmp(&b.task))
+        })
+    });
+    let mut samples: Vec<Option<(SampleKey, Aggregate)>> = samples.into_iter().map(Some).collect();
+    let keyed = sorted
+        .into_iter()
+        .filter_map(|(_, i)| Some((ids[i as usize], samples[i as usize].take()?)));
 
-    let mut out = Vec::new();
-    for ((site, mode, kind), mut members) in groups {
-        let site = site.0;
-        // Deterministic output order: heaviest first, then by thread id.
-        members.sort_by(|a, b| {
-            b.1.events
-                .cmp(&a.1.events)
-                .then(a.0.thread.id.cmp(&b.0.thread.id))
-                .then(a.0.stack.ips.cmp(&b.0.stack.ips))
-                .then(a.0.task.cmp(&b.0.task))
-        });
-        let exact = totals.get(&(site, mode)).copied();
+    let mut out = Vec::with_capacity(ids.len() + exact.len());
+    let mut rest = keyed.peekable();
+    let mut counts = Vec::new();
+    let mut times = Vec::new();
+    let mut members: Vec<(SampleKey, Aggregate)> = Vec::new();
+    for (r, mode, kind) in groups {
+        let id = order[r as usize];
+        let site = sites[id as usize];
+        members.clear();
+        while let Some((_, m)) = rest.next_if(|(i, (k, _))| *i == id && k.mode == mode && k.kind == kind) {
+            members.push(m);
+        }
+        let exact = exact.get(&(id, mode)).copied();
         let sampled_events: u64 = members.iter().map(|(_, a)| a.weight).fold(0, u64::saturating_add);
         let sampled_ns: u64 = members
             .iter()
@@ -163,13 +209,14 @@ pub(crate) fn weigh(
             }
         }
 
-        let counts = apportion(count, members.iter().map(|(_, a)| a.weight));
-        let times = if sampled_ns > 0 {
-            apportion(total_ns, members.iter().map(|(_, a)| a.total_ns))
+        apportion_into(count, members.iter().map(|(_, a)| a.weight), &mut counts);
+        if sampled_ns > 0 {
+            apportion_into(total_ns, members.iter().map(|(_, a)| a.total_ns), &mut times);
         } else {
-            vec![0; members.len()]
-        };
-        for (((key, _), count), total_ns) in members.into_iter().zip(counts).zip(times) {
+            times.clear();
+            times.resize(members.len(), 0);
+        }
+        for (((key, _), &count), &total_ns) in members.drain(..).zip(&counts).zip(&times) {
             out.push(WeightedSample {
                 kind,
                 site,
@@ -188,9 +235,9 @@ pub(crate) fn weigh(
 /// What the profile states of each lock name and mode's totals (see
 /// "Standard errors" above), from the same aggregates and totals that
 /// [`weigh`] is given, before it takes them.
-pub(crate) fn accuracy(
+pub(crate) fn accuracy<S: std::hash::BuildHasher>(
     samples: &[(SampleKey, Aggregate)],
-    totals: &HashMap<(SiteKey, Mode), Totals>,
+    totals: &HashMap<(SiteKey, Mode), Totals, S>,
     capture_pct: f64,
 ) -> Vec<LockAccuracy> {
     if capture_pct <= 0.0 {
@@ -198,25 +245,30 @@ pub(crate) fn accuracy(
     }
     let inverse_p = 100.0 / capture_pct;
     // Per lock name and mode: the acquisitions' sums, then the releases'.
-    let mut groups: BTreeMap<(SiteKeyOrd, Mode), [Sums; 2]> = BTreeMap::new();
+    let mut groups: FxHashMap<(SiteKey, Mode), [Sums; 2]> = FxHashMap::default();
     for (key, agg) in samples {
         let kind = match key.kind {
             EventKind::Acquire => 0,
             EventKind::Release => 1,
         };
-        let sums = &mut groups.entry((SiteKeyOrd(key.site), key.mode)).or_default()[kind];
+        let sums = &mut groups.entry((key.site, key.mode)).or_default()[kind];
         sums.w += agg.weight as f64;
         sums.wv += agg.total_ns as f64;
         sums.spread.merge(&agg.spread);
     }
     for &(site, mode) in totals.keys() {
-        groups.entry((SiteKeyOrd(site), mode)).or_default();
+        groups.entry((site, mode)).or_default();
     }
+    let mut groups: Vec<((SiteKey, Mode), [Sums; 2])> = groups.into_iter().collect();
+    // Deterministic output: by site, then mode.
+    groups.sort_by(|((a, am), _), ((b, bm), _)| {
+        (a.file, a.line, a.column, a.name, am).cmp(&(b.file, b.line, b.column, b.name, bm))
+    });
     let estimated = |standard_error: f64| Figure::Estimated { standard_error };
     groups
         .into_iter()
         .filter_map(|((site, mode), [acquired, released])| {
-            let exact = totals.get(&(site.0, mode)).copied();
+            let exact = totals.get(&(site, mode)).copied();
             let n = exact.and_then(|t| t.acquired);
             if n == Some(0) && acquired.w == 0.0 && released.w == 0.0 {
                 // Nothing of it in this profile.
@@ -233,7 +285,7 @@ pub(crate) fn accuracy(
                 None => estimated(ht_se(inverse_p, s)),
             };
             Some(LockAccuracy {
-                lock: site.0.label(),
+                lock: site.label(),
                 mode: mode.label().map(str::to_owned),
                 acquire: count(&acquired),
                 wait: match exact.and_then(|t| t.wait_ns) {
@@ -246,6 +298,18 @@ pub(crate) fn accuracy(
             })
         })
         .collect()
+}
+
+/// [`apportion`] into `parts`, reused from group to group; a group of one
+/// (every lock name with one stack and thread) allocates nothing.
+fn apportion_into(total: u64, mut weights: impl ExactSizeIterator<Item = u64>, parts: &mut Vec<u64>) {
+    parts.clear();
+    if weights.len() == 1 {
+        let w = weights.next().unwrap_or(0);
+        parts.push(if w == 0 { 0 } else { total });
+        return;
+    }
+    parts.extend(apportion(total, weights));
 }
 
 /// Splits `total` in proportion to `weights`, by largest remainder, so the
@@ -277,22 +341,19 @@ pub(crate) fn apportion(total: u64, weights: impl Iterator<Item = u64>) -> Vec<u
     parts
 }
 
-/// Orders sites for deterministic output.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct SiteKeyOrd(SiteKey);
+/// A sample's place in the output: its site's rank, mode and kind (its
+/// group), then heaviest first, then by thread id.
+type MemberOrder = (u32, Mode, EventKind, Reverse<u64>, u64);
 
-impl PartialOrd for SiteKeyOrd {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for SiteKeyOrd {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let a = &self.0;
-        let b = &other.0;
-        (a.file, a.line, a.column, a.name).cmp(&(b.file, b.line, b.column, b.name))
-    }
+/// The output order of sites: by file, line, column and name.
+fn site_order(a: &SiteKey, b: &SiteKey) -> std::cmp::Ordering {
+    // The same file's text is usually one string: no compare then.
+    let file = if std::ptr::eq(a.file, b.file) {
+        std::cmp::Ordering::Equal
+    } else {
+        a.file.cmp(b.file)
+    };
+    file.then((a.line, a.column, a.name).cmp(&(b.line, b.column, b.name)))
 }
 
 #[cfg(test)]
@@ -481,5 +542,49 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].count, 20);
         assert_eq!(out[0].total_ns, 500);
+    }
+
+    #[test]
+    fn output_is_ordered_by_site_mode_and_kind_then_heaviest_first() {
+        let at = |name: &'static str, kind, thread, events| {
+            let mut k = key(kind, thread, thread as usize);
+            k.site.name = Some(name);
+            (
+                k,
+                Aggregate {
+                    events,
+                    weight: events,
+                    total_ns: events,
+                    spread: Default::default(),
+                },
+            )
+        };
+        let samples = vec![
+            at("b", EventKind::Release, 1, 1),
+            at("b", EventKind::Acquire, 2, 1),
+            at("a", EventKind::Acquire, 3, 1),
+            at("b", EventKind::Acquire, 1, 5),
+            at("a", EventKind::Acquire, 1, 1),
+        ];
+        let order: Vec<(&str, EventKind, u64)> = weigh(samples, &HashMap::new(), 100.0)
+            .iter()
+            .map(|s| {
+                (
+                    s.site.name.unwrap_or(""),
+                    s.kind,
+                    s.thread.as_ref().map_or(0, |t| t.id),
+                )
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("a", EventKind::Acquire, 1),
+                ("a", EventKind::Acquire, 3),
+                ("b", EventKind::Acquire, 1),
+                ("b", EventKind::Acquire, 2),
+                ("b", EventKind::Release, 1),
+            ]
+        );
     }
 }
