@@ -394,8 +394,12 @@ impl ProfilerBuilder {
                 RUNNING.store(false, Release);
                 StartError::Thread(e)
             })?;
-        // Sampling starts only once everything above is in place.
-        sampler::SESSION.store(session, Release);
+        // Sampling starts only once everything above is in place. Capture 0
+        // records nothing, exact totals included, so its locks take the
+        // path of no profiler at all: no session is published.
+        if settings.capture_pct > 0.0 {
+            sampler::SESSION.store(session, Release);
+        }
         log::debug!(
             "lockprof started: capture {}%, {:?} unwinder, output {}",
             settings.capture_pct,
