@@ -81,6 +81,27 @@ struct Cached {
     spare: Option<Box<EventExtra>>,
 }
 
+impl Cached {
+    /// This thread's state, made on first use and registered for `session`
+    /// (allocates the first time, and when the session is new).
+    fn in_session(cached: &mut Option<Cached>, session: u32) -> &mut Cached {
+        let c = cached.get_or_insert_with(|| Cached {
+            session: 0,
+            queue: None,
+            meta: ThreadMeta::current(),
+            known_to: (0, 0),
+            meta_sent: false,
+            sent: SentStacks(None),
+            spare: None,
+        });
+        if c.session != session {
+            c.session = session;
+            c.queue = register(session);
+        }
+        c
+    }
+}
+
 /// Bumped by the recorder when it forgets the stacks and threads it knows, so
 /// that threads send them in full again.
 static KNOWN_GENERATION: AtomicU32 = AtomicU32::new(0);
@@ -208,19 +229,7 @@ pub(crate) fn prepare() {
         let Ok(mut cached) = cell.try_borrow_mut() else {
             return;
         };
-        let c = cached.get_or_insert_with(|| Cached {
-            session: 0,
-            queue: None,
-            meta: ThreadMeta::current(),
-            known_to: (0, 0),
-            meta_sent: false,
-            sent: SentStacks(None),
-            spare: None,
-        });
-        if c.session != session {
-            c.session = session;
-            c.queue = register(session);
-        }
+        let c = Cached::in_session(&mut cached, session);
         c.sent.0.get_or_insert_with(|| Box::new([0; SENT_SLOTS]));
         let room = max_frames();
         if c.spare
@@ -295,19 +304,7 @@ fn send_inner(
     let mut taken = false;
     let cached = CACHED.try_with(|cell| {
         let mut cached = cell.borrow_mut();
-        let c = cached.get_or_insert_with(|| Cached {
-            session: 0,
-            queue: None,
-            meta: ThreadMeta::current(),
-            known_to: (0, 0),
-            meta_sent: false,
-            sent: SentStacks(None),
-            spare: None,
-        });
-        if c.session != session {
-            c.session = session;
-            c.queue = register(session);
-        }
+        let c = Cached::in_session(&mut cached, session);
         let Some(queue) = &mut c.queue else {
             return false;
         };
