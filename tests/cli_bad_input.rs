@@ -199,3 +199,43 @@ fn help_has_examples_and_version_is_the_crate_version() {
         format!("lockprof {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn stacks_of_a_lock_that_is_not_there_fails_naming_the_locks_that_are() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/ddtrace-4.16-lock-profile.pprof.zst"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_lockprof"))
+        .args(["stacks", "--lock", "nosuch", file])
+        .output()
+        .expect("run lockprof");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(
+        stderr.contains(r#"no lock matches "nosuch""#) && stderr.contains("its locks: "),
+        "{stderr}"
+    );
+    // A lock that is there still works.
+    let ok = Command::new(env!("CARGO_BIN_EXE_lockprof"))
+        .args(["names", file])
+        .output()
+        .expect("run lockprof");
+    let first = String::from_utf8_lossy(&ok.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().last().map(str::to_owned))
+        .expect("a lock name");
+    let out = Command::new(env!("CARGO_BIN_EXE_lockprof"))
+        .args(["stacks", "--lock", &first, file])
+        .output()
+        .expect("run lockprof");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -95,6 +95,31 @@ fn top(a: args::TopArgs) -> Result<(), Failure> {
 
 fn stacks(a: args::StacksArgs) -> Result<(), Failure> {
     let loaded = input::load(&a.inputs.files, a.inputs.all)?;
+    if let Some(wanted) = &a.lock {
+        // A lock that is not in the profile is an error: say which are.
+        let names: std::collections::BTreeSet<String> = loaded.profile.lock_names();
+        if !names.iter().any(|n| report::matches_lock(n, wanted)) {
+            const SHOWN: usize = 10;
+            let mut list: Vec<&str> = names.iter().map(String::as_str).take(SHOWN).collect();
+            let more = names.len().saturating_sub(SHOWN);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            if list.is_empty() {
+                list.push("none");
+            }
+            return Err(Failure::input(
+                None,
+                format!(
+                    "no lock matches {wanted:?} in {}; its locks: {}{more}",
+                    loaded.describe(),
+                    list.join(", ")
+                ),
+            ));
+        }
+    }
     let locks = report::stacks(&loaded.profile, a.by, a.lock.as_deref(), a.full);
     if locks.is_empty() {
         let what = match &a.lock {
