@@ -27,18 +27,11 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use lockprof::{EncodedProfile, Export, ExportError, ProfiledMutex, Profiler, ProfilerHandle};
+use lockprof::{ProfiledMutex, Profiler, ProfilerHandle};
 
-struct Discard;
-
-impl Export for Discard {
-    fn export(&mut self, _profile: &EncodedProfile) -> Result<(), ExportError> {
-        Ok(())
-    }
-    fn describe(&self) -> String {
-        "discarded".into()
-    }
-}
+#[path = "common/discard.rs"]
+mod discard;
+use discard::Discard;
 
 fn report(what: &str, target: &str, ok: bool) {
     let verdict = if ok { "ok" } else { "MISSED" };

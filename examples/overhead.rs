@@ -19,20 +19,11 @@ use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use lockprof::{
-    EncodedProfile, Export, ExportError, ProfiledMutex, ProfiledRwLock, Profiler, ProfilerHandle,
-};
+use lockprof::{ProfiledMutex, ProfiledRwLock, Profiler, ProfilerHandle};
 
-struct Discard;
-
-impl Export for Discard {
-    fn export(&mut self, _profile: &EncodedProfile) -> Result<(), ExportError> {
-        Ok(())
-    }
-    fn describe(&self) -> String {
-        "discarded".into()
-    }
-}
+#[path = "common/discard.rs"]
+mod discard;
+use discard::Discard;
 
 fn profiler(capture_pct: Option<f64>) -> Option<ProfilerHandle> {
     capture_pct.map(|pct| {

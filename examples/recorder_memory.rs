@@ -11,18 +11,11 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use lockprof::{EncodedProfile, Export, ExportError, ProfiledMutex, Profiler};
+use lockprof::{ProfiledMutex, Profiler};
 
-struct Discard;
-
-impl Export for Discard {
-    fn export(&mut self, _profile: &EncodedProfile) -> Result<(), ExportError> {
-        Ok(())
-    }
-    fn describe(&self) -> String {
-        "discarded".into()
-    }
-}
+#[path = "common/discard.rs"]
+mod discard;
+use discard::Discard;
 
 /// `(VmHWM, VmRSS)` in MiB, from /proc (Linux).
 fn rss_mib() -> (f64, f64) {
