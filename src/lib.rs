@@ -54,6 +54,7 @@ pub mod read;
 mod record;
 mod site;
 mod sync;
+mod util;
 
 pub use config::{
     ConfigError, Settings, DEFAULT_CAPTURE_PCT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_FRAMES,

@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn names_of_one_length_at_one_line_hash_apart() {
-        use crate::pprof::fxhash::FxHasher;
+        use crate::util::fxhash::FxHasher;
         use std::hash::{Hash, Hasher};
         let names: Vec<&'static str> = (0..16_000)
             .map(|i| &*Box::leak(format!("req-{i:07}").into_boxed_str()))

@@ -1,7 +1,7 @@
 //! Interning and encoding: string table with `""` at 0, functions and
 //! locations deduplicated, ids as non-zero newtypes.
 
-use super::fxhash::FxHashMap as HashMap;
+use crate::util::fxhash::FxHashMap as HashMap;
 use std::io::Write;
 use std::num::NonZeroU64;
 use std::sync::Arc;

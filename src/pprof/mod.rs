@@ -3,7 +3,6 @@
 
 pub(crate) mod accuracy;
 mod builder;
-pub(crate) mod fxhash;
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 #[rustfmt::skip]
 pub(crate) mod proto;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::fxhash::FxHashMap;
+use crate::util::fxhash::FxHashMap;
 
 /// One source frame; an address yields several when calls were inlined,
 /// innermost first.

@@ -18,8 +18,8 @@ use super::stack::{BufferedStack, Frames, Stack};
 use super::task::TaskLabels;
 use super::thread::ThreadMeta;
 use super::{sampler, Event, EventExtra, EventKind, Mode};
-use crate::pprof::fxhash::FxHashMap;
 use crate::site::{LockSite, SiteKey};
+use crate::util::fxhash::FxHashMap;
 
 /// Emptied queues kept for new threads (8 MiB at the default capacity):
 /// programs that start threads again and again reuse warm memory.

@@ -68,8 +68,8 @@ use super::task::TaskLabels;
 use super::thread::ThreadMeta;
 use super::{EventKind, Mode};
 use crate::pprof::accuracy::{Figure, LockAccuracy};
-use crate::pprof::fxhash::FxHashMap;
 use crate::site::SiteKey;
+use crate::util::fxhash::FxHashMap;
 
 /// One sample as it will be written.
 #[derive(Debug, Clone, PartialEq, Eq)]

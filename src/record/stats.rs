@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 
 use super::forksafe::ForkSafeMutex;
 use super::{sampler, Mode};
-use crate::pprof::fxhash::FxHashMap;
 use crate::site::{LockSite, SiteKey};
+use crate::util::fxhash::FxHashMap;
 
 /// Lock names counted at most: beyond, acquisitions of new names go to one
 /// shared overflow count (reported in the profile's comments).
