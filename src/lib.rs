@@ -48,6 +48,7 @@ mod config;
 mod export;
 #[cfg(feature = "fault-injection")]
 mod fault;
+mod named;
 mod pprof;
 mod profiler;
 pub mod read;
@@ -65,10 +66,10 @@ pub use export::{
     ApiKey, DatadogSettings, EncodedProfile, Export, ExportError, FileExporter, ProfileStats, UploadStats,
     DEFAULT_AGENT_SOCKET, DEFAULT_API_TIMEOUT, DEFAULT_SITE,
 };
+pub use named::Nameable;
 pub use profiler::{start_from_env, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats, StartError};
 pub use record::stack::Unwinder;
 pub use site::LockSite;
-pub use sync::named::Nameable;
 pub use sync::{
     ProfiledCondvar, ProfiledMutex, ProfiledMutexGuard, ProfiledReentrantMutex, ProfiledReentrantMutexGuard,
     ProfiledRwLock, ProfiledRwLockReadGuard, ProfiledRwLockWriteGuard, WaitTimeoutResult,
@@ -83,7 +84,7 @@ pub use async_locks::{
 };
 
 #[doc(hidden)]
-pub use sync::named::__private;
+pub use named::__private;
 
 #[doc(hidden)]
 pub use record::bench as __bench;

@@ -3,7 +3,6 @@
 
 mod condvar;
 mod mutex;
-pub(crate) mod named;
 mod poison;
 mod reentrant;
 mod rwlock;

@@ -1,4 +1,6 @@
-//! Naming locks after the variable, static or field they are bound to.
+//! Naming locks after the variable, static or field they are bound to: the
+//! name half of a [`LockSite`](crate::LockSite), shared by the sync and the
+//! async lock types.
 
 /// A lock type that can carry a variable name. Implemented by every lock of
 /// this crate, and by `Arc`, `Rc` and `Box` of one while they are unshared.
@@ -33,7 +35,7 @@ impl<L: Nameable + ?Sized> Nameable for std::rc::Rc<L> {
 /// take the caller's site like `new`.
 macro_rules! lock_type_impls {
     ($lock:ident) => {
-        impl<T: ?Sized> $crate::sync::named::Nameable for $lock<T> {
+        impl<T: ?Sized> $crate::named::Nameable for $lock<T> {
             fn set_name(&mut self, name: &'static str) {
                 self.site = self.site.with_name(name);
             }
