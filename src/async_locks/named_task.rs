@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::record::task;
+use crate::record::labels;
 
 /// Names an async task for lock profiles: acquisitions and releases by
 /// profiled async locks while `future` is polled carry the label
@@ -56,6 +56,6 @@ impl<F: Future> Future for NamedTask<F> {
         // a pinned `NamedTask`, which has no `Drop` and is `Unpin` only if
         // `F` is.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        task::with_current_name(&this.name, || future.poll(cx))
+        labels::with_current_name(&this.name, || future.poll(cx))
     }
 }

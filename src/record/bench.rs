@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::labels::ThreadMeta;
 use super::recorder::{Aggregate, SampleKey};
 use super::stack::Stack;
 use super::stats::Totals;
-use super::thread::ThreadMeta;
 use super::{guarded, recorder, report, stack, EventKind, Mode};
 use crate::pprof::{self, symbolize::Symbolizer, PeriodInfo};
 use crate::site::{LockSite, SiteKey};

@@ -10,6 +10,7 @@
 pub mod bench;
 pub(crate) mod clock;
 pub(crate) mod forksafe;
+pub(crate) mod labels;
 pub(crate) mod queue;
 pub(crate) mod recorder;
 pub(crate) mod report;
@@ -17,8 +18,8 @@ pub(crate) mod sampler;
 pub(crate) mod spread;
 pub(crate) mod stack;
 pub(crate) mod stats;
+#[cfg(feature = "tokio")]
 pub(crate) mod task;
-pub(crate) mod thread;
 
 use std::num::NonZeroU64;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -471,7 +472,7 @@ pub(crate) struct Event {
 #[derive(Debug, Default)]
 pub(crate) struct EventExtra {
     /// The thread's labels, sent with its first event.
-    pub(crate) thread: Option<std::sync::Arc<thread::ThreadMeta>>,
+    pub(crate) thread: Option<std::sync::Arc<labels::ThreadMeta>>,
     /// The stack's frames, sent with the first event of a thread that has it.
     pub(crate) stack: Option<stack::Stack>,
     /// The same, copied into a buffer allocated before the user's lock was
@@ -479,7 +480,7 @@ pub(crate) struct EventExtra {
     /// [`stack::Stack`].
     pub(crate) buffered: Option<stack::BufferedStack>,
     /// The async task, for acquisitions by async locks.
-    pub(crate) task: Option<task::TaskLabels>,
+    pub(crate) task: Option<labels::TaskLabels>,
 }
 
 #[cfg(test)]

@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn events_left_in_a_dropped_queue_are_dropped() {
-        let meta = crate::record::thread::ThreadMeta::current();
+        let meta = crate::record::labels::ThreadMeta::current();
         let before = Arc::strong_count(&meta);
         let (queue, mut producer) = Queue::new(4);
         let mut e = event(0);

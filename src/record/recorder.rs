@@ -12,11 +12,10 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 
 use super::forksafe::ForkSafeMutex;
+use super::labels::{TaskLabels, ThreadMeta};
 use super::queue::{Producer, Queue};
 use super::spread::Spread;
 use super::stack::{BufferedStack, Frames, Stack};
-use super::task::TaskLabels;
-use super::thread::ThreadMeta;
 use super::{sampler, Event, EventExtra, EventKind, Mode};
 use crate::site::{LockSite, SiteKey};
 use crate::util::fxhash::FxHashMap;

@@ -60,12 +60,11 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::labels::{TaskLabels, ThreadMeta};
 use super::recorder::{Aggregate, SampleKey};
 use super::spread::{ht_count_se, ht_se, ratio_se, Sums};
 use super::stack::Stack;
 use super::stats::Totals;
-use super::task::TaskLabels;
-use super::thread::ThreadMeta;
 use super::{EventKind, Mode};
 use crate::pprof::accuracy::{Figure, LockAccuracy};
 use crate::site::SiteKey;

@@ -1,5 +1,5 @@
-//! Recording for async locks: the task labels of an event, and (with the
-//! `tokio` feature) acquisition and release through a tokio semaphore.
+//! Recording for async locks (feature `tokio`): acquisition and release
+//! through a tokio semaphore.
 //!
 //! An async acquisition is decided at the first poll of the lock future: the
 //! body of [`acquire`] runs then, so the per-thread countdown is ticked, and
@@ -9,367 +9,229 @@
 //! hold is measured across `.await`s and across threads. A future dropped
 //! before it acquired never reaches the recording code.
 
-#[cfg(feature = "tokio")]
-use std::cell::Cell;
-use std::sync::Arc;
+use tokio::sync::{AcquireError, Semaphore, TryAcquireError};
 
-/// What a profile says about the async task behind an event.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct TaskLabels {
-    /// tokio's task id, when the event happened inside a tokio task.
-    pub(crate) id: Option<u64>,
-    /// The name given with [`crate::with_task_name`].
-    pub(crate) name: Option<Arc<str>>,
+use super::labels::TaskLabels;
+use super::{clock, guarded, recorder, sampler, stack, EventKind, Mode, StatsSlot, Ticket};
+use crate::site::LockSite;
+
+/// How many can hold the lock at once, which decides how an acquisition
+/// is counted in the lock's exact totals.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Holders {
+    /// A mutex or a write lock: a plain count under the lock.
+    One,
+    /// A semaphore: an atomic count.
+    Many,
 }
 
-#[cfg(feature = "tokio")]
-impl TaskLabels {
-    /// The labels of the task being polled on this thread; `None` outside
-    /// any task. Cold path only: may format a number.
-    pub(crate) fn current() -> Option<TaskLabels> {
-        let id = task_id();
-        let name = current_name();
-        if id.is_none() && name.is_none() {
-            return None;
-        }
-        Some(TaskLabels { id, name })
-    }
+#[inline(always)]
+fn count(stats: &StatsSlot, site: &LockSite, mode: Mode, _holders: Holders) {
+    // Each thread counts in its own table, so several holders at once
+    // (a semaphore) need nothing more; no sync lock is held here.
+    stats.count_shared(site, mode);
 }
 
-#[cfg(feature = "tokio")]
-thread_local! {
-    /// The name of the task being polled on this thread: set by
-    /// [`with_current_name`] for the duration of one poll, null otherwise.
-    static CURRENT_NAME: Cell<*const Arc<str>> = const { Cell::new(std::ptr::null()) };
-}
-
-#[cfg(feature = "tokio")]
-/// Runs `f` (one poll of a named task) with `name` as this thread's current
-/// task name, restoring the previous one afterwards, also on unwind.
-pub(crate) fn with_current_name<R>(name: &Arc<str>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<*const Arc<str>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if let Some(previous) = self.0 {
-                let _ = CURRENT_NAME.try_with(|c| c.set(previous));
-            }
-        }
-    }
-    let previous = CURRENT_NAME.try_with(|c| c.replace(name)).ok();
-    let _restore = Restore(previous);
-    f()
-}
-
-#[cfg(feature = "tokio")]
-fn current_name() -> Option<Arc<str>> {
-    CURRENT_NAME
-        .try_with(|c| {
-            let p = c.get();
-            // SAFETY: a non-null pointer was set by `with_current_name` on
-            // this thread from a reference that outlives the call it is set
-            // for, and is reset before that call returns or unwinds; we are
-            // inside that call.
-            (!p.is_null()).then(|| Arc::clone(unsafe { &*p }))
-        })
-        .ok()
-        .flatten()
-}
-
-#[cfg(feature = "tokio")]
-fn task_id() -> Option<u64> {
-    use std::fmt::Write;
-
-    /// tokio's `Id` is opaque but displays as its number: format it into a
-    /// stack buffer, without allocating.
-    struct Buf {
-        bytes: [u8; 24],
-        len: usize,
-    }
-    impl Write for Buf {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            let end = self.len + s.len();
-            let dest = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-            dest.copy_from_slice(s.as_bytes());
-            self.len = end;
-            Ok(())
-        }
-    }
-
-    let id = tokio::task::try_id()?;
-    let mut buf = Buf {
-        bytes: [0; 24],
-        len: 0,
-    };
-    write!(buf, "{id}").ok()?;
-    std::str::from_utf8(buf.bytes.get(..buf.len)?).ok()?.parse().ok()
-}
-
-#[cfg(feature = "tokio")]
-pub(crate) use self::semaphore::*;
-
-#[cfg(feature = "tokio")]
-mod semaphore {
-
-    use tokio::sync::{AcquireError, Semaphore, TryAcquireError};
-
-    use super::super::{clock, guarded, recorder, sampler, stack, EventKind, Mode, StatsSlot, Ticket};
-    use super::TaskLabels;
-    use crate::site::LockSite;
-
-    /// How many can hold the lock at once, which decides how an acquisition
-    /// is counted in the lock's exact totals.
-    #[derive(Clone, Copy, Debug)]
-    pub(crate) enum Holders {
-        /// A mutex or a write lock: a plain count under the lock.
-        One,
-        /// A semaphore: an atomic count.
-        Many,
-    }
-
-    #[inline(always)]
-    fn count(stats: &StatsSlot, site: &LockSite, mode: Mode, _holders: Holders) {
-        // Each thread counts in its own table, so several holders at once
-        // (a semaphore) need nothing more; no sync lock is held here.
-        stats.count_shared(site, mode);
-    }
-
-    /// Acquires `permits` of `sem`, recording as the sampler decides. Not
-    /// generic: every async lock type awaits this one future.
-    pub(crate) async fn acquire(
-        sem: &Semaphore,
-        permits: u32,
-        site: &LockSite,
-        stats: &StatsSlot,
-        mode: Mode,
-        holders: Holders,
-    ) -> Result<Ticket, AcquireError> {
-        // This body runs at the first poll, so the decision (and, when
-        // contended, the wait) starts when the task starts waiting.
-        let Some(session) = sampler::session() else {
-            sem.acquire_many(permits).await?.forget();
-            return Ok(Ticket::NONE);
-        };
-        if sampler::tick(session) {
-            return acquire_sampled(sem, permits, site, stats, mode, holders).await;
-        }
-        // No clock read and no allocation here: this path runs on every
-        // acquisition while a profiler is running.
-        if let Ok(permit) = sem.try_acquire_many(permits) {
-            permit.forget();
-            count(stats, site, mode, holders);
-            return Ok(Ticket::NONE);
-        }
-        // Contended: the wait goes into the lock's exact totals (two clock
-        // reads are negligible next to a wait).
-        let start = clock::now();
+/// Acquires `permits` of `sem`, recording as the sampler decides. Not
+/// generic: every async lock type awaits this one future.
+pub(crate) async fn acquire(
+    sem: &Semaphore,
+    permits: u32,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    holders: Holders,
+) -> Result<Ticket, AcquireError> {
+    // This body runs at the first poll, so the decision (and, when
+    // contended, the wait) starts when the task starts waiting.
+    let Some(session) = sampler::session() else {
         sem.acquire_many(permits).await?.forget();
-        let waited = clock::between(start, clock::now());
+        return Ok(Ticket::NONE);
+    };
+    if sampler::tick(session) {
+        return acquire_sampled(sem, permits, site, stats, mode, holders).await;
+    }
+    // No clock read and no allocation here: this path runs on every
+    // acquisition while a profiler is running.
+    if let Ok(permit) = sem.try_acquire_many(permits) {
+        permit.forget();
         count(stats, site, mode, holders);
-        stats.contended(mode, waited);
-        Ok(Ticket::NONE)
+        return Ok(Ticket::NONE);
     }
+    // Contended: the wait goes into the lock's exact totals (two clock
+    // reads are negligible next to a wait).
+    let start = clock::now();
+    sem.acquire_many(permits).await?.forget();
+    let waited = clock::between(start, clock::now());
+    count(stats, site, mode, holders);
+    stats.contended(mode, waited);
+    Ok(Ticket::NONE)
+}
 
-    /// [`acquire`] for a semaphore that is never closed: a lock.
-    pub(crate) async fn lock(
-        sem: &Semaphore,
-        permits: u32,
-        site: &LockSite,
-        stats: &StatsSlot,
-        mode: Mode,
-    ) -> Ticket {
-        match acquire(sem, permits, site, stats, mode, Holders::One).await {
-            Ok(ticket) => ticket,
-            // Unreachable: a lock's semaphore is never closed. Waiting
-            // forever is what tokio's own lock would do, and never panics.
-            Err(_) => std::future::pending().await,
-        }
-    }
-
-    /// A sampled acquisition: the stack is captured at the first poll, in
-    /// the poll of the user's async fn, after the permits are tried exactly
-    /// as an unsampled acquisition tries them (as the sync locks do, so that
-    /// sampling never changes whether this acquisition waits).
-    async fn acquire_sampled(
-        sem: &Semaphore,
-        permits: u32,
-        site: &LockSite,
-        stats: &StatsSlot,
-        mode: Mode,
-        holders: Holders,
-    ) -> Result<Ticket, AcquireError> {
-        // At the first poll, on the thread that drew the sample.
-        let shift = sampler::current_shift();
-        let (stack, waited) = match sem.try_acquire_many(permits) {
-            Ok(permit) => {
-                permit.forget();
-                (capture_stack(), 0)
-            }
-            Err(_) => {
-                let start = clock::now();
-                let stack = capture_stack();
-                sem.acquire_many(permits).await?.forget();
-                (stack, clock::between(start, clock::now()).max(1))
-            }
-        };
-        Ok(acquired_sampled(site, stats, mode, holders, waited, shift, stack))
-    }
-
-    /// Tries once; a failed attempt records nothing.
-    #[inline]
-    pub(crate) fn try_acquire(
-        sem: &Semaphore,
-        permits: u32,
-        site: &LockSite,
-        stats: &StatsSlot,
-        mode: Mode,
-        holders: Holders,
-    ) -> Result<Ticket, TryAcquireError> {
-        let Some(session) = sampler::session() else {
-            sem.try_acquire_many(permits)?.forget();
-            return Ok(Ticket::NONE);
-        };
-        if sampler::tick(session) {
-            return try_acquire_sampled(sem, permits, site, stats, mode, holders);
-        }
-        sem.try_acquire_many(permits)?.forget();
-        count(stats, site, mode, holders);
-        Ok(Ticket::NONE)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn try_acquire_sampled(
-        sem: &Semaphore,
-        permits: u32,
-        site: &LockSite,
-        stats: &StatsSlot,
-        mode: Mode,
-        holders: Holders,
-    ) -> Result<Ticket, TryAcquireError> {
-        let shift = sampler::current_shift();
-        sem.try_acquire_many(permits)?.forget();
-        Ok(acquired_sampled(
-            site,
-            stats,
-            mode,
-            holders,
-            0,
-            shift,
-            capture_stack(),
-        ))
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn capture_stack() -> Option<stack::Stack> {
-        // Owned: the stack is kept across the await for the lock.
-        guarded(|| stack::capture(recorder::max_frames()))
-    }
-
-    /// Books a sampled acquisition that holds its permits now.
-    #[cold]
-    #[inline(never)]
-    fn acquired_sampled(
-        site: &LockSite,
-        stats: &StatsSlot,
-        mode: Mode,
-        holders: Holders,
-        waited: u64,
-        shift: u8,
-        stack: Option<stack::Stack>,
-    ) -> Ticket {
-        let acquired_at = clock::now();
-        count(stats, site, mode, holders);
-        if waited > 0 {
-            stats.contended(mode, waited);
-        }
-        let Some(stack) = stack else {
-            return Ticket::NONE;
-        };
-        let sent = guarded(|| {
-            recorder::send_task(
-                EventKind::Acquire,
-                site,
-                mode,
-                waited,
-                shift,
-                stack.frames(),
-                TaskLabels::current(),
-            )
-        });
-        // A release is recorded only if its acquire was.
-        match sent {
-            Some(true) => Ticket::sampled(acquired_at, shift),
-            _ => Ticket::NONE,
-        }
-    }
-
-    /// Releases through `unlock`, recording the hold time if the acquisition
-    /// was sampled. The guard carries the acquisition time, so this is right
-    /// on whichever thread and in whichever task the guard is dropped.
-    #[inline(always)]
-    pub(crate) fn release(ticket: Ticket, site: &LockSite, mode: Mode, unlock: impl FnOnce()) {
-        match ticket.sampled_at() {
-            None => unlock(),
-            Some((acquired_at, shift)) => {
-                let released_at = clock::now();
-                unlock();
-                release_sampled(site, mode, Ticket::held_until(acquired_at, released_at), shift);
-            }
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn release_sampled(site: &LockSite, mode: Mode, held: u64, shift: u8) {
-        guarded(|| {
-            let mut stack = stack::StackBuf::new();
-            stack::capture_into(recorder::max_frames(), &mut stack);
-            recorder::send_task(
-                EventKind::Release,
-                site,
-                mode,
-                held,
-                shift,
-                stack.frames(),
-                TaskLabels::current(),
-            )
-        });
+/// [`acquire`] for a semaphore that is never closed: a lock.
+pub(crate) async fn lock(
+    sem: &Semaphore,
+    permits: u32,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+) -> Ticket {
+    match acquire(sem, permits, site, stats, mode, Holders::One).await {
+        Ok(ticket) => ticket,
+        // Unreachable: a lock's semaphore is never closed. Waiting
+        // forever is what tokio's own lock would do, and never panics.
+        Err(_) => std::future::pending().await,
     }
 }
 
-#[cfg(all(test, feature = "tokio"))]
-mod tests {
-    use super::*;
+/// A sampled acquisition: the stack is captured at the first poll, in
+/// the poll of the user's async fn, after the permits are tried exactly
+/// as an unsampled acquisition tries them (as the sync locks do, so that
+/// sampling never changes whether this acquisition waits).
+async fn acquire_sampled(
+    sem: &Semaphore,
+    permits: u32,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    holders: Holders,
+) -> Result<Ticket, AcquireError> {
+    // At the first poll, on the thread that drew the sample.
+    let shift = sampler::current_shift();
+    let (stack, waited) = match sem.try_acquire_many(permits) {
+        Ok(permit) => {
+            permit.forget();
+            (capture_stack(), 0)
+        }
+        Err(_) => {
+            let start = clock::now();
+            let stack = capture_stack();
+            sem.acquire_many(permits).await?.forget();
+            (stack, clock::between(start, clock::now()).max(1))
+        }
+    };
+    Ok(acquired_sampled(site, stats, mode, holders, waited, shift, stack))
+}
 
-    #[test]
-    fn task_names_nest_and_are_restored() {
-        assert_eq!(current_name(), None);
-        let outer: Arc<str> = Arc::from("outer");
-        let inner: Arc<str> = Arc::from("inner");
-        with_current_name(&outer, || {
-            assert_eq!(current_name().as_deref(), Some("outer"));
-            with_current_name(&inner, || {
-                assert_eq!(current_name().as_deref(), Some("inner"));
-            });
-            assert_eq!(current_name().as_deref(), Some("outer"));
-            let unwound = std::panic::catch_unwind(|| with_current_name(&inner, || panic!("in a poll")));
-            assert!(unwound.is_err());
-            assert_eq!(current_name().as_deref(), Some("outer"));
-        });
-        assert_eq!(current_name(), None);
-        assert_eq!(TaskLabels::current(), None);
+/// Tries once; a failed attempt records nothing.
+#[inline]
+pub(crate) fn try_acquire(
+    sem: &Semaphore,
+    permits: u32,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    holders: Holders,
+) -> Result<Ticket, TryAcquireError> {
+    let Some(session) = sampler::session() else {
+        sem.try_acquire_many(permits)?.forget();
+        return Ok(Ticket::NONE);
+    };
+    if sampler::tick(session) {
+        return try_acquire_sampled(sem, permits, site, stats, mode, holders);
     }
+    sem.try_acquire_many(permits)?.forget();
+    count(stats, site, mode, holders);
+    Ok(Ticket::NONE)
+}
 
-    #[test]
-    fn the_task_id_is_tokios_number() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let (ours, theirs) = rt.block_on(async {
-            tokio::spawn(async { (task_id(), tokio::task::id().to_string()) })
-                .await
-                .unwrap()
-        });
-        assert_eq!(ours.map(|id| id.to_string()), Some(theirs));
-        assert_eq!(task_id(), None);
+#[cold]
+#[inline(never)]
+fn try_acquire_sampled(
+    sem: &Semaphore,
+    permits: u32,
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    holders: Holders,
+) -> Result<Ticket, TryAcquireError> {
+    let shift = sampler::current_shift();
+    sem.try_acquire_many(permits)?.forget();
+    Ok(acquired_sampled(
+        site,
+        stats,
+        mode,
+        holders,
+        0,
+        shift,
+        capture_stack(),
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn capture_stack() -> Option<stack::Stack> {
+    // Owned: the stack is kept across the await for the lock.
+    guarded(|| stack::capture(recorder::max_frames()))
+}
+
+/// Books a sampled acquisition that holds its permits now.
+#[cold]
+#[inline(never)]
+fn acquired_sampled(
+    site: &LockSite,
+    stats: &StatsSlot,
+    mode: Mode,
+    holders: Holders,
+    waited: u64,
+    shift: u8,
+    stack: Option<stack::Stack>,
+) -> Ticket {
+    let acquired_at = clock::now();
+    count(stats, site, mode, holders);
+    if waited > 0 {
+        stats.contended(mode, waited);
     }
+    let Some(stack) = stack else {
+        return Ticket::NONE;
+    };
+    let sent = guarded(|| {
+        recorder::send_task(
+            EventKind::Acquire,
+            site,
+            mode,
+            waited,
+            shift,
+            stack.frames(),
+            TaskLabels::current(),
+        )
+    });
+    // A release is recorded only if its acquire was.
+    match sent {
+        Some(true) => Ticket::sampled(acquired_at, shift),
+        _ => Ticket::NONE,
+    }
+}
+
+/// Releases through `unlock`, recording the hold time if the acquisition
+/// was sampled. The guard carries the acquisition time, so this is right
+/// on whichever thread and in whichever task the guard is dropped.
+#[inline(always)]
+pub(crate) fn release(ticket: Ticket, site: &LockSite, mode: Mode, unlock: impl FnOnce()) {
+    match ticket.sampled_at() {
+        None => unlock(),
+        Some((acquired_at, shift)) => {
+            let released_at = clock::now();
+            unlock();
+            release_sampled(site, mode, Ticket::held_until(acquired_at, released_at), shift);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn release_sampled(site: &LockSite, mode: Mode, held: u64, shift: u8) {
+    guarded(|| {
+        let mut stack = stack::StackBuf::new();
+        stack::capture_into(recorder::max_frames(), &mut stack);
+        recorder::send_task(
+            EventKind::Release,
+            site,
+            mode,
+            held,
+            shift,
+            stack.frames(),
+            TaskLabels::current(),
+        )
+    });
 }
