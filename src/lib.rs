@@ -46,8 +46,6 @@
 mod async_locks;
 mod config;
 mod export;
-#[cfg(feature = "fault-injection")]
-mod fault;
 mod named;
 mod pprof;
 mod profiler;
@@ -91,4 +89,4 @@ pub use record::bench as __bench;
 
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
-pub use fault::{hold_profiler_locks, inject_profiler_panics};
+pub use record::fault::{hold_profiler_locks, inject_profiler_panics};

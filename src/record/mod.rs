@@ -9,6 +9,8 @@
 #[doc(hidden)]
 pub mod bench;
 pub(crate) mod clock;
+#[cfg(feature = "fault-injection")]
+pub(crate) mod fault;
 pub(crate) mod forksafe;
 pub(crate) mod labels;
 pub(crate) mod queue;
@@ -426,7 +428,7 @@ fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
     sampler::enter(|| {
         match catch_unwind(AssertUnwindSafe(|| {
             #[cfg(feature = "fault-injection")]
-            crate::fault::maybe_panic();
+            fault::maybe_panic();
             f()
         })) {
             Ok(r) => Some(r),

@@ -22,8 +22,8 @@ pub(crate) fn maybe_panic() {
 /// calling thread for `duration`, so that a test can fork while another
 /// thread holds them.
 pub fn hold_profiler_locks(duration: std::time::Duration) {
-    let sink = crate::record::recorder::hold_sink();
-    let registry = crate::record::stats::hold_registry();
+    let sink = super::recorder::hold_sink();
+    let registry = super::stats::hold_registry();
     std::thread::sleep(duration);
     drop((sink, registry));
 }
