@@ -42,6 +42,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod accuracy;
 #[cfg(feature = "tokio")]
 mod async_locks;
 mod config;

@@ -19,7 +19,7 @@ use prost::Message;
 
 use crate::pprof::{labels, proto};
 
-pub use crate::pprof::accuracy::{Figure, LockAccuracy};
+pub use crate::accuracy::{Figure, LockAccuracy};
 
 /// A decoded lock profile: one entry per pprof sample.
 #[derive(Debug, Clone, PartialEq)]

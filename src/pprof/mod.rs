@@ -1,7 +1,6 @@
 //! The pprof side: the schema (generated from `proto/profile.proto`),
 //! interning tables, and the encoding of one period into a gzip'd profile.
 
-pub(crate) mod accuracy;
 mod builder;
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 #[rustfmt::skip]

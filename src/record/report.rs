@@ -30,7 +30,7 @@
 //!
 //! [`accuracy`] states, per lock name and mode, which totals are exact and
 //! the standard error of the others (written as comments, see
-//! `pprof::accuracy`). Counts are exact where `N` is known, the wait where
+//! `crate::accuracy`). Counts are exact where `N` is known, the wait where
 //! every contended acquisition was timed, and any total when every event was
 //! recorded (capture 100 %, every weight 1, `Σw = N`). The rest:
 //!
@@ -66,7 +66,7 @@ use super::spread::{ht_count_se, ht_se, ratio_se, Sums};
 use super::stack::Stack;
 use super::stats::Totals;
 use super::{EventKind, Mode};
-use crate::pprof::accuracy::{Figure, LockAccuracy};
+use crate::accuracy::{Figure, LockAccuracy};
 use crate::site::SiteKey;
 use crate::util::fxhash::FxHashMap;
 
