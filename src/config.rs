@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::record::stack::Unwinder;
+use crate::record::session::{SessionSettings, Unwinder};
 
 /// Default share of acquisitions sampled, in percent.
 pub const DEFAULT_CAPTURE_PCT: f64 = 1.0;
@@ -85,6 +85,17 @@ impl Settings {
             Some(n) => n,
             None if self.capture_pct >= 100.0 => 0,
             None => DEFAULT_MAX_SAMPLES_PER_SEC,
+        }
+    }
+
+    /// What the recording core needs of these settings.
+    pub(crate) fn session(&self) -> SessionSettings {
+        SessionSettings {
+            capture_pct: self.capture_pct,
+            max_samples_per_sec: self.sampling_budget(),
+            max_frames: self.max_frames,
+            queue_capacity: self.queue_capacity,
+            unwinder: self.unwinder,
         }
     }
 

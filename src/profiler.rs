@@ -1,7 +1,7 @@
 //! The profiler: its builder, its background thread, and the handle that
 //! stops it.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,13 +13,9 @@ use crate::export::datadog::settings::{ApiKey, DatadogSettings, Endpoint};
 use crate::export::datadog::{DatadogExporter, ExporterParams, UploadCounters, UploadStats};
 use crate::export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
 use crate::pprof::{self, symbolize::Symbolizer, PeriodInfo};
-use crate::record::{self, clock, recorder, report, sampler, stack, stats};
+use crate::record::report;
+use crate::record::session::{self, Claim, Session, Unwinder};
 
-/// Only one profiler runs at a time.
-static RUNNING: AtomicBool = AtomicBool::new(false);
-static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
-/// The process that last started a profiler: another one is a forked child.
-static SESSION_PID: AtomicU32 = AtomicU32::new(0);
 /// Profile sequence numbers run on across sessions of one process.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -151,7 +147,7 @@ impl ProfilerBuilder {
     }
 
     /// The stack unwinder (default: frame pointers when detected).
-    pub fn unwinder(mut self, unwinder: stack::Unwinder) -> Self {
+    pub fn unwinder(mut self, unwinder: Unwinder) -> Self {
         self.settings.unwinder = unwinder;
         self
     }
@@ -338,68 +334,28 @@ impl ProfilerBuilder {
     /// already running in this process.
     pub fn start(mut self) -> Result<ProfilerHandle, StartError> {
         self.settings.validate()?;
-        if RUNNING.compare_exchange(false, true, AcqRel, Acquire).is_err() {
-            return Err(StartError::AlreadyRunning);
-        }
-        let (exporter, upload) = match self.make_exporter() {
-            Ok(chosen) => chosen,
-            Err(e) => {
-                RUNNING.store(false, Release);
-                return Err(e.into());
-            }
-        };
+        let claim = Claim::take().ok_or(StartError::AlreadyRunning)?;
+        let (exporter, upload) = self.make_exporter()?;
         let settings = self.settings;
         let description = exporter.describe();
-
-        install_fork_handler();
-        let pid = std::process::id();
-        let last_pid = SESSION_PID.swap(pid, Relaxed);
-        if last_pid != 0 && last_pid != pid {
-            // A forked child: locks that a thread of the parent held at the
-            // fork stay locked here for good.
-            recorder::after_fork();
-            stats::after_fork();
-        }
-        let unwinder = stack::select(settings.unwinder);
-        let uses_frame_pointers = unwinder == stack::Unwinder::FramePointers;
-        clock::select();
-        let session = NEXT_SESSION.fetch_add(1, Relaxed).max(1);
-        sampler::configure(
-            settings.capture_pct,
-            settings.sampling_budget(),
-            clock::ticks_per_sec(),
-        );
-        stats::reset_baseline();
-        let events = recorder::open(session, settings.queue_capacity, settings.max_frames);
+        let (session, sampling) = Session::open(claim, &settings.session());
+        let unwinder = session.unwinder();
         let shared = Arc::new(Shared::default());
         let (control_tx, control_rx) = crossbeam_channel::bounded(4);
         let worker = Worker {
-            settings: settings.clone(),
+            interval: settings.flush_interval,
             exporter,
-            events,
             control: control_rx,
             shared: Arc::clone(&shared),
-            recorder: recorder::Recorder::default(),
+            session,
             symbolizer: Symbolizer::default(),
-            period_start: (SystemTime::now(), Instant::now()),
-            clock_start: clock::Calibration::now(),
-            dropped_seen: recorder::DROPPED.load(Relaxed),
-            panics_seen: record::INTERNAL_PANICS.load(Relaxed),
         };
         let thread = std::thread::Builder::new()
             .name("lockprof".into())
             .spawn(move || worker.run())
-            .map_err(|e| {
-                recorder::close();
-                RUNNING.store(false, Release);
-                StartError::Thread(e)
-            })?;
-        // Sampling starts only once everything above is in place. Capture 0
-        // records nothing, exact totals included, so its locks take the
-        // path of no profiler at all: no session is published.
-        if settings.capture_pct > 0.0 {
-            sampler::SESSION.store(session, Release);
-        }
+            .map_err(StartError::Thread)?;
+        // Sampling starts only once everything above is in place.
+        sampling.start();
         log::debug!(
             "lockprof started: capture {}%, {:?} unwinder, output {}",
             settings.capture_pct,
@@ -412,7 +368,7 @@ impl ProfilerBuilder {
             shared,
             upload,
             description,
-            uses_frame_pointers,
+            uses_frame_pointers: unwinder == Unwinder::FramePointers,
             unwinder,
             pid: std::process::id(),
         })
@@ -515,7 +471,7 @@ pub struct ProfilerHandle {
     upload: Option<UploadCounters>,
     description: String,
     uses_frame_pointers: bool,
-    unwinder: stack::Unwinder,
+    unwinder: Unwinder,
     /// The process that started the profiler: a forked child has a copy of
     /// the handle but no profiler thread.
     pid: u32,
@@ -546,10 +502,10 @@ impl ProfilerHandle {
         self.uses_frame_pointers
     }
 
-    /// The unwinder chosen at start: [`Unwinder::Auto`](stack::Unwinder::Auto)
+    /// The unwinder chosen at start: [`Unwinder::Auto`](Unwinder::Auto)
     /// resolved to the one in use, e.g. `EhFrame` in a build without frame
     /// pointers.
-    pub fn unwinder(&self) -> stack::Unwinder {
+    pub fn unwinder(&self) -> Unwinder {
         self.unwinder
     }
 
@@ -597,7 +553,6 @@ impl ProfilerHandle {
             let _ = rx.recv();
         }
         let _ = thread.join();
-        RUNNING.store(false, Release);
     }
 }
 
@@ -612,45 +567,35 @@ impl Drop for ProfilerHandle {
 }
 
 struct Worker {
-    settings: Settings,
+    interval: Duration,
     exporter: Box<dyn Export>,
-    events: recorder::Events,
     control: Receiver<Control>,
     shared: Arc<Shared>,
-    recorder: recorder::Recorder,
+    session: Session,
     symbolizer: Symbolizer,
-    period_start: (SystemTime, Instant),
-    /// The clock at session start: ticks become nanoseconds at each flush at
-    /// the rate measured since.
-    clock_start: clock::Calibration,
-    dropped_seen: u64,
-    panics_seen: u64,
 }
 
 impl Worker {
     fn run(mut self) {
         // Nothing this thread does is ever recorded, whatever the exporter,
         // a logger or an allocator does, to its last destructor.
-        sampler::mark_profiler_thread();
+        session::mark_profiler_thread();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
         if outcome.is_err() {
-            // A bug in the profiler thread must not leave user threads
-            // sampling into a queue nobody reads.
-            sampler::SESSION.store(0, Release);
-            recorder::close();
+            // Dropping the session stops sampling.
             log::error!("lockprof: the profiler thread failed; profiling stopped");
         }
     }
 
     fn run_loop(&mut self) {
-        let interval = self.settings.flush_interval;
+        let interval = self.interval;
         let mut deadline = Instant::now() + interval;
         let mut poll = POLL_BUSY;
         loop {
             // Events are polled, never waited on: a locking thread that
             // finds the recorder blocked on the queue has to wake it, a
             // system call on its sampled event.
-            poll = if self.drain_ready() > 0 {
+            poll = if self.session.poll() > 0 {
                 POLL_BUSY
             } else {
                 (poll * 2).min(POLL_IDLE)
@@ -665,7 +610,7 @@ impl Worker {
             let wait = deadline.saturating_duration_since(Instant::now()).min(poll);
             match self.control.recv_timeout(wait) {
                 Ok(Control::Flush(ack)) => {
-                    self.drain_ready();
+                    self.session.poll();
                     self.flush();
                     deadline = Instant::now() + interval;
                     let _ = ack.send(());
@@ -684,48 +629,22 @@ impl Worker {
         }
     }
 
-    /// Records the events queued now; those that arrive meanwhile wait for
-    /// the next turn, so a steady stream never keeps the loop from flushing.
-    /// Returns how many there were.
-    fn drain_ready(&mut self) -> usize {
-        self.events.poll(&mut self.recorder)
-    }
-
     fn stop(&mut self) {
-        sampler::SESSION.store(0, Release);
-        self.events.close(&mut self.recorder);
+        self.session.close();
         self.flush();
         self.exporter.finish();
     }
 
     fn flush(&mut self) {
-        let (mut samples, recorded, unresolved) = self.recorder.take();
-        let mut totals = stats::take_deltas();
-        let ns_per_tick = self.clock_start.ns_per_tick(&clock::Calibration::now());
-        for (_, aggregate) in &mut samples {
-            aggregate.total_ns = clock::to_ns(aggregate.total_ns, ns_per_tick);
-            aggregate.spread = aggregate.spread.scaled(ns_per_tick);
-        }
-        for t in totals.values_mut() {
-            t.wait_ns = t.wait_ns.map(|w| clock::to_ns(w, ns_per_tick));
-        }
-        let dropped_now = recorder::DROPPED.load(Relaxed);
-        // Events whose stack the recorder had just forgotten are lost too.
-        let dropped =
-            dropped_now.wrapping_sub(std::mem::replace(&mut self.dropped_seen, dropped_now)) + unresolved;
-        let panics_now = record::INTERNAL_PANICS.load(Relaxed);
-        let panics = panics_now.wrapping_sub(std::mem::replace(&mut self.panics_seen, panics_now));
+        let period = self.session.take_period();
+        let (recorded, dropped, panics) = (period.recorded, period.dropped, period.internal_panics);
         self.shared.events_recorded.fetch_add(recorded, Relaxed);
         self.shared.events_dropped.fetch_add(dropped, Relaxed);
+        let (start_wall, end_wall) = (period.start, period.end);
 
-        let (start_wall, start_mono) = self.period_start;
-        let end_wall = SystemTime::now();
-        let duration = start_mono.elapsed();
-        self.period_start = (end_wall, Instant::now());
-
-        let pct = self.settings.capture_pct;
-        let accuracy = report::accuracy(&samples, &totals, pct);
-        let weighted = report::weigh(samples, &totals, pct);
+        let pct = period.capture_pct;
+        let accuracy = report::accuracy(&period.samples, &period.totals, pct);
+        let weighted = report::weigh(period.samples, &period.totals, pct);
         let mut comments = vec![format!(
             "lockprof {}: capture_pct={pct}",
             env!("CARGO_PKG_VERSION")
@@ -736,17 +655,17 @@ impl Worker {
         if panics > 0 {
             comments.push(format!("internal panics caught: {panics}"));
         }
-        let truncated = stack::truncated_walks();
+        let truncated = period.truncated_walks;
         if truncated > 0 {
             comments.push(format!(
                 "stack walks ended early at a frame the unwinder could not unwind: {truncated} since the process started"
             ));
         }
-        let overflowed = stats::overflowed();
+        let overflowed = period.uncounted;
         if overflowed > 0 {
             comments.push(format!(
                 "acquisitions not counted, of lock names beyond the first {}: {overflowed} since the process started",
-                stats::MAX_SITES
+                session::MAX_LOCK_NAMES
             ));
         }
         comments.extend(accuracy.iter().map(|a| a.to_comment()));
@@ -755,19 +674,19 @@ impl Worker {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as i64)
                 .unwrap_or(0),
-            duration_ns: duration.as_nanos() as i64,
+            duration_ns: period.duration.as_nanos() as i64,
             period: if pct > 0.0 {
                 (100.0 / pct).round() as i64
             } else {
                 0
             },
-            max_frames: self.settings.max_frames,
+            max_frames: period.max_frames,
             comments,
         };
         let profile = pprof::build(&weighted, &mut self.symbolizer, &info);
         // Between the long steps, the threads' queues are drained into the
         // next period, so that they do not fill while this one is written.
-        self.drain_ready();
+        self.session.poll();
         let samples_written = profile.sample.len() as u64;
         let encoded = match pprof::gzip(&profile) {
             Ok(bytes) => bytes,
@@ -776,7 +695,7 @@ impl Worker {
                 return;
             }
         };
-        self.drain_ready();
+        self.session.poll();
         let profile = EncodedProfile {
             gzipped_pprof: encoded,
             start: start_wall,
@@ -822,28 +741,6 @@ fn next_deadline(due: Instant, interval: Duration, now: Instant) -> Instant {
     // Whole intervals since `due`, then what is left of the current one.
     let into_tick = now.duration_since(due).as_nanos() % interval.as_nanos().max(1);
     now + interval.saturating_sub(Duration::from_nanos(into_tick as u64))
-}
-
-/// In a forked child no profiler thread runs: stop sampling there at once, so
-/// the child never touches the recorder's state (whose locks another thread of
-/// the parent may have held at the fork), and let it start its own profiler.
-fn install_fork_handler() {
-    #[cfg(unix)]
-    {
-        extern "C" fn in_child() {
-            sampler::SESSION.store(0, Relaxed);
-            RUNNING.store(false, Relaxed);
-        }
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: `in_child` only stores to atomics, which is
-            // async-signal-safe as a fork handler must be.
-            let rc = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
-            if rc != 0 {
-                log::warn!("lockprof: cannot install a fork handler (error {rc}); a forked child keeps sampling into a queue nobody reads");
-            }
-        });
-    }
 }
 
 /// Starts a profiler configured by the environment, as Datadog's libraries

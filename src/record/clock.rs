@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 static TSC: AtomicBool = AtomicBool::new(false);
 
 /// Chooses the clock for the next session. Cold: runs at profiler start.
-pub(crate) fn select() {
+pub(super) fn select() {
     TSC.store(tsc::usable(), Relaxed);
 }
 

@@ -17,6 +17,7 @@ pub(crate) mod queue;
 pub(crate) mod recorder;
 pub(crate) mod report;
 pub(crate) mod sampler;
+pub(crate) mod session;
 pub(crate) mod spread;
 pub(crate) mod stack;
 pub(crate) mod stats;

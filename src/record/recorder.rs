@@ -50,7 +50,7 @@ pub(crate) fn hold_sink() -> impl Drop {
 /// In a forked child, before it starts a profiler: the parent's profiler
 /// thread may have held the sink at the fork. The parent's session is
 /// dropped either way.
-pub(crate) fn after_fork() {
+pub(super) fn after_fork() {
     SINK.renew(|_| None);
 }
 
@@ -145,7 +145,7 @@ thread_local! {
 
 /// Opens a session: events sent from now on are queued for the returned
 /// [`Events`], at most `capacity` per thread.
-pub(crate) fn open(session: u32, capacity: usize, max_frames: usize) -> Events {
+pub(super) fn open(session: u32, capacity: usize, max_frames: usize) -> Events {
     MAX_FRAMES.store(max_frames, Relaxed);
     let (orphans_queue, orphans) = Queue::new(capacity);
     *SINK.lock() = Some(Sink {
@@ -160,11 +160,12 @@ pub(crate) fn open(session: u32, capacity: usize, max_frames: usize) -> Events {
 
 /// Closes the session: later events are not delivered, and those still
 /// queued are dropped. [`Events::close`] records them first.
-pub(crate) fn close() {
+pub(super) fn close() {
     *SINK.lock() = None;
 }
 
 /// The profiler thread's end of the queues.
+#[derive(Debug)]
 pub(crate) struct Events(());
 
 impl Events {
@@ -434,7 +435,7 @@ pub(crate) struct RawKey {
     stack: u64,
 }
 
-/// Sampled events with the same key, summed.
+/// Sampled events with the same key over one period, summed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Aggregate {
     pub(crate) events: u64,
@@ -442,19 +443,49 @@ pub(crate) struct Aggregate {
     /// at `capture_pct` (the sampling budget); equal to `events` when the
     /// budget never applied.
     pub(crate) weight: u64,
-    /// The values weighted the same way: clock ticks while aggregating; the
-    /// flush converts them to nanoseconds before the estimator sees them.
+    /// The values weighted the same way.
     pub(crate) total_ns: u64,
-    /// What the standard error of the estimate needs beside, in the same
-    /// units as `total_ns`.
+    /// What the standard error of the estimate needs beside, in nanoseconds.
     pub(crate) spread: Spread,
+}
+
+/// An [`Aggregate`] as the recorder sums it between two flushes: in clock
+/// ticks, converted to nanoseconds once, when the period is taken.
+#[derive(Debug, Clone, Copy, Default)]
+struct TickSums {
+    events: u64,
+    weight: u64,
+    total_ticks: u64,
+    spread: Spread,
+}
+
+impl TickSums {
+    fn in_ns(self, ns_per_tick: f64) -> Aggregate {
+        Aggregate {
+            events: self.events,
+            weight: self.weight,
+            total_ns: super::clock::to_ns(self.total_ticks, ns_per_tick),
+            spread: self.spread.scaled(ns_per_tick),
+        }
+    }
+}
+
+/// What [`Recorder::take`] returns.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    /// The aggregates, in nanoseconds.
+    pub(crate) samples: Vec<(SampleKey, Aggregate)>,
+    /// Events aggregated.
+    pub(crate) recorded: u64,
+    /// Events lost because their stack or thread had been forgotten.
+    pub(crate) unresolved: u64,
 }
 
 /// Aggregates events between two flushes: memory grows with distinct keys,
 /// not with events.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
-    samples: FxHashMap<RawKey, Aggregate>,
+    samples: FxHashMap<RawKey, TickSums>,
     recorded: u64,
     /// Every stack sent in full this session (this generation), by hash.
     known: FxHashMap<u64, Stack>,
@@ -508,19 +539,17 @@ impl Recorder {
         agg.events += 1;
         let shift = u32::from(event.shift.min(super::sampler::MAX_SHIFT));
         agg.weight = agg.weight.saturating_add(1 << shift);
-        agg.total_ns = agg
-            .total_ns
+        agg.total_ticks = agg
+            .total_ticks
             .saturating_add(event.value_ticks.saturating_mul(1 << shift));
         agg.spread.add(1 << shift, event.value_ticks);
     }
 
-    /// Takes what was aggregated since the last call; keeps the table's
-    /// capacity so that a steady workload allocates nothing more.
-    ///
-    /// Also returns the events lost because their stack or thread had been forgotten
-    /// (counted as dropped), and forgets the known stacks when there are too
-    /// many.
-    pub(crate) fn take(&mut self) -> (Vec<(SampleKey, Aggregate)>, u64, u64) {
+    /// Takes what was aggregated since the last call, converted to
+    /// nanoseconds at `ns_per_tick`; keeps the table's capacity so that a
+    /// steady workload allocates nothing more. Forgets the known stacks when
+    /// there are too many.
+    pub(crate) fn take(&mut self, ns_per_tick: f64) -> Taken {
         let recorded = std::mem::take(&mut self.recorded);
         let unresolved = std::mem::take(&mut self.unresolved);
         let (known, threads) = (&self.known, &self.threads);
@@ -538,7 +567,7 @@ impl Recorder {
                     task: k.task,
                     stack: known.get(&k.stack)?.clone(),
                 };
-                Some((key, agg))
+                Some((key, agg.in_ns(ns_per_tick)))
             })
             .collect();
         if self.known.len() > MAX_KNOWN_STACKS || self.threads.len() > MAX_KNOWN_THREADS {
@@ -546,7 +575,11 @@ impl Recorder {
             self.threads = FxHashMap::default();
             KNOWN_GENERATION.fetch_add(1, Relaxed);
         }
-        (samples, recorded, unresolved)
+        Taken {
+            samples,
+            recorded,
+            unresolved,
+        }
     }
 }
 
@@ -584,10 +617,10 @@ mod tests {
         // A stack this recorder was never sent: counted, not guessed.
         let unknown = Stack::new(&[0x3000], 0);
         recorder.record(event(&thread, false, &unknown, false, 7));
-        let (samples, recorded, unresolved) = recorder.take();
-        assert_eq!((recorded, unresolved), (2, 1));
-        assert_eq!(samples.len(), 1);
-        let (key, agg) = &samples[0];
+        let taken = recorder.take(1.0);
+        assert_eq!((taken.recorded, taken.unresolved), (2, 1));
+        assert_eq!(taken.samples.len(), 1);
+        let (key, agg) = &taken.samples[0];
         assert_eq!((agg.events, agg.total_ns), (2, 15));
         assert_eq!((agg.spread.wvv, agg.spread.ww), (125.0, 2.0));
         assert_eq!(key.stack, stack);
@@ -600,8 +633,8 @@ mod tests {
         let stack = Stack::new(&[0x1000], 0);
         let mut recorder = Recorder::default();
         recorder.record(event(&thread, false, &stack, true, 1));
-        let (samples, recorded, unresolved) = recorder.take();
-        assert_eq!((samples.len(), recorded, unresolved), (0, 0, 1));
+        let taken = recorder.take(1.0);
+        assert_eq!((taken.samples.len(), taken.recorded, taken.unresolved), (0, 0, 1));
     }
 
     #[test]

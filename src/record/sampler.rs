@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// The running profiler's session number, 0 when none runs. The one shared
 /// read on the locking path.
-pub(crate) static SESSION: AtomicU32 = AtomicU32::new(0);
+pub(super) static SESSION: AtomicU32 = AtomicU32::new(0);
 
 /// `capture_pct` of the running session, as `f64` bits.
 static CAPTURE_PCT: AtomicU64 = AtomicU64::new(0);
@@ -80,7 +80,7 @@ thread_local! {
 
 /// Publishes a new session's sampling rate and budget (sampled acquisitions
 /// per second and thread, 0 for none); call before storing `SESSION`.
-pub(crate) fn configure(capture_pct: f64, budget_per_sec: u64, ticks_per_sec: f64) {
+pub(super) fn configure(capture_pct: f64, budget_per_sec: u64, ticks_per_sec: f64) {
     CAPTURE_PCT.store(capture_pct.to_bits(), Relaxed);
     let per_window = (budget_per_sec as f64 * WINDOW_NS as f64 / 1e9).ceil() as u64;
     BUDGET_PER_WINDOW.store(if budget_per_sec == 0 { 0 } else { per_window.max(1) }, Relaxed);

@@ -453,7 +453,7 @@ static ACTIVE: AtomicU8 = AtomicU8::new(ACTIVE_BACKTRACE);
 
 /// Chooses the unwinder for the next session and returns it (never
 /// [`Unwinder::Auto`]). Cold: runs at profiler start.
-pub(crate) fn select(unwinder: Unwinder) -> Unwinder {
+pub(super) fn select(unwinder: Unwinder) -> Unwinder {
     let chosen = match unwinder {
         Unwinder::Backtrace => Unwinder::Backtrace,
         Unwinder::FramePointers if fp::AVAILABLE => Unwinder::FramePointers,

@@ -596,7 +596,7 @@ fn grow(slot: usize) -> bool {
 /// What they hold is kept when they were free. When the name map was held,
 /// names seen again get new indexes, which the flush merges with the old
 /// ones by key; a half-done assignment was never published.
-pub(crate) fn after_fork() {
+pub(super) fn after_fork() {
     SITES.renew(|sites| sites);
     THREADS.renew(|threads| threads);
     REPORTED.renew(|reported| reported);
@@ -608,8 +608,7 @@ pub(crate) struct Totals {
     /// Exact acquisitions.
     pub(crate) acquired: Option<u64>,
     pub(crate) contended: u64,
-    /// The exact total wait, where every wait is measured (async locks): in
-    /// clock ticks from [`take_deltas`], converted to nanoseconds by the flush.
+    /// The exact total wait, where every wait is measured.
     pub(crate) wait_ns: Option<u64>,
 }
 
@@ -630,8 +629,9 @@ static REPORTED: ForkSafeMutex<Reported> = ForkSafeMutex::new(|| Reported {
 });
 
 /// Reads every table, returns what changed since the last call per
-/// (name, mode), and frees the tables of threads that are gone.
-pub(crate) fn take_deltas() -> FxHashMap<(SiteKey, Mode), Totals> {
+/// (name, mode), waits converted to nanoseconds at `ns_per_tick`, and frees
+/// the tables of threads that are gone.
+pub(super) fn take_deltas(ns_per_tick: f64) -> FxHashMap<(SiteKey, Mode), Totals> {
     let mut sums: Vec<u64> = Vec::new();
     // A snapshot: threads registering meanwhile do not wait for the reads.
     let threads: Vec<Arc<ThreadCounts>> = THREADS.lock().clone();
@@ -670,7 +670,8 @@ pub(crate) fn take_deltas() -> FxHashMap<(SiteKey, Mode), Totals> {
     }
     let slots = (n_sites + 1) * 2;
 
-    let mut out = FxHashMap::default();
+    // The waits are summed in ticks and converted once per name and mode.
+    let mut out: FxHashMap<(SiteKey, Mode), (Totals, u64)> = FxHashMap::default();
     let mut rep = REPORTED.lock();
     let rep = &mut *rep;
     if rep.shared.len() < slots {
@@ -699,25 +700,30 @@ pub(crate) fn take_deltas() -> FxHashMap<(SiteKey, Mode), Totals> {
             if count == 0 && contended == 0 && !rep.seen[slot] {
                 continue;
             }
-            let t: &mut Totals = out.entry((e.key, e.mode_of[m])).or_default();
+            let (t, wait_ticks) = out.entry((e.key, e.mode_of[m])).or_default();
             *t.acquired.get_or_insert(0) += count;
             t.contended += contended;
-            // Every contended acquisition is timed and an uncontended one
-            // waits 0: the total wait is exact.
-            *t.wait_ns.get_or_insert(0) += wait;
+            *wait_ticks += wait;
         }
     }
-    out
+    out.into_iter()
+        .map(|(key, (mut t, wait_ticks))| {
+            // Every contended acquisition is timed and an uncontended one
+            // waits 0: the total wait is exact.
+            t.wait_ns = Some(super::clock::to_ns(wait_ticks, ns_per_tick));
+            (key, t)
+        })
+        .collect()
 }
 
 /// Acquisitions of names beyond [`MAX_SITES`], since the process started.
-pub(crate) fn overflowed() -> u64 {
+pub(super) fn overflowed() -> u64 {
     OVERFLOW.load(Relaxed)
 }
 
 /// Marks everything counted so far as reported: a new session starts at 0.
-pub(crate) fn reset_baseline() {
-    let _ = take_deltas();
+pub(super) fn reset_baseline() {
+    let _ = take_deltas(1.0);
 }
 
 #[cfg(test)]
