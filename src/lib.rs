@@ -45,7 +45,9 @@
 mod accuracy;
 #[cfg(feature = "tokio")]
 mod async_locks;
+mod bench;
 mod config;
+mod encode;
 mod export;
 mod named;
 mod pprof;
@@ -85,8 +87,11 @@ pub use async_locks::{
 #[doc(hidden)]
 pub use named::__private;
 
+/// What the benchmarks measure below the public API.
 #[doc(hidden)]
-pub use record::bench as __bench;
+pub mod __bench {
+    pub use crate::bench::*;
+}
 
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]

@@ -4,16 +4,15 @@
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::{self, ConfigError, Settings};
+use crate::encode::Encoder;
 use crate::export::datadog::settings::{ApiKey, DatadogSettings, Endpoint};
 use crate::export::datadog::{DatadogExporter, ExporterParams, UploadCounters, UploadStats};
 use crate::export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
-use crate::pprof::{self, symbolize::Symbolizer, PeriodInfo};
-use crate::record::report;
 use crate::record::session::{self, Claim, Session, Unwinder};
 
 /// Profile sequence numbers run on across sessions of one process.
@@ -348,7 +347,7 @@ impl ProfilerBuilder {
             control: control_rx,
             shared: Arc::clone(&shared),
             session,
-            symbolizer: Symbolizer::default(),
+            encoder: Encoder::default(),
         };
         let thread = std::thread::Builder::new()
             .name("lockprof".into())
@@ -572,7 +571,7 @@ struct Worker {
     control: Receiver<Control>,
     shared: Arc<Shared>,
     session: Session,
-    symbolizer: Symbolizer,
+    encoder: Encoder,
 }
 
 impl Worker {
@@ -637,75 +636,37 @@ impl Worker {
 
     fn flush(&mut self) {
         let period = self.session.take_period();
-        let (recorded, dropped, panics) = (period.recorded, period.dropped, period.internal_panics);
-        self.shared.events_recorded.fetch_add(recorded, Relaxed);
-        self.shared.events_dropped.fetch_add(dropped, Relaxed);
-        let (start_wall, end_wall) = (period.start, period.end);
-
-        let pct = period.capture_pct;
-        let accuracy = report::accuracy(&period.samples, &period.totals, pct);
-        let weighted = report::weigh(period.samples, &period.totals, pct);
-        let mut comments = vec![format!(
-            "lockprof {}: capture_pct={pct}",
-            env!("CARGO_PKG_VERSION")
-        )];
-        comments.push(format!(
-            "events recorded: {recorded}, dropped (queue full): {dropped}"
-        ));
-        if panics > 0 {
-            comments.push(format!("internal panics caught: {panics}"));
-        }
-        let truncated = period.truncated_walks;
-        if truncated > 0 {
-            comments.push(format!(
-                "stack walks ended early at a frame the unwinder could not unwind: {truncated} since the process started"
-            ));
-        }
-        let overflowed = period.uncounted;
-        if overflowed > 0 {
-            comments.push(format!(
-                "acquisitions not counted, of lock names beyond the first {}: {overflowed} since the process started",
-                session::MAX_LOCK_NAMES
-            ));
-        }
-        comments.extend(accuracy.iter().map(|a| a.to_comment()));
-        let info = PeriodInfo {
-            start_unix_ns: start_wall
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0),
-            duration_ns: period.duration.as_nanos() as i64,
-            period: if pct > 0.0 {
-                (100.0 / pct).round() as i64
-            } else {
-                0
-            },
-            max_frames: period.max_frames,
-            comments,
+        let (start, end) = (period.start, period.end);
+        let stats = ProfileStats {
+            events_recorded: period.recorded,
+            events_dropped: period.dropped,
+            samples: 0,
+            internal_panics: period.internal_panics,
         };
-        let profile = pprof::build(&weighted, &mut self.symbolizer, &info);
-        // Between the long steps, the threads' queues are drained into the
-        // next period, so that they do not fill while this one is written.
-        self.session.poll();
-        let samples_written = profile.sample.len() as u64;
-        let encoded = match pprof::gzip(&profile) {
-            Ok(bytes) => bytes,
+        self.shared
+            .events_recorded
+            .fetch_add(stats.events_recorded, Relaxed);
+        self.shared
+            .events_dropped
+            .fetch_add(stats.events_dropped, Relaxed);
+        let session = &mut self.session;
+        let encoded = match self.encoder.encode(period, &mut || {
+            session.poll();
+        }) {
+            Ok(encoded) => encoded,
             Err(e) => {
                 self.fail(ExportError::Other(format!("cannot compress profile: {e}")));
                 return;
             }
         };
-        self.session.poll();
         let profile = EncodedProfile {
-            gzipped_pprof: encoded,
-            start: start_wall,
-            end: end_wall,
+            gzipped_pprof: encoded.gzipped_pprof,
+            start,
+            end,
             seq: NEXT_SEQ.fetch_add(1, Relaxed),
             stats: ProfileStats {
-                events_recorded: recorded,
-                events_dropped: dropped,
-                samples: samples_written,
-                internal_panics: panics,
+                samples: encoded.samples,
+                ..stats
             },
         };
         match self.exporter.export(&profile) {

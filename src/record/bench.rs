@@ -1,16 +1,18 @@
-//! What the benchmarks in `benches/` measure below the public API; reached
+//! What the benchmarks in `benches/` measure of the recording core below
+//! the public API, and a period for the flush benchmark to encode; reached
 //! through the hidden `lockprof::__bench`, never documented.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use super::labels::ThreadMeta;
 use super::recorder::{Aggregate, SampleKey};
+use super::session::Period;
 use super::stack::Stack;
 use super::stats::Totals;
-use super::{guarded, recorder, report, stack, EventKind, Mode};
-use crate::pprof::{self, symbolize::Symbolizer, PeriodInfo};
+use super::{guarded, recorder, stack, EventKind, Mode};
 use crate::site::{LockSite, SiteKey};
+use crate::util::fxhash::FxHashMap;
 
 /// One sampled event as a sampled acquisition makes it: capture the caller's
 /// stack, then hand it to the running profiler's recorder. Returns whether
@@ -43,104 +45,74 @@ pub fn eh_frame_truncated_walks() -> u64 {
     stack::truncated_walks()
 }
 
-/// One period's aggregated events, ready to be flushed.
-#[derive(Debug, Clone)]
-pub struct FlushBatch {
-    samples: Vec<(SampleKey, Aggregate)>,
-    totals: HashMap<(SiteKey, Mode), Totals>,
-}
-
-/// The profiler thread's work at a flush, on synthetic but real-code
-/// addresses: weigh, symbolize (with the profiler's cache), build, encode
-/// and gzip.
-#[derive(Debug)]
-pub struct FlushFixture {
-    batch: FlushBatch,
-    symbolizer: Symbolizer,
-}
-
-impl FlushFixture {
-    /// A period with `stacks` distinct stacks of `depth` frames, each an
-    /// acquire and a release, over 16 locks and 4 threads.
-    pub fn new(stacks: usize, depth: usize) -> Self {
-        // Addresses inside real code (flate2's and its neighbours'), so that
-        // symbolization resolves real functions and lines.
-        let base = flate2::Compression::fast as *const () as usize;
-        let pool: Vec<usize> = (0..4096).map(|i| base + 1 + i * 61).collect();
-        let threads: Vec<Arc<ThreadMeta>> = (0..4).map(|_| ThreadMeta::current()).collect();
-        let sites: Vec<SiteKey> = (0..16)
-            .map(|i| SiteKey {
-                file: "bench.rs",
-                line: 100 + i,
-                column: 1,
-                name: Some("bench_lock"),
-            })
-            .collect();
-        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng as usize
-        };
-        let mut samples = Vec::with_capacity(stacks * 2);
-        let mut totals: HashMap<(SiteKey, Mode), Totals> = HashMap::new();
-        for k in 0..stacks {
-            // Distinct by construction: the first two frames encode `k`.
-            let mut ips = vec![pool[k % pool.len()], pool[(k / pool.len()) % pool.len()]];
-            ips.extend((2..depth).map(|_| pool[next() % pool.len()]));
-            let stack = Stack::new(&ips, 0);
-            let site = sites[k % sites.len()];
-            let thread = Arc::clone(&threads[k % threads.len()]);
-            for kind in [EventKind::Acquire, EventKind::Release] {
-                let key = SampleKey {
-                    kind,
-                    site,
-                    mode: Mode::Exclusive,
-                    thread: Arc::clone(&thread),
-                    task: None,
-                    stack: stack.clone(),
-                };
-                let events = 1 + (next() % 5) as u64;
-                let agg = Aggregate {
-                    events,
-                    weight: events,
-                    total_ns: 1000 + (next() % 100_000) as u64,
-                    spread: Default::default(),
-                };
-                samples.push((key, agg));
-            }
-            let t = totals.entry((site, Mode::Exclusive)).or_default();
-            *t.acquired.get_or_insert(0) += 100;
+/// A period with `stacks` distinct stacks of `depth` frames, each an acquire
+/// and a release, over 16 locks and 4 threads, sampled at 1 %: what the
+/// profiler thread flushes, on synthetic but real-code addresses.
+pub(crate) fn period(stacks: usize, depth: usize) -> Period {
+    // Addresses inside real code (flate2's and its neighbours'), so that
+    // symbolization resolves real functions and lines.
+    let base = flate2::Compression::fast as *const () as usize;
+    let pool: Vec<usize> = (0..4096).map(|i| base + 1 + i * 61).collect();
+    let threads: Vec<Arc<ThreadMeta>> = (0..4).map(|_| ThreadMeta::current()).collect();
+    let sites: Vec<SiteKey> = (0..16)
+        .map(|i| SiteKey {
+            file: "bench.rs",
+            line: 100 + i,
+            column: 1,
+            name: Some("bench_lock"),
+        })
+        .collect();
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng as usize
+    };
+    let mut samples = Vec::with_capacity(stacks * 2);
+    let mut totals: FxHashMap<(SiteKey, Mode), Totals> = FxHashMap::default();
+    for k in 0..stacks {
+        // Distinct by construction: the first two frames encode `k`.
+        let mut ips = vec![pool[k % pool.len()], pool[(k / pool.len()) % pool.len()]];
+        ips.extend((2..depth).map(|_| pool[next() % pool.len()]));
+        let stack = Stack::new(&ips, 0);
+        let site = sites[k % sites.len()];
+        let thread = Arc::clone(&threads[k % threads.len()]);
+        for kind in [EventKind::Acquire, EventKind::Release] {
+            let key = SampleKey {
+                kind,
+                site,
+                mode: Mode::Exclusive,
+                thread: Arc::clone(&thread),
+                task: None,
+                stack: stack.clone(),
+            };
+            let events = 1 + (next() % 5) as u64;
+            let agg = Aggregate {
+                events,
+                weight: events,
+                total_ns: 1000 + (next() % 100_000) as u64,
+                spread: Default::default(),
+            };
+            samples.push((key, agg));
         }
-        let mut fixture = FlushFixture {
-            batch: FlushBatch { samples, totals },
-            symbolizer: Symbolizer::default(),
-        };
-        // Warm the symbolizer's cache, as every flush after the first finds it.
-        fixture.flush(fixture.batch());
-        fixture
+        let t = totals.entry((site, Mode::Exclusive)).or_default();
+        *t.acquired.get_or_insert(0) += 100;
     }
-
-    /// A copy of the period's events, for one [`flush`](Self::flush).
-    pub fn batch(&self) -> FlushBatch {
-        self.batch.clone()
-    }
-
-    /// Flushes one period; returns the size of the gzip'd profile.
-    pub fn flush(&mut self, batch: FlushBatch) -> usize {
-        let accuracy = report::accuracy(&batch.samples, &batch.totals, 1.0);
-        let weighted = report::weigh(batch.samples, &batch.totals, 1.0);
-        let mut comments = vec!["bench".to_owned()];
-        comments.extend(accuracy.iter().map(|a| a.to_comment()));
-        let info = PeriodInfo {
-            start_unix_ns: 0,
-            duration_ns: 60_000_000_000,
-            period: 100,
-            max_frames: 64,
-            comments,
-        };
-        let profile = pprof::build(&weighted, &mut self.symbolizer, &info);
-        pprof::gzip(&profile).map(|b| b.len()).unwrap_or(0)
+    let start = SystemTime::UNIX_EPOCH;
+    let duration = Duration::from_secs(60);
+    Period {
+        start,
+        end: start + duration,
+        duration,
+        samples,
+        totals,
+        recorded: 0,
+        dropped: 0,
+        internal_panics: 0,
+        capture_pct: 1.0,
+        max_frames: 64,
+        truncated_walks: 0,
+        uncounted: 0,
     }
 }

@@ -6,8 +6,7 @@
 //! [`StatsSlot`]. The fast paths are `#[inline(always)]`; everything that
 //! reads a clock, captures a stack or talks to the recorder is `#[cold]`.
 
-#[doc(hidden)]
-pub mod bench;
+pub(crate) mod bench;
 pub(crate) mod clock;
 #[cfg(feature = "fault-injection")]
 pub(crate) mod fault;
