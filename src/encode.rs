@@ -4,8 +4,9 @@
 use std::time::SystemTime;
 
 use crate::pprof::{self, symbolize::Symbolizer, PeriodInfo};
-use crate::record::report;
+use crate::record::report::{self, WeightedSample};
 use crate::record::session::{Period, MAX_LOCK_NAMES};
+use crate::record::EventKind;
 
 /// Encodes periods, keeping the symbolizer's cache from one to the next.
 #[derive(Debug, Default)]
@@ -51,7 +52,7 @@ impl Encoder {
             comments,
         };
         let weighted = report::weigh(period.samples, &period.totals, pct);
-        let profile = pprof::build(&weighted, &mut self.symbolizer, &info);
+        let profile = pprof::build(weighted.iter().map(as_pprof), &mut self.symbolizer, &info);
         between_steps();
         let samples = profile.sample.len() as u64;
         let gzipped_pprof = pprof::gzip(&profile)?;
@@ -93,4 +94,31 @@ fn comments(period: &Period) -> Vec<String> {
         ));
     }
     comments
+}
+
+/// A weighed sample as the encoder takes it.
+fn as_pprof(s: &WeightedSample) -> pprof::Sample<'_> {
+    pprof::Sample {
+        kind: match s.kind {
+            EventKind::Acquire => pprof::SampleKind::Acquire,
+            EventKind::Release => pprof::SampleKind::Release,
+        },
+        lock: s.site,
+        mode: s.mode.label(),
+        thread: s.thread.as_deref().map(|t| pprof::ThreadLabels {
+            id: t.id,
+            native_id: t.native_id,
+            name: &t.name,
+        }),
+        task: s.task.as_ref().map(|t| pprof::TaskLabels {
+            id: t.id,
+            name: t.name.as_deref(),
+        }),
+        stack: s.stack.as_ref().map(|st| pprof::Stack {
+            ips: &st.ips,
+            omitted: st.omitted,
+        }),
+        count: s.count,
+        total_ns: s.total_ns,
+    }
 }

@@ -11,8 +11,7 @@ use prost::Message;
 use super::proto;
 use super::symbolize::{Frame, Symbolizer};
 use super::{labels, SAMPLE_TYPES};
-use crate::record::report::WeightedSample;
-use crate::record::EventKind;
+use crate::site::SiteKey;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 struct StringId(i64);
@@ -116,6 +115,56 @@ impl Builder {
     }
 }
 
+/// One sample as the encoder takes it, borrowed from what it describes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample<'a> {
+    pub(crate) kind: SampleKind,
+    /// The `lock name` label, interned once per lock.
+    pub(crate) lock: SiteKey,
+    /// The `lock mode` label, for read-write locks.
+    pub(crate) mode: Option<&'static str>,
+    /// `None` for the `<unsampled>` remainder.
+    pub(crate) thread: Option<ThreadLabels<'a>>,
+    /// The async task, for acquisitions by async locks.
+    pub(crate) task: Option<TaskLabels<'a>>,
+    /// `None` for the `<unsampled>` remainder.
+    pub(crate) stack: Option<Stack<'a>>,
+    pub(crate) count: u64,
+    pub(crate) total_ns: u64,
+}
+
+/// Which pair of [`SAMPLE_TYPES`] a sample's count and time go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SampleKind {
+    /// `lock-acquire` and `lock-acquire-wait`.
+    Acquire,
+    /// `lock-release` and `lock-release-hold`.
+    Release,
+}
+
+/// The `thread …` labels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ThreadLabels<'a> {
+    pub(crate) id: u64,
+    pub(crate) native_id: u64,
+    pub(crate) name: &'a str,
+}
+
+/// The `task …` labels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskLabels<'a> {
+    pub(crate) id: Option<u64>,
+    pub(crate) name: Option<&'a str>,
+}
+
+/// A sampled stack's return addresses, leaf first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stack<'a> {
+    pub(crate) ips: &'a [usize],
+    /// Frames past the end of `ips` that were not kept.
+    pub(crate) omitted: u32,
+}
+
 /// What a profile says about the period it covers.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PeriodInfo {
@@ -145,9 +194,10 @@ fn num_label(b: &mut Builder, key: &str, value: u64) -> proto::Label {
     }
 }
 
-/// Builds the profile of one period.
-pub(crate) fn build(
-    samples: &[WeightedSample],
+/// Builds the profile of one period. Each stack's addresses must stay where
+/// they are for the whole build: an address stands for one stack.
+pub(crate) fn build<'a>(
+    samples: impl ExactSizeIterator<Item = Sample<'a>>,
     symbolizer: &mut Symbolizer,
     info: &PeriodInfo,
 ) -> proto::Profile {
@@ -165,7 +215,7 @@ pub(crate) fn build(
             unit: b.strings.intern(u).0,
         })
         .collect();
-    let mut labels_by_site: HashMap<crate::site::SiteKey, StringId> = HashMap::default();
+    let mut labels_by_site: HashMap<SiteKey, StringId> = HashMap::default();
     // Per-sample work done once: the label keys interned, each thread's
     // labels built, each stack's locations looked up (a flush of 16,000 lock
     // names has 32,000 samples and one stack).
@@ -177,11 +227,9 @@ pub(crate) fn build(
 
     let mut out = Vec::with_capacity(samples.len());
     for s in samples {
-        let location_id = match &s.stack {
+        let location_id = match s.stack {
             Some(stack) => {
-                let in_task = s.task.as_ref().is_some_and(|t| t.id.is_some());
-                // The samples hold every stack's `ips` for the whole build:
-                // an address stands for one stack.
+                let in_task = s.task.is_some_and(|t| t.id.is_some());
                 let key = (
                     stack.ips.as_ptr() as usize,
                     stack.ips.len(),
@@ -191,7 +239,7 @@ pub(crate) fn build(
                 match locations_of.get(&key) {
                     Some(ids) => ids.clone(),
                     None => {
-                        let ids = stack_locations(&mut b, symbolizer, stack, info.max_frames, in_task);
+                        let ids = stack_locations(&mut b, symbolizer, &stack, info.max_frames, in_task);
                         locations_of.insert(key, ids.clone());
                         ids
                     }
@@ -200,12 +248,12 @@ pub(crate) fn build(
             None => vec![*unsampled.get_or_insert_with(|| b.synthetic("<unsampled>".to_owned()).0.get())],
         };
         let value = match s.kind {
-            EventKind::Acquire => vec![saturate(s.count), saturate(s.total_ns), 0, 0],
-            EventKind::Release => vec![0, 0, saturate(s.count), saturate(s.total_ns)],
+            SampleKind::Acquire => vec![saturate(s.count), saturate(s.total_ns), 0, 0],
+            SampleKind::Release => vec![0, 0, saturate(s.count), saturate(s.total_ns)],
         };
         let name_id = *labels_by_site
-            .entry(s.site)
-            .or_insert_with(|| b.strings.intern(&s.site.label()));
+            .entry(s.lock)
+            .or_insert_with(|| b.strings.intern(&s.lock.label()));
         let mut label = Vec::with_capacity(6);
         label.push(proto::Label {
             key: lock_name_key,
@@ -213,27 +261,27 @@ pub(crate) fn build(
             num: 0,
             num_unit: 0,
         });
-        if let Some(mode) = s.mode.label() {
+        if let Some(mode) = s.mode {
             let l = mode_labels
                 .entry(mode)
                 .or_insert_with(|| str_label(&mut b, labels::LOCK_MODE, mode));
             label.push(*l);
         }
-        if let Some(t) = &s.thread {
+        if let Some(t) = s.thread {
             let ls = thread_labels.entry(t.id).or_insert_with(|| {
                 [
                     num_label(&mut b, labels::THREAD_ID, t.id),
                     num_label(&mut b, labels::THREAD_NATIVE_ID, t.native_id),
-                    str_label(&mut b, labels::THREAD_NAME, &t.name),
+                    str_label(&mut b, labels::THREAD_NAME, t.name),
                 ]
             });
             label.extend_from_slice(&ls[..]);
         }
-        if let Some(task) = &s.task {
+        if let Some(task) = s.task {
             if let Some(id) = task.id {
                 label.push(num_label(&mut b, labels::TASK_ID, id));
             }
-            if let Some(name) = &task.name {
+            if let Some(name) = task.name {
                 label.push(str_label(&mut b, labels::TASK_NAME, name));
             }
         }
@@ -269,12 +317,12 @@ pub(crate) fn build(
 fn stack_locations(
     b: &mut Builder,
     symbolizer: &mut Symbolizer,
-    stack: &crate::record::stack::Stack,
+    stack: &Stack<'_>,
     max_frames: usize,
     in_task: bool,
 ) -> Vec<u64> {
     let mut location_id = Vec::new();
-    let (frames, cut, executor) = symbolizer.user_stack(&stack.ips, stack.omitted, max_frames, in_task);
+    let (frames, cut, executor) = symbolizer.user_stack(stack.ips, stack.omitted, max_frames, in_task);
     for frame in &frames {
         let (ip, f) = (frame.ip, frame.frames());
         // A trimmed leaf address keeps fewer inlined frames.

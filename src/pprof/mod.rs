@@ -7,7 +7,7 @@ mod builder;
 pub(crate) mod proto;
 pub(crate) mod symbolize;
 
-pub(crate) use builder::{build, gzip, PeriodInfo};
+pub(crate) use builder::{build, gzip, PeriodInfo, Sample, SampleKind, Stack, TaskLabels, ThreadLabels};
 
 /// The sample types of a lock profile, in the order of `Sample.value`.
 pub(crate) const SAMPLE_TYPES: [(&str, &str); 4] = [
