@@ -10,9 +10,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::{self, ConfigError, Settings};
 use crate::encode::Encoder;
-use crate::export::datadog::settings::{ApiKey, DatadogSettings, Endpoint};
-use crate::export::datadog::{DatadogExporter, ExporterParams, UploadCounters, UploadStats};
-use crate::export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
+use crate::export::datadog::settings::{ApiKey, DatadogSettings};
+use crate::export::datadog::{UploadCounters, UploadStats};
+use crate::export::{output, EncodedProfile, Export, ExportError, ProfileStats};
 use crate::record::session::{self, Claim, Session, Unwinder};
 
 /// Profile sequence numbers run on across sessions of one process.
@@ -63,13 +63,6 @@ struct ByHand {
     max_frames: bool,
     flush_interval: bool,
     output_pprof: bool,
-}
-
-/// Where profiles go, once chosen.
-enum Output {
-    Exporter(Box<dyn Export>),
-    Files(std::path::PathBuf),
-    Upload(Endpoint),
 }
 
 impl std::fmt::Debug for ProfilerBuilder {
@@ -280,50 +273,6 @@ impl ProfilerBuilder {
         &self.datadog
     }
 
-    /// Where profiles go: an exporter given by hand, files when a prefix is
-    /// set or uploads are off, an upload when configured or an agent is
-    /// found, files otherwise.
-    fn choose_output(&mut self) -> Result<Output, ConfigError> {
-        self.datadog.validate()?;
-        if let Some(exporter) = self.exporter.take() {
-            return Ok(Output::Exporter(exporter));
-        }
-        if let Some(prefix) = &self.settings.output_pprof {
-            return Ok(Output::Files(prefix.clone()));
-        }
-        if self.upload == Some(false) {
-            return Ok(Output::Files(FileExporter::default_prefix()));
-        }
-        let endpoint = self.datadog.endpoint()?;
-        let configured = self.upload == Some(true)
-            || self.datadog.agentless == Some(true)
-            || self.datadog.agent_configured()
-            || matches!(endpoint, Endpoint::Socket { .. });
-        if configured || agent_listens_on_localhost() {
-            return Ok(Output::Upload(endpoint));
-        }
-        log::debug!("lockprof: no Datadog agent configured or found on localhost:8126; writing local files");
-        Ok(Output::Files(FileExporter::default_prefix()))
-    }
-
-    fn settings_json(&self, output: &str, agentless: bool) -> serde_json::Value {
-        let s = &self.settings;
-        serde_json::json!({
-            "enabled": true,
-            "lock.enabled": true,
-            "agentless": agentless,
-            "output_pprof": s.output_pprof.as_ref().map(|p| p.display().to_string()),
-            "upload_interval": s.flush_interval.as_secs_f64(),
-            "capture_pct": s.capture_pct,
-            "max_frames": s.max_frames,
-            "api_timeout_ms": self.datadog.timeout().as_millis() as u64,
-            "queue_capacity": s.queue_capacity,
-            "upload_queue_capacity": crate::export::datadog::PENDING_CAPACITY,
-            "unwinder": format!("{:?}", s.unwinder),
-            "output": output,
-        })
-    }
-
     /// The settings as they stand.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -331,10 +280,15 @@ impl ProfilerBuilder {
 
     /// Starts profiling. Fails if the settings are invalid or a profiler is
     /// already running in this process.
-    pub fn start(mut self) -> Result<ProfilerHandle, StartError> {
+    pub fn start(self) -> Result<ProfilerHandle, StartError> {
         self.settings.validate()?;
         let claim = Claim::take().ok_or(StartError::AlreadyRunning)?;
-        let (exporter, upload) = self.make_exporter()?;
+        let output::Chosen { exporter, upload } = output::open(output::Request {
+            settings: &self.settings,
+            datadog: &self.datadog,
+            upload: self.upload,
+            exporter: self.exporter,
+        })?;
         let settings = self.settings;
         let description = exporter.describe();
         let (session, sampling) = Session::open(claim, &settings.session());
@@ -372,35 +326,6 @@ impl ProfilerBuilder {
             pid: std::process::id(),
         })
     }
-
-    fn make_exporter(&mut self) -> Result<(Box<dyn Export>, Option<UploadCounters>), ConfigError> {
-        Ok(match self.choose_output()? {
-            Output::Exporter(e) => (e, None),
-            Output::Files(prefix) => (Box::new(FileExporter::new(prefix)), None),
-            Output::Upload(endpoint) => {
-                let params = ExporterParams {
-                    interval: self.settings.flush_interval,
-                    settings_json: self.settings_json(&endpoint.to_string(), endpoint.is_agentless()),
-                };
-                let exporter = DatadogExporter::start(&self.datadog, endpoint, params)?;
-                let counters = exporter.counters();
-                (Box::new(exporter), Some(counters))
-            }
-        })
-    }
-}
-
-/// Whether something accepts connections on `localhost:8126`. Loopback
-/// answers (or refuses) at once; the timeout only bounds odd set-ups.
-fn agent_listens_on_localhost() -> bool {
-    use std::net::{TcpStream, ToSocketAddrs};
-    let Ok(addrs) = ("localhost", crate::export::datadog::settings::DEFAULT_AGENT_PORT).to_socket_addrs()
-    else {
-        return false;
-    };
-    addrs
-        .into_iter()
-        .any(|a| TcpStream::connect_timeout(&a, Duration::from_millis(100)).is_ok())
 }
 
 /// Why the profiler did not start.

@@ -3,6 +3,7 @@
 
 pub(crate) mod datadog;
 mod file;
+pub(crate) mod output;
 
 pub use datadog::settings::{
     ApiKey, DatadogSettings, DEFAULT_AGENT_SOCKET, DEFAULT_API_TIMEOUT, DEFAULT_SITE,
