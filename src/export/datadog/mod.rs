@@ -23,7 +23,7 @@ use self::event::{FixedTags, PROFILE_PART};
 use self::settings::{DatadogSettings, Endpoint};
 use super::{EncodedProfile, Export, ExportError};
 use crate::config::ConfigError;
-use crate::record::sampler;
+use crate::record::session;
 
 /// Profiles waiting for the upload thread; when full, the oldest is dropped.
 pub(crate) const PENDING_CAPACITY: usize = 4;
@@ -168,7 +168,7 @@ impl DatadogExporter {
             .spawn(move || {
                 // Nothing this thread does is ever recorded, to its last
                 // destructor.
-                sampler::mark_profiler_thread();
+                session::mark_profiler_thread();
                 // Dropped when this thread ends, whatever the way.
                 let _finished = finished_tx;
                 {
