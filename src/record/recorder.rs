@@ -57,7 +57,7 @@ pub(super) fn after_fork() {
 static MAX_FRAMES: AtomicUsize = AtomicUsize::new(64);
 
 /// Events dropped because the recorder's queue was full.
-pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
+pub(super) static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn max_frames() -> usize {
     MAX_FRAMES.load(Relaxed)
