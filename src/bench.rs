@@ -11,7 +11,7 @@ pub use crate::record::bench::{eh_frame_and_backtrace, eh_frame_truncated_walks,
 pub struct FlushBatch(Period);
 
 /// The profiler thread's work at a flush, on synthetic but real-code
-/// addresses: the profiler's own [`Encoder`] weighs, symbolizes (with its
+/// addresses: the profiler's own encoder weighs, symbolizes (with its
 /// cache), builds, encodes and gzips.
 #[derive(Debug)]
 pub struct FlushFixture {

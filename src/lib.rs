@@ -49,7 +49,7 @@ mod bench;
 mod config;
 mod encode;
 mod export;
-mod named;
+mod naming;
 mod pprof;
 mod profiler;
 pub mod read;
@@ -67,7 +67,7 @@ pub use export::{
     ApiKey, DatadogSettings, EncodedProfile, Export, ExportError, FileExporter, ProfileStats, UploadStats,
     DEFAULT_AGENT_SOCKET, DEFAULT_API_TIMEOUT, DEFAULT_SITE,
 };
-pub use named::Nameable;
+pub use naming::Nameable;
 pub use profiler::{start_from_env, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats, StartError};
 pub use record::stack::Unwinder;
 pub use site::LockSite;
@@ -85,7 +85,7 @@ pub use async_locks::{
 };
 
 #[doc(hidden)]
-pub use named::__private;
+pub use naming::__private;
 
 /// What the benchmarks measure below the public API.
 #[doc(hidden)]

@@ -185,7 +185,7 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
     }
 }
 
-crate::named::lock_type_impls!(ProfiledAsyncMutex);
+crate::naming::lock_type_impls!(ProfiledAsyncMutex);
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledAsyncMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -426,7 +426,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     }
 }
 
-crate::named::lock_type_impls!(ProfiledAsyncRwLock);
+crate::naming::lock_type_impls!(ProfiledAsyncRwLock);
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledAsyncRwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

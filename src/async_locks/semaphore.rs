@@ -219,7 +219,7 @@ impl ProfiledSemaphore {
     }
 }
 
-impl crate::named::Nameable for ProfiledSemaphore {
+impl crate::naming::Nameable for ProfiledSemaphore {
     fn set_name(&mut self, name: &'static str) {
         self.site = self.site.with_name(name);
     }

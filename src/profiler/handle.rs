@@ -89,7 +89,7 @@ impl ProfilerHandle {
         self.uses_frame_pointers
     }
 
-    /// The unwinder chosen at start: [`Unwinder::Auto`](Unwinder::Auto)
+    /// The unwinder chosen at start: [`Unwinder::Auto`]
     /// resolved to the one in use, e.g. `EhFrame` in a build without frame
     /// pointers.
     pub fn unwinder(&self) -> Unwinder {

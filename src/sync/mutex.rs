@@ -177,7 +177,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     }
 }
 
-crate::named::lock_type_impls!(ProfiledMutex);
+crate::naming::lock_type_impls!(ProfiledMutex);
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -152,7 +152,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
     }
 }
 
-crate::named::lock_type_impls!(ProfiledReentrantMutex);
+crate::naming::lock_type_impls!(ProfiledReentrantMutex);
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledReentrantMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

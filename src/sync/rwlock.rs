@@ -228,7 +228,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     }
 }
 
-crate::named::lock_type_impls!(ProfiledRwLock);
+crate::naming::lock_type_impls!(ProfiledRwLock);
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledRwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

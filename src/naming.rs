@@ -35,7 +35,7 @@ impl<L: Nameable + ?Sized> Nameable for std::rc::Rc<L> {
 /// take the caller's site like `new`.
 macro_rules! lock_type_impls {
     ($lock:ident) => {
-        impl<T: ?Sized> $crate::named::Nameable for $lock<T> {
+        impl<T: ?Sized> $crate::naming::Nameable for $lock<T> {
             fn set_name(&mut self, name: &'static str) {
                 self.site = self.site.with_name(name);
             }
