@@ -4,6 +4,7 @@
 mod condvar;
 mod mutex;
 mod poison;
+mod raw;
 mod reentrant;
 mod rwlock;
 

@@ -5,9 +5,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 use std::time::Duration;
 
-use lock_api::{RawMutex as _, RawMutexTimed as _};
-
 use super::poison;
+use super::raw::RawMutex;
 use crate::record::{self, Mode, RawAcquire, StatsSlot, Ticket};
 use crate::site::LockSite;
 
@@ -26,7 +25,7 @@ use crate::site::LockSite;
 /// variable name with [`named!`](crate::named) or [`named`](Self::named) so
 /// profiles show `file.rs:42:session_lock`.
 pub struct ProfiledMutex<T: ?Sized> {
-    raw: parking_lot::RawMutex,
+    raw: RawMutex,
     poison: poison::Flag,
     site: LockSite,
     stats: StatsSlot,
@@ -52,7 +51,7 @@ pub struct ProfiledMutexGuard<'a, T: ?Sized + 'a> {
 // SAFETY: sharing the guard only shares `&T`.
 unsafe impl<T: ?Sized + Sync> Sync for ProfiledMutexGuard<'_, T> {}
 
-pub(crate) struct Raw<'a>(&'a parking_lot::RawMutex);
+pub(crate) struct Raw<'a>(&'a RawMutex);
 
 impl RawAcquire for Raw<'_> {
     #[inline(always)]
@@ -67,6 +66,14 @@ impl RawAcquire for Raw<'_> {
     fn try_acquire_for(&self, timeout: Duration) -> bool {
         self.0.try_lock_for(timeout)
     }
+    #[inline(always)]
+    fn try_fast(&self) -> bool {
+        self.0.try_lock_fast()
+    }
+    #[inline(always)]
+    fn acquire_slow(&self) {
+        self.0.lock_slow(None);
+    }
 }
 
 impl<T> ProfiledMutex<T> {
@@ -75,7 +82,7 @@ impl<T> ProfiledMutex<T> {
     #[inline]
     pub const fn new(value: T) -> Self {
         ProfiledMutex {
-            raw: <parking_lot::RawMutex as lock_api::RawMutex>::INIT,
+            raw: RawMutex::INIT,
             poison: poison::Flag::new(),
             site: LockSite::caller(),
             stats: StatsSlot::new(),
