@@ -82,7 +82,7 @@ impl<T> ProfiledMutex<T> {
     #[inline]
     pub const fn new(value: T) -> Self {
         ProfiledMutex {
-            raw: RawMutex::INIT,
+            raw: RawMutex::new(),
             poison: poison::Flag::new(),
             site: LockSite::caller(),
             stats: StatsSlot::new(),

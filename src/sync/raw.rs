@@ -32,9 +32,12 @@ pub(crate) struct RawMutex {
 }
 
 impl RawMutex {
-    pub(crate) const INIT: RawMutex = RawMutex {
-        state: AtomicU8::new(0),
-    };
+    /// An unlocked mutex.
+    pub(crate) const fn new() -> RawMutex {
+        RawMutex {
+            state: AtomicU8::new(0),
+        }
+    }
 
     /// Takes the lock if it is free and no thread is queued: one CAS, the
     /// whole cost of an uncontended acquisition.
@@ -190,7 +193,7 @@ mod tests {
 
     #[test]
     fn uncontended_lock_and_unlock() {
-        let m = RawMutex::INIT;
+        let m = RawMutex::new();
         assert!(m.try_lock_fast());
         assert!(m.is_locked());
         assert!(!m.try_lock_fast());
@@ -215,7 +218,7 @@ mod tests {
         // SAFETY: `count` is only touched with `lock` held.
         unsafe impl Sync for Shared {}
         let shared = Arc::new(Shared {
-            lock: RawMutex::INIT,
+            lock: RawMutex::new(),
             count: 0.into(),
         });
         let threads: Vec<_> = (0..8)
@@ -249,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_timed_out_waiter_leaves_the_lock_usable() {
-        let m = Arc::new(RawMutex::INIT);
+        let m = Arc::new(RawMutex::new());
         m.lock();
         let m2 = Arc::clone(&m);
         let waiter = std::thread::spawn(move || m2.try_lock_for(Duration::from_millis(20)));
