@@ -126,10 +126,14 @@ pub(crate) trait RawAcquire {
     fn try_fast(&self) -> bool {
         self.try_acquire()
     }
-    /// Blocks until acquired, after `try_fast` failed.
+    /// Blocks until acquired, after `try_fast` failed, and returns the
+    /// [`clock::now`] of the moment it was: read just before the acquiring
+    /// instruction where the raw lock allows, so that the critical section
+    /// others wait behind is not lengthened by the read.
     #[inline(always)]
-    fn acquire_slow(&self) {
-        self.acquire()
+    fn acquire_slow_timed(&self) -> u64 {
+        self.acquire();
+        clock::now()
     }
 }
 
@@ -205,8 +209,7 @@ fn lock_contended(raw: &impl RawAcquire, site: &LockSite, stats: &StatsSlot, mod
         stats.prepare(site, mode);
     }
     let start = clock::now();
-    raw.acquire_slow();
-    let end = clock::now();
+    let end = raw.acquire_slow_timed();
     stats.contended(mode, clock::between(start, end));
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::poison;
 use super::raw::RawMutex;
-use crate::record::{self, Mode, RawAcquire, StatsSlot, Ticket};
+use crate::record::{self, clock, Mode, RawAcquire, StatsSlot, Ticket};
 use crate::site::LockSite;
 
 /// A mutual exclusion lock with `std::sync::Mutex`'s API and semantics
@@ -71,8 +71,10 @@ impl RawAcquire for Raw<'_> {
         self.0.try_lock_fast()
     }
     #[inline(always)]
-    fn acquire_slow(&self) {
-        self.0.lock_slow(None);
+    fn acquire_slow_timed(&self) -> u64 {
+        // Without a deadline the slow path only returns with the lock.
+        let at = self.0.lock_slow_timed(None, clock::now);
+        at.unwrap_or_else(clock::now)
     }
 }
 

@@ -104,16 +104,28 @@ impl RawMutex {
     #[cold]
     #[inline(never)]
     pub(crate) fn lock_slow(&self, deadline: Option<Instant>) -> bool {
+        self.lock_slow_timed(deadline, || 0).is_some()
+    }
+
+    /// [`lock_slow`](Self::lock_slow) for a caller that times its wait:
+    /// `now` is read just before each CAS that may take the lock, and the
+    /// reading of the one that did is returned, so that no clock read
+    /// lengthens the critical section other threads are queued behind (only
+    /// a fair hand-off, which arrives already held, reads it after). `None`
+    /// only when `deadline` passed.
+    #[inline]
+    pub(crate) fn lock_slow_timed(&self, deadline: Option<Instant>, now: impl Fn() -> u64) -> Option<u64> {
         let mut spin = SpinWait::new();
         let mut state = self.state.load(Relaxed);
         loop {
             if state & LOCKED == 0 {
+                let at = now();
                 match self
                     .state
                     .compare_exchange_weak(state, state | LOCKED, Acquire, Relaxed)
                 {
-                    Ok(_) => return true,
-                    Err(now) => state = now,
+                    Ok(_) => return Some(at),
+                    Err(current) => state = current,
                 }
                 continue;
             }
@@ -124,11 +136,11 @@ impl RawMutex {
                 continue;
             }
             if state & PARKED == 0 {
-                if let Err(now) = self
-                    .state
-                    .compare_exchange_weak(state, state | PARKED, Relaxed, Relaxed)
+                if let Err(current) =
+                    self.state
+                        .compare_exchange_weak(state, state | PARKED, Relaxed, Relaxed)
                 {
-                    state = now;
+                    state = current;
                     continue;
                 }
             }
@@ -148,9 +160,9 @@ impl RawMutex {
                 parking_lot_core::park(key, validate, || {}, timed_out, DEFAULT_PARK_TOKEN, deadline)
             };
             match parked {
-                ParkResult::Unparked(HANDED_OFF) => return true,
+                ParkResult::Unparked(HANDED_OFF) => return Some(now()),
                 ParkResult::Unparked(_) | ParkResult::Invalid => {}
-                ParkResult::TimedOut => return false,
+                ParkResult::TimedOut => return None,
             }
             spin.reset();
             state = self.state.load(Relaxed);
