@@ -7,6 +7,7 @@
 //! reads a clock, captures a stack or talks to the recorder is `#[cold]`.
 
 pub(crate) mod bench;
+pub(crate) mod blame;
 pub(crate) mod clock;
 #[cfg(feature = "fault-injection")]
 pub(crate) mod fault;
@@ -125,6 +126,14 @@ pub(crate) trait RawAcquire {
     #[inline(always)]
     fn try_fast(&self) -> bool {
         self.try_acquire()
+    }
+    /// Blocks until acquired, leaving `record` for the holders it waits
+    /// behind to be charged with (see [`blame`]), where the raw lock supports
+    /// it.
+    #[inline(always)]
+    fn acquire_recorded(&self, record: &blame::WaitRecord) {
+        let _ = record;
+        self.acquire()
     }
     /// Blocks until acquired, after `try_fast` failed, and returns the
     /// [`clock::now`] of the moment it was: read just before the acquiring
@@ -393,6 +402,11 @@ fn acquire_sampled(
         let start = clock::now();
         let acquired = match attempt {
             Attempt::Once => false,
+            Attempt::Block if captured => {
+                let record = blame::WaitRecord::new(start, stack.frames().hash, shift);
+                raw.acquire_recorded(&record);
+                true
+            }
             Attempt::Block => {
                 raw.acquire();
                 true
@@ -465,6 +479,10 @@ pub(crate) enum EventKind {
     Acquire,
     /// A release; the value is the hold time since its acquisition.
     Release,
+    /// A release that kept a sampled waiter waiting; the value is the part
+    /// of that wait inside this hold, the stack is the holder's, and
+    /// [`Event::peer`] names the waiter's stack (see [`blame`]).
+    Caused,
 }
 
 /// One sampled event, handed from a locking thread to the recorder: one
@@ -480,6 +498,9 @@ pub(crate) struct Event {
     /// The sampling budget's shift: this event stands for `2^shift` events
     /// sampled at `capture_pct`.
     pub(crate) shift: u8,
+    /// For [`EventKind::Caused`], the waiter's stack ([`blame::peer_id`]);
+    /// else 0.
+    pub(crate) peer: u32,
     /// The thread's id; its labels come in `extra` the first time.
     pub(crate) thread: u64,
     /// The stack's hash; its frames come in `extra` the first time.

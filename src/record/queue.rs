@@ -177,6 +177,7 @@ mod tests {
             site: LockSite::caller(),
             value_ticks: n,
             shift: 0,
+            peer: 0,
             thread: 1,
             stack: 2,
             extra: None,

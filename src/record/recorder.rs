@@ -270,7 +270,14 @@ pub(crate) fn send(
 ) -> bool {
     // No task to move around: copying an `Option<TaskLabels>` through the
     // stack cost store-forwarding stalls, 40% of this function.
-    send_inner(kind, site, mode, value_ticks, shift, frames, None)
+    send_inner(kind, site, mode, value_ticks, shift, 0, frames, None)
+}
+
+/// Sends a holder's [`EventKind::Caused`] event: `peer` names the waiter's
+/// stack.
+#[inline(never)]
+pub(crate) fn send_caused(site: &LockSite, mode: Mode, ticks: u64, shift: u8, peer: u32, frames: Frames<'_>) -> bool {
+    send_inner(EventKind::Caused, site, mode, ticks, shift, peer, frames, None)
 }
 
 /// [`send`] for an async lock's event, with its task's labels.
@@ -285,16 +292,18 @@ pub(crate) fn send_task(
     frames: Frames<'_>,
     task: Option<TaskLabels>,
 ) -> bool {
-    send_inner(kind, site, mode, value_ticks, shift, frames, task)
+    send_inner(kind, site, mode, value_ticks, shift, 0, frames, task)
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn send_inner(
     kind: EventKind,
     site: &LockSite,
     mode: Mode,
     value_ticks: u64,
     shift: u8,
+    peer: u32,
     frames: Frames<'_>,
     mut task: Option<TaskLabels>,
 ) -> bool {
@@ -348,6 +357,7 @@ fn send_inner(
             site: *site,
             value_ticks,
             shift,
+            peer,
             thread: c.meta.id,
             stack: frames.hash,
             extra,
@@ -372,6 +382,7 @@ fn send_inner(
                 site: *site,
                 value_ticks,
                 shift,
+                peer,
                 thread: 0,
                 stack: frames.hash,
                 extra: None,
@@ -596,6 +607,7 @@ mod tests {
             site: LockSite::caller().with_name("l"),
             value_ticks: ticks,
             shift: 0,
+            peer: 0,
             thread: thread.id,
             stack: stack.hash,
             extra: Some(Box::new(EventExtra {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::poison;
 use super::raw::RawMutex;
+use crate::record::blame::{self, WaitRecord};
 use crate::record::{self, clock, Mode, RawAcquire, StatsSlot, Ticket};
 use crate::site::LockSite;
 
@@ -71,9 +72,15 @@ impl RawAcquire for Raw<'_> {
         self.0.try_lock_fast()
     }
     #[inline(always)]
+    fn acquire_recorded(&self, record: &WaitRecord) {
+        if !self.0.try_lock_fast() {
+            self.0.lock_slow_timed(None, Some(record), || 0);
+        }
+    }
+    #[inline(always)]
     fn acquire_slow_timed(&self) -> u64 {
         // Without a deadline the slow path only returns with the lock.
-        let at = self.0.lock_slow_timed(None, clock::now);
+        let at = self.0.lock_slow_timed(None, None, clock::now);
         at.unwrap_or_else(clock::now)
     }
 }
@@ -244,7 +251,11 @@ impl<T: ?Sized> Drop for ProfiledMutexGuard<'_, T> {
         lock.poison.done(&self.poison);
         record::release(self.ticket, &lock.site, &lock.stats, Mode::Exclusive, || {
             // SAFETY: this guard holds the lock and releases it once.
-            unsafe { lock.raw.unlock() }
+            unsafe {
+                lock.raw.unlock_charging(clock::now, |charges| {
+                    blame::charge_holder(&lock.site, Mode::Exclusive, charges)
+                })
+            }
         });
     }
 }

@@ -1,7 +1,8 @@
 //! The raw mutex under [`ProfiledMutex`](super::ProfiledMutex): one byte of
 //! state over `parking_lot_core`'s parking lot, the same protocol as
 //! `parking_lot::RawMutex` (spin briefly, then park; eventual fairness), with
-//! the uncontended acquisition exposed on its own.
+//! the uncontended acquisition exposed on its own, and waits that can be
+//! charged to the holders that caused them.
 //!
 //! Why our own: exact wait totals need every acquisition that waits to be
 //! timed, and an acquisition must know whether it will wait without paying for
@@ -10,16 +11,28 @@
 //! failed": trying first and then locking measured 4 ns per acquisition more
 //! than `lock` on a 5 ns lock. Here [`RawMutex::try_lock_fast`] is that one
 //! CAS, and the caller's slow path times [`RawMutex::lock_slow`].
+//!
+//! Blame: a sampled waiter parks with a [`WaitRecord`] on its own stack as
+//! its park token and sets `SAMPLED` in the state. An unlock that finds
+//! `SAMPLED` (always in its slow path: the parked bit is set too) reads the
+//! clock, charges each recorded waiter the part of its wait since it was last
+//! charged, and hands the charges to its caller once the parking lot is let
+//! go. Unlocks without a sampled waiter parked do what parking_lot's do.
 
 use std::sync::atomic::{AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::time::{Duration, Instant};
 
-use parking_lot_core::{ParkResult, SpinWait, UnparkResult, UnparkToken, DEFAULT_PARK_TOKEN};
+use parking_lot_core::{FilterOp, ParkResult, ParkToken, SpinWait, UnparkResult, UnparkToken, DEFAULT_PARK_TOKEN};
+
+use crate::record::blame::{Charge, Charges, WaitRecord};
 
 /// The lock is held.
 const LOCKED: u8 = 1;
 /// At least one thread is parked (or about to park) on this lock.
 const PARKED: u8 = 2;
+/// A parked thread has a [`WaitRecord`]: unlocks charge it. Set and cleared
+/// only with the parking lot's queue locked (or with `PARKED`).
+const SAMPLED: u8 = 4;
 
 /// Unpark token: the lock was handed to the woken thread, still locked.
 const HANDED_OFF: UnparkToken = UnparkToken(1);
@@ -92,9 +105,23 @@ impl RawMutex {
     /// protocol: the holder of the last successful acquisition).
     #[inline]
     pub(crate) unsafe fn unlock(&self) {
+        // SAFETY: this function's contract.
+        unsafe { self.unlock_charging(|| 0, |_| {}) }
+    }
+
+    /// [`unlock`](Self::unlock), charging the parked sampled waiters (if
+    /// any) with the part of their wait since they were last charged: `now`
+    /// is read once, only when such a waiter is parked, and `charged`
+    /// receives the charges after the lock is released and the parking lot's
+    /// queue unlocked.
+    ///
+    /// # Safety
+    /// As [`unlock`](Self::unlock).
+    #[inline]
+    pub(crate) unsafe fn unlock_charging(&self, now: impl Fn() -> u64, charged: impl FnOnce(&Charges)) {
         if self.state.compare_exchange(LOCKED, 0, Release, Relaxed).is_err() {
             // SAFETY: the caller holds the lock (this function's contract).
-            unsafe { self.unlock_slow() };
+            unsafe { self.unlock_slow(now, charged) };
         }
     }
 
@@ -104,7 +131,7 @@ impl RawMutex {
     #[cold]
     #[inline(never)]
     pub(crate) fn lock_slow(&self, deadline: Option<Instant>) -> bool {
-        self.lock_slow_timed(deadline, || 0).is_some()
+        self.lock_slow_timed(deadline, None, || 0).is_some()
     }
 
     /// [`lock_slow`](Self::lock_slow) for a caller that times its wait:
@@ -112,9 +139,16 @@ impl RawMutex {
     /// reading of the one that did is returned, so that no clock read
     /// lengthens the critical section other threads are queued behind (only
     /// a fair hand-off, which arrives already held, reads it after). `None`
-    /// only when `deadline` passed.
+    /// only when `deadline` passed. A waiter with a `record` is charged to
+    /// the holders it parks behind.
     #[inline]
-    pub(crate) fn lock_slow_timed(&self, deadline: Option<Instant>, now: impl Fn() -> u64) -> Option<u64> {
+    pub(crate) fn lock_slow_timed(
+        &self,
+        deadline: Option<Instant>,
+        record: Option<&WaitRecord>,
+        now: impl Fn() -> u64,
+    ) -> Option<u64> {
+        let token = record.map_or(DEFAULT_PARK_TOKEN, |r| ParkToken(r as *const WaitRecord as usize));
         let mut spin = SpinWait::new();
         let mut state = self.state.load(Relaxed);
         loop {
@@ -147,18 +181,27 @@ impl RawMutex {
             let key = self.key();
             // Park only if the lock is still held with the parked bit set: an
             // unlock in between would otherwise wake nobody.
-            let validate = || self.state.load(Relaxed) == LOCKED | PARKED;
+            let validate = || {
+                let state = self.state.load(Relaxed);
+                if state & (LOCKED | PARKED) != LOCKED | PARKED {
+                    return false;
+                }
+                if record.is_some() && state & SAMPLED == 0 {
+                    self.state.fetch_or(SAMPLED, Relaxed);
+                }
+                true
+            };
             let timed_out = |_, was_last: bool| {
                 if was_last {
-                    self.state.fetch_and(!PARKED, Relaxed);
+                    self.state.fetch_and(!(PARKED | SAMPLED), Relaxed);
                 }
             };
             // SAFETY: the key is this lock's own address, used only by this
             // type's protocol; the callbacks neither panic nor call into
             // `parking_lot_core`.
-            let parked = unsafe {
-                parking_lot_core::park(key, validate, || {}, timed_out, DEFAULT_PARK_TOKEN, deadline)
-            };
+            // The record outlives its time in the queue: park returns only
+            // once this thread has left it.
+            let parked = unsafe { parking_lot_core::park(key, validate, || {}, timed_out, token, deadline) };
             match parked {
                 ParkResult::Unparked(HANDED_OFF) => return Some(now()),
                 ParkResult::Unparked(_) | ParkResult::Invalid => {}
@@ -173,24 +216,63 @@ impl RawMutex {
     /// As [`unlock`](Self::unlock).
     #[cold]
     #[inline(never)]
-    unsafe fn unlock_slow(&self) {
-        let choose = |result: UnparkResult| {
-            // Now and then (parking_lot_core's timer), hand the lock straight
-            // to the woken thread, so that a thread re-taking it in a loop
-            // cannot starve the queue.
-            if result.unparked_threads != 0 && result.be_fair {
-                if !result.have_more_threads {
-                    self.state.store(LOCKED, Relaxed);
-                }
-                return HANDED_OFF;
+    unsafe fn unlock_slow(&self, now: impl Fn() -> u64, charged: impl FnOnce(&Charges)) {
+        if self.state.load(Relaxed) & SAMPLED == 0 {
+            // SAFETY: the key is this lock's address; the callback neither
+            // panics nor calls into `parking_lot_core`.
+            unsafe {
+                parking_lot_core::unpark_one(self.key(), |result| {
+                    // A sampled waiter may have parked since the load above.
+                    let sampled = self.state.load(Relaxed) & SAMPLED != 0;
+                    self.after_unpark(result, sampled)
+                })
+            };
+            return;
+        }
+        let released_at = now();
+        let mut charges = Charges::new();
+        let mut first = true;
+        let sampled_left = std::cell::Cell::new(false);
+        let filter = |token: ParkToken| {
+            if token != DEFAULT_PARK_TOKEN {
+                // SAFETY: a non-default token is the address of a parked
+                // waiter's `WaitRecord`, which lives until that waiter has
+                // left the queue, and the queue is locked while this runs.
+                let record = unsafe { &*(token.0 as *const WaitRecord) };
+                charges.push(Charge::since(record, released_at));
+                sampled_left.set(sampled_left.get() || !first);
             }
-            self.state
-                .store(if result.have_more_threads { PARKED } else { 0 }, Release);
-            RELEASED
+            // Wake the first waiter, as `unpark_one` would; look at the rest.
+            if std::mem::take(&mut first) {
+                FilterOp::Unpark
+            } else {
+                FilterOp::Skip
+            }
         };
-        // SAFETY: the key is this lock's address; the callback neither panics
-        // nor calls into `parking_lot_core`.
-        unsafe { parking_lot_core::unpark_one(self.key(), choose) };
+        // SAFETY: the key is this lock's address; the filter and callback
+        // neither panic nor call into `parking_lot_core`.
+        unsafe { parking_lot_core::unpark_filter(self.key(), filter, |result| self.after_unpark(result, sampled_left.get())) };
+        if !charges.is_empty() {
+            charged(&charges);
+        }
+    }
+
+    /// The state after an unlock woke `result`'s thread (`sampled_left`: a
+    /// waiter with a record may still be parked): now and then
+    /// (parking_lot_core's timer) the lock goes straight to the woken thread,
+    /// so that a thread re-taking it in a loop cannot starve the queue.
+    fn after_unpark(&self, result: UnparkResult, sampled_left: bool) -> UnparkToken {
+        let queued = if result.have_more_threads {
+            PARKED | if sampled_left { SAMPLED } else { 0 }
+        } else {
+            0
+        };
+        if result.unparked_threads != 0 && result.be_fair {
+            self.state.store(LOCKED | queued, Relaxed);
+            return HANDED_OFF;
+        }
+        self.state.store(queued, Release);
+        RELEASED
     }
 
     fn key(&self) -> usize {
