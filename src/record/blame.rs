@@ -4,11 +4,13 @@
 //! A sampled acquisition that has to park leaves a [`WaitRecord`] on its own
 //! stack, reachable from the parking lot's queue while it is parked. Every
 //! unlock that finds such a waiter parked (the raw lock's slow path) charges
-//! it `released_at - charged_until` and moves `charged_until` on, so that a
-//! wait is split among the holders it sat behind, each charged only the part
-//! that fell inside its own hold: with a queue of waiters, a slow holder is
-//! charged for its hold, not the next one in the hand-off chain. The holder
-//! then records the charges with its own stack ([`charge_holder`]).
+//! it `released_at - charged_until` and moves `charged_until` on; every
+//! acquisition made while one is parked moves it on to the acquisition (the
+//! time the lock was free is no one's doing). So a wait is split among the
+//! holders it sat behind, each charged exactly the part that fell inside its
+//! own hold: with a queue of waiters, a slow holder is charged for its hold,
+//! not the next one in the hand-off chain. The holder then records the
+//! charges with its own stack ([`charge_holder`]).
 //!
 //! Only parked waits are charged: the first microseconds a waiter spends
 //! spinning, and the time between its wake-up and its acquisition, are in
@@ -62,6 +64,13 @@ impl WaitRecord {
             peer: peer_id(waiter_stack_hash),
             shift,
         }
+    }
+}
+
+impl WaitRecord {
+    /// A hold began at `at`: the wait before it is charged to no one.
+    pub(crate) fn skip_to(&self, at: u64) {
+        self.charged_until.fetch_max(at, Relaxed);
     }
 }
 

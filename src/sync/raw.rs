@@ -158,6 +158,10 @@ impl RawMutex {
                     .state
                     .compare_exchange_weak(state, state | LOCKED, Acquire, Relaxed)
                 {
+                    Ok(_) if state & SAMPLED != 0 => {
+                        self.hold_starts(at);
+                        return Some(at);
+                    }
                     Ok(_) => return Some(at),
                     Err(current) => state = current,
                 }
@@ -255,6 +259,29 @@ impl RawMutex {
         if !charges.is_empty() {
             charged(&charges);
         }
+    }
+
+    /// A hold begins at `at` while sampled waiters are parked: the time since
+    /// the last release, when the lock was free, is no holder's doing, so
+    /// their records are moved on to `at`. (A hand-off needs no such step:
+    /// the lock is never free.)
+    #[cold]
+    #[inline(never)]
+    fn hold_starts(&self, at: u64) {
+        if at == 0 {
+            return;
+        }
+        let filter = |token: ParkToken| {
+            if token != DEFAULT_PARK_TOKEN {
+                // SAFETY: as in `unlock_slow`: the record's waiter is in the
+                // queue, which is locked while this runs.
+                unsafe { &*(token.0 as *const WaitRecord) }.skip_to(at);
+            }
+            FilterOp::Skip
+        };
+        // SAFETY: the key is this lock's address; nothing is unparked, and
+        // neither closure panics or calls into `parking_lot_core`.
+        unsafe { parking_lot_core::unpark_filter(self.key(), filter, |_| RELEASED) };
     }
 
     /// The state after an unlock woke `result`'s thread (`sampled_left`: a
