@@ -6,7 +6,8 @@ use std::time::SystemTime;
 use crate::pprof::{self, symbolize::Symbolizer, PeriodInfo};
 use crate::record::report::{self, WeightedSample};
 use crate::record::session::{Period, MAX_LOCK_NAMES};
-use crate::record::EventKind;
+use crate::record::{blame, EventKind};
+use crate::util::fxhash::FxHashSet;
 
 /// Encodes periods, keeping the symbolizer's cache from one to the next.
 #[derive(Debug, Default)]
@@ -52,7 +53,17 @@ impl Encoder {
             comments,
         };
         let weighted = report::weigh(period.samples, &period.totals, pct);
-        let profile = pprof::build(weighted.iter().map(as_pprof), &mut self.symbolizer, &info);
+        // The waiters' stacks that caused-wait samples name get a `stack id`.
+        let waiters: FxHashSet<u32> = weighted
+            .iter()
+            .filter(|s| s.kind == EventKind::Caused && s.peer != 0)
+            .map(|s| s.peer)
+            .collect();
+        let profile = pprof::build(
+            weighted.iter().map(|s| as_pprof(s, &waiters)),
+            &mut self.symbolizer,
+            &info,
+        );
         between_steps();
         let samples = profile.sample.len() as u64;
         let gzipped_pprof = pprof::gzip(&profile)?;
@@ -97,12 +108,21 @@ fn comments(period: &Period) -> Vec<String> {
 }
 
 /// A weighed sample as the encoder takes it.
-fn as_pprof(s: &WeightedSample) -> pprof::Sample<'_> {
+fn as_pprof<'a>(s: &'a WeightedSample, waiters: &FxHashSet<u32>) -> pprof::Sample<'a> {
+    let stack_id = match (s.kind, &s.stack) {
+        (EventKind::Acquire, Some(stack)) if !waiters.is_empty() => {
+            Some(blame::peer_id(stack.hash)).filter(|id| waiters.contains(id))
+        }
+        _ => None,
+    };
     pprof::Sample {
         kind: match s.kind {
             EventKind::Acquire => pprof::SampleKind::Acquire,
             EventKind::Release => pprof::SampleKind::Release,
+            EventKind::Caused => pprof::SampleKind::Caused,
         },
+        stack_id,
+        waiter_stack_id: s.peer,
         lock: s.site,
         mode: s.mode.label(),
         thread: s.thread.as_deref().map(|t| pprof::ThreadLabels {

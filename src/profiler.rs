@@ -210,6 +210,15 @@ impl ProfilerBuilder {
         self
     }
 
+    /// Whether uploads to Datadog carry lockprof's `lock-caused-wait` sample
+    /// type and its labels (`DD_PROFILING_LOCK_UPLOAD_CAUSED_WAIT`; default
+    /// false: uploads have exactly the four sample types of Datadog's lock
+    /// profile). Local files always carry them.
+    pub fn upload_caused_wait(mut self, upload: bool) -> Self {
+        self.datadog.upload_caused_wait = Some(upload);
+        self
+    }
+
     /// The API key for agentless uploads (`DD_API_KEY`). Never logged.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.datadog.api_key = Some(ApiKey::new(key));

@@ -11,7 +11,7 @@
 //! # Ok::<(), lockprof::read::ReadError>(())
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -54,10 +54,42 @@ pub struct LockSample {
     pub release: i64,
     /// `lock-release-hold` (nanoseconds).
     pub release_hold_ns: i64,
+    /// `lock-caused-wait` (nanoseconds): waiting that this holder stack's
+    /// holds caused others (lockprof's own sample type; see
+    /// [`LockProfile::blame`]).
+    pub caused_wait_ns: i64,
     /// Every label as `(key, value)`.
     pub labels: Vec<(String, LabelValue)>,
     /// The stack, leaf first; inlined calls appear as frames of their own.
     pub frames: Vec<Frame>,
+}
+
+/// One holder stack of one lock, from [`LockProfile::blame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Blame {
+    /// The lock.
+    pub lock_name: String,
+    /// The holder's stack at its releases, leaf first.
+    pub holder: Vec<Frame>,
+    /// The waiting its holds caused, summed over the waiters (nanoseconds).
+    pub caused_wait_ns: i64,
+    /// Its own hold time (`lock-release-hold` of the same lock and stack).
+    pub hold_ns: i64,
+    /// Who waited, heaviest first.
+    pub waiters: Vec<Waiter>,
+}
+
+/// A waiter stack held up by a [`Blame`]'s holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Waiter {
+    /// The waiter's stack, leaf first; empty when the profile does not have
+    /// it (more waiters at one release than are told apart, or the waiter's
+    /// own sample was not kept).
+    pub frames: Vec<Frame>,
+    /// The part of its waits inside the holder's holds (nanoseconds).
+    pub caused_wait_ns: i64,
 }
 
 /// A label value.
@@ -70,7 +102,7 @@ pub enum LabelValue {
 }
 
 /// One frame of a sample's stack.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Frame {
     /// Demangled function name (or a synthetic `<…>` frame).
     pub function: String,
@@ -203,6 +235,72 @@ impl LockProfile {
             .iter()
             .filter_map(|c| LockAccuracy::from_comment(c))
             .collect()
+    }
+
+    /// Who made whom wait: per lock, each holder stack with the wait its
+    /// holds caused (`lock-caused-wait`), its own hold time, and the waiter
+    /// stacks it held up; heaviest first. Empty for profiles without caused
+    /// wait (Datadog uploads unless asked for, other profilers).
+    pub fn blame(&self) -> Vec<Blame> {
+        type Key<'a> = (&'a str, &'a [Frame]);
+        let mut waiter_stacks: HashMap<(&str, i64), &[Frame]> = HashMap::new();
+        let mut holds: HashMap<Key<'_>, i64> = HashMap::new();
+        for s in &self.samples {
+            let Some(lock) = s.lock_name.as_deref() else {
+                continue;
+            };
+            if let Some(id) = s.label_num(labels::STACK_ID) {
+                waiter_stacks.entry((lock, id)).or_insert(&s.frames);
+            }
+            if s.release_hold_ns != 0 {
+                *holds.entry((lock, &s.frames)).or_default() += s.release_hold_ns;
+            }
+        }
+        let mut by_holder: HashMap<Key<'_>, HashMap<Option<i64>, i64>> = HashMap::new();
+        for s in self.samples.iter().filter(|s| s.caused_wait_ns != 0) {
+            let Some(lock) = s.lock_name.as_deref() else {
+                continue;
+            };
+            let waiter = s.label_num(labels::WAITER_STACK_ID);
+            *by_holder
+                .entry((lock, &s.frames))
+                .or_default()
+                .entry(waiter)
+                .or_default() += s.caused_wait_ns;
+        }
+        let mut out: Vec<Blame> = by_holder
+            .into_iter()
+            .map(|((lock, holder), waiters)| {
+                let mut waiters: Vec<Waiter> = waiters
+                    .into_iter()
+                    .map(|(id, ns)| Waiter {
+                        frames: id
+                            .and_then(|id| waiter_stacks.get(&(lock, id)))
+                            .map_or_else(Vec::new, |f| f.to_vec()),
+                        caused_wait_ns: ns,
+                    })
+                    .collect();
+                waiters.sort_by(|a, b| {
+                    b.caused_wait_ns
+                        .cmp(&a.caused_wait_ns)
+                        .then_with(|| a.frames.cmp(&b.frames))
+                });
+                Blame {
+                    lock_name: lock.to_owned(),
+                    holder: holder.to_vec(),
+                    caused_wait_ns: waiters.iter().map(|w| w.caused_wait_ns).sum(),
+                    hold_ns: holds.get(&(lock, holder)).copied().unwrap_or(0),
+                    waiters,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.caused_wait_ns
+                .cmp(&a.caused_wait_ns)
+                .then_with(|| a.lock_name.cmp(&b.lock_name))
+                .then_with(|| a.holder.cmp(&b.holder))
+        });
+        out
     }
 
     /// Every lock name, sorted.
@@ -385,6 +483,7 @@ fn from_proto(p: &proto::Profile) -> Result<LockProfile, ReadError> {
         column("lock-acquire-wait"),
         column("lock-release"),
         column("lock-release-hold"),
+        column(crate::pprof::CAUSED_WAIT_TYPE.0),
     ];
     if columns.iter().all(Option::is_none) {
         return Err(ReadError::NotLockProfile(
@@ -405,6 +504,7 @@ fn from_proto(p: &proto::Profile) -> Result<LockProfile, ReadError> {
             value(columns[1]),
             value(columns[2]),
             value(columns[3]),
+            value(columns[4]),
         ];
         if values.iter().all(|&v| v == 0) {
             // Another profile type's sample (Datadog's Python profiles mix them).
@@ -450,6 +550,7 @@ fn from_proto(p: &proto::Profile) -> Result<LockProfile, ReadError> {
             acquire_wait_ns: values[1],
             release: values[2],
             release_hold_ns: values[3],
+            caused_wait_ns: values[4],
             labels: labels_out,
             frames,
         });

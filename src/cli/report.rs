@@ -491,6 +491,7 @@ mod tests {
             release_hold_ns: hold,
             labels: vec![("lock name".to_owned(), LabelValue::Str(name.to_owned()))],
             frames,
+            ..Default::default()
         }
     }
 
@@ -679,6 +680,7 @@ mod tests {
                     .into_iter()
                     .map(|(function, file, line)| Frame { function, file, line })
                     .collect(),
+                ..Default::default()
             }
         })
     }

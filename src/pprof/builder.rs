@@ -10,7 +10,7 @@ use prost::Message;
 
 use super::proto;
 use super::symbolize::{Frame, Symbolizer};
-use super::{labels, SAMPLE_TYPES};
+use super::{labels, CAUSED_WAIT_TYPE, SAMPLE_TYPES};
 use crate::site::SiteKey;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -131,15 +131,23 @@ pub(crate) struct Sample<'a> {
     pub(crate) stack: Option<Stack<'a>>,
     pub(crate) count: u64,
     pub(crate) total_ns: u64,
+    /// A `lock-acquire` sample's `stack id`, when a caused-wait sample
+    /// names its stack.
+    pub(crate) stack_id: Option<u32>,
+    /// A caused-wait sample's `waiter stack id` (0: not known).
+    pub(crate) waiter_stack_id: u32,
 }
 
-/// Which pair of [`SAMPLE_TYPES`] a sample's count and time go to.
+/// Which of [`SAMPLE_TYPES`] (or [`CAUSED_WAIT_TYPE`]) a sample's count and
+/// time go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SampleKind {
     /// `lock-acquire` and `lock-acquire-wait`.
     Acquire,
     /// `lock-release` and `lock-release-hold`.
     Release,
+    /// `lock-caused-wait` (its time only).
+    Caused,
 }
 
 /// The `thread …` labels.
@@ -210,6 +218,7 @@ pub(crate) fn build<'a>(
     };
     let sample_type: Vec<proto::ValueType> = SAMPLE_TYPES
         .iter()
+        .chain([&CAUSED_WAIT_TYPE])
         .map(|(t, u)| proto::ValueType {
             r#type: b.strings.intern(t).0,
             unit: b.strings.intern(u).0,
@@ -247,10 +256,12 @@ pub(crate) fn build<'a>(
             }
             None => vec![*unsampled.get_or_insert_with(|| b.synthetic("<unsampled>".to_owned()).0.get())],
         };
-        let value = match s.kind {
-            SampleKind::Acquire => vec![saturate(s.count), saturate(s.total_ns), 0, 0],
-            SampleKind::Release => vec![0, 0, saturate(s.count), saturate(s.total_ns)],
-        };
+        let mut value = vec![0; SAMPLE_TYPES.len() + 1];
+        match s.kind {
+            SampleKind::Acquire => value[..2].copy_from_slice(&[saturate(s.count), saturate(s.total_ns)]),
+            SampleKind::Release => value[2..4].copy_from_slice(&[saturate(s.count), saturate(s.total_ns)]),
+            SampleKind::Caused => value[4] = saturate(s.total_ns),
+        }
         let name_id = *labels_by_site
             .entry(s.lock)
             .or_insert_with(|| b.strings.intern(&s.lock.label()));
@@ -284,6 +295,16 @@ pub(crate) fn build<'a>(
             if let Some(name) = task.name {
                 label.push(str_label(&mut b, labels::TASK_NAME, name));
             }
+        }
+        if let Some(id) = s.stack_id {
+            label.push(num_label(&mut b, labels::STACK_ID, u64::from(id)));
+        }
+        if s.kind == SampleKind::Caused && s.waiter_stack_id != 0 {
+            label.push(num_label(
+                &mut b,
+                labels::WAITER_STACK_ID,
+                u64::from(s.waiter_stack_id),
+            ));
         }
         out.push(proto::Sample {
             location_id,
@@ -354,6 +375,36 @@ pub(crate) fn gzip(profile: &proto::Profile) -> std::io::Result<Vec<u8>> {
 /// a wrap to a negative count.
 fn saturate(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// `gzipped`, a profile this crate wrote, without lockprof's own
+/// `lock-caused-wait` sample type, its samples and its two labels: what a
+/// Datadog upload carries unless asked otherwise. A profile without them is
+/// returned as it is.
+pub(crate) fn without_caused_wait(gzipped: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gzipped).read_to_end(&mut raw)?;
+    let mut profile = proto::Profile::decode(raw.as_slice())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let Some(caused) = profile.sample_type.iter().position(|t| {
+        profile.string_table.get(t.r#type as usize).map(String::as_str) == Some(CAUSED_WAIT_TYPE.0)
+    }) else {
+        return Ok(gzipped.to_vec());
+    };
+    profile.sample_type.remove(caused);
+    let ours: Vec<i64> = [labels::STACK_ID, labels::WAITER_STACK_ID]
+        .iter()
+        .filter_map(|k| profile.string_table.iter().position(|s| s == k).map(|i| i as i64))
+        .collect();
+    profile.sample.retain_mut(|s| {
+        if caused < s.value.len() {
+            s.value.remove(caused);
+        }
+        s.label.retain(|l| !ours.contains(&l.key));
+        s.value.iter().any(|&v| v != 0)
+    });
+    gzip(&profile)
 }
 
 #[cfg(test)]

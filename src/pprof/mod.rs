@@ -7,7 +7,9 @@ mod builder;
 pub(crate) mod proto;
 pub(crate) mod symbolize;
 
-pub(crate) use builder::{build, gzip, PeriodInfo, Sample, SampleKind, Stack, TaskLabels, ThreadLabels};
+pub(crate) use builder::{
+    build, gzip, without_caused_wait, PeriodInfo, Sample, SampleKind, Stack, TaskLabels, ThreadLabels,
+};
 
 /// The sample types of a lock profile, in the order of `Sample.value`.
 pub(crate) const SAMPLE_TYPES: [(&str, &str); 4] = [
@@ -17,7 +19,14 @@ pub(crate) const SAMPLE_TYPES: [(&str, &str); 4] = [
     ("lock-release-hold", "nanoseconds"),
 ];
 
-/// Label keys, as Datadog's lock profiler writes them.
+/// lockprof's own sample type, after the four above: the wait a holder
+/// caused others (see the blame section of the README). In local files
+/// always; in uploads only when asked for, since Datadog's lock profile has
+/// the four above.
+pub(crate) const CAUSED_WAIT_TYPE: (&str, &str) = ("lock-caused-wait", "nanoseconds");
+
+/// Label keys, as Datadog's lock profiler writes them (and lockprof's own
+/// two, which pair caused wait with the waiters' stacks).
 pub(crate) mod labels {
     pub(crate) const LOCK_NAME: &str = "lock name";
     pub(crate) const LOCK_MODE: &str = "lock mode";
@@ -26,4 +35,9 @@ pub(crate) mod labels {
     pub(crate) const THREAD_NAME: &str = "thread name";
     pub(crate) const TASK_ID: &str = "task id";
     pub(crate) const TASK_NAME: &str = "task name";
+    /// On a `lock-caused-wait` sample: the waiters' stack, as the `stack id`
+    /// of their `lock-acquire` samples names it.
+    pub(crate) const WAITER_STACK_ID: &str = "waiter stack id";
+    /// On a `lock-acquire` sample whose stack waited on a holder.
+    pub(crate) const STACK_ID: &str = "stack id";
 }

@@ -86,6 +86,7 @@ pub(crate) fn period(stacks: usize, depth: usize) -> Period {
                 thread: Arc::clone(&thread),
                 task: None,
                 stack: stack.clone(),
+                peer: 0,
             };
             let events = 1 + (next() % 5) as u64;
             let agg = Aggregate {

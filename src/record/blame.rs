@@ -169,13 +169,30 @@ mod tests {
     fn charges_beyond_the_cap_are_summed_at_unit_weight() {
         let mut charges = Charges::new();
         for i in 0..Charges::CAP as u64 + 4 {
-            charges.push(Charge { ticks: 10, peer: i as u32 + 1, shift: 1 });
+            charges.push(Charge {
+                ticks: 10,
+                peer: i as u32 + 1,
+                shift: 1,
+            });
         }
         let list = charges.as_slice();
         assert_eq!(list.len(), Charges::CAP);
-        assert!(list[..Charges::CAP - 1].iter().all(|c| c.ticks == 10 && c.shift == 1));
-        assert_eq!(list[Charges::CAP - 1], Charge { ticks: 5 * 20, peer: 0, shift: 0 });
-        charges.push(Charge { ticks: 0, peer: 9, shift: 0 });
+        assert!(list[..Charges::CAP - 1]
+            .iter()
+            .all(|c| c.ticks == 10 && c.shift == 1));
+        assert_eq!(
+            list[Charges::CAP - 1],
+            Charge {
+                ticks: 5 * 20,
+                peer: 0,
+                shift: 0
+            }
+        );
+        charges.push(Charge {
+            ticks: 0,
+            peer: 9,
+            shift: 0,
+        });
         assert_eq!(charges.as_slice().len(), Charges::CAP);
     }
 }

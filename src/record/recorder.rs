@@ -276,7 +276,14 @@ pub(crate) fn send(
 /// Sends a holder's [`EventKind::Caused`] event: `peer` names the waiter's
 /// stack.
 #[inline(never)]
-pub(crate) fn send_caused(site: &LockSite, mode: Mode, ticks: u64, shift: u8, peer: u32, frames: Frames<'_>) -> bool {
+pub(crate) fn send_caused(
+    site: &LockSite,
+    mode: Mode,
+    ticks: u64,
+    shift: u8,
+    peer: u32,
+    frames: Frames<'_>,
+) -> bool {
     send_inner(EventKind::Caused, site, mode, ticks, shift, peer, frames, None)
 }
 
@@ -431,6 +438,8 @@ pub(crate) struct SampleKey {
     pub(crate) thread: Arc<ThreadMeta>,
     pub(crate) task: Option<TaskLabels>,
     pub(crate) stack: Stack,
+    /// For [`EventKind::Caused`], the waiter's stack id; else 0.
+    pub(crate) peer: u32,
 }
 
 /// An aggregation key as the recorder keeps it between flushes: the thread
@@ -444,6 +453,7 @@ pub(crate) struct RawKey {
     thread: u64,
     task: Option<TaskLabels>,
     stack: u64,
+    peer: u32,
 }
 
 /// Sampled events with the same key over one period, summed.
@@ -545,6 +555,7 @@ impl Recorder {
             thread: event.thread,
             task,
             stack: event.stack,
+            peer: event.peer,
         };
         let agg = self.samples.entry(key).or_default();
         agg.events += 1;
@@ -577,6 +588,7 @@ impl Recorder {
                     thread: Arc::clone(threads.get(&k.thread)?),
                     task: k.task,
                     stack: known.get(&k.stack)?.clone(),
+                    peer: k.peer,
                 };
                 Some((key, agg.in_ns(ns_per_tick)))
             })

@@ -83,6 +83,8 @@ pub(crate) struct WeightedSample {
     pub(crate) stack: Option<Stack>,
     pub(crate) count: u64,
     pub(crate) total_ns: u64,
+    /// For [`EventKind::Caused`], the waiter's stack id; else 0.
+    pub(crate) peer: u32,
 }
 
 /// Applies the estimator to one period.
@@ -100,6 +102,12 @@ pub(crate) fn weigh<S>(
     } else {
         0.0
     };
+    // Caused wait has no exact total to match: each sampled waiter's charges
+    // stand for `2^shift * 100 / capture_pct` waiters' (already weighted by
+    // the shift in the aggregate), an unbiased estimate; exact at 100 %.
+    let (caused, samples): (Vec<_>, Vec<_>) = samples
+        .into_iter()
+        .partition(|(k, _)| k.kind == EventKind::Caused);
     // Grouped by (site, mode, kind) in one sort: each site is hashed once
     // to a small id and its place in the output order found by sorting the
     // distinct sites, so the samples sort on integers and a group is a
@@ -201,6 +209,7 @@ pub(crate) fn weigh<S>(
                     stack: None,
                     count: residual_count,
                     total_ns,
+                    peer: 0,
                 });
             }
             if members.is_empty() {
@@ -225,9 +234,37 @@ pub(crate) fn weigh<S>(
                 stack: Some(key.stack),
                 count,
                 total_ns,
+                peer: 0,
             });
         }
     }
+    let mut caused: Vec<WeightedSample> = caused
+        .into_iter()
+        .map(|(k, a)| WeightedSample {
+            kind: EventKind::Caused,
+            site: k.site,
+            mode: k.mode,
+            thread: Some(k.thread),
+            task: k.task,
+            stack: Some(k.stack),
+            count: (a.weight as f64 * inverse_p).round() as u64,
+            total_ns: (a.total_ns as f64 * inverse_p).round() as u64,
+            peer: k.peer,
+        })
+        .collect();
+    // Deterministic order: by lock, heaviest first.
+    caused.sort_by(|a, b| {
+        site_order(&a.site, &b.site)
+            .then(b.total_ns.cmp(&a.total_ns))
+            .then_with(|| {
+                a.stack
+                    .as_ref()
+                    .map(|s| &s.ips)
+                    .cmp(&b.stack.as_ref().map(|s| &s.ips))
+            })
+            .then(a.peer.cmp(&b.peer))
+    });
+    out.extend(caused);
     out
 }
 
@@ -249,6 +286,8 @@ pub(crate) fn accuracy<S: std::hash::BuildHasher>(
         let kind = match key.kind {
             EventKind::Acquire => 0,
             EventKind::Release => 1,
+            // Not a figure the accuracy comment states.
+            EventKind::Caused => continue,
         };
         let sums = &mut groups.entry((key.site, key.mode)).or_default()[kind];
         sums.w += agg.weight as f64;
@@ -385,6 +424,7 @@ mod tests {
             }),
             task: None,
             stack: Stack::new(&[ip], 0),
+            peer: 0,
         }
     }
 

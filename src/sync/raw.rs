@@ -22,7 +22,9 @@
 use std::sync::atomic::{AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::time::{Duration, Instant};
 
-use parking_lot_core::{FilterOp, ParkResult, ParkToken, SpinWait, UnparkResult, UnparkToken, DEFAULT_PARK_TOKEN};
+use parking_lot_core::{
+    FilterOp, ParkResult, ParkToken, SpinWait, UnparkResult, UnparkToken, DEFAULT_PARK_TOKEN,
+};
 
 use crate::record::blame::{Charge, Charges, WaitRecord};
 
@@ -103,7 +105,7 @@ impl RawMutex {
     /// # Safety
     /// The lock must be held by the caller (in the sense of this type's
     /// protocol: the holder of the last successful acquisition).
-    #[inline]
+    #[cfg(test)]
     pub(crate) unsafe fn unlock(&self) {
         // SAFETY: this function's contract.
         unsafe { self.unlock_charging(|| 0, |_| {}) }
@@ -255,7 +257,11 @@ impl RawMutex {
         };
         // SAFETY: the key is this lock's address; the filter and callback
         // neither panic nor call into `parking_lot_core`.
-        unsafe { parking_lot_core::unpark_filter(self.key(), filter, |result| self.after_unpark(result, sampled_left.get())) };
+        unsafe {
+            parking_lot_core::unpark_filter(self.key(), filter, |result| {
+                self.after_unpark(result, sampled_left.get())
+            })
+        };
         if !charges.is_empty() {
             charged(&charges);
         }

@@ -87,6 +87,9 @@ pub(crate) struct DatadogExporter {
     finished: Receiver<()>,
     endpoint: Endpoint,
     timeout: Duration,
+    /// Whether uploads keep `lock-caused-wait` (see
+    /// [`DatadogSettings::upload_caused_wait`]).
+    caused_wait: bool,
 }
 
 impl std::fmt::Debug for DatadogExporter {
@@ -218,6 +221,7 @@ impl DatadogExporter {
             finished,
             endpoint,
             timeout,
+            caused_wait: dd.upload_caused_wait.unwrap_or(false),
         })
     }
 
@@ -229,6 +233,13 @@ impl DatadogExporter {
 
 impl Export for DatadogExporter {
     fn export(&mut self, profile: &EncodedProfile) -> Result<(), ExportError> {
+        let mut profile = profile.clone();
+        if !self.caused_wait {
+            // An unknown sample type must never get the user's profile
+            // dropped by the intake.
+            profile.gzipped_pprof = crate::pprof::without_caused_wait(&profile.gzipped_pprof)
+                .map_err(|e| ExportError::Other(format!("cannot rewrite the profile for Datadog: {e}")))?;
+        }
         let mut pending = self.queue.pending.lock();
         if pending.profiles.len() >= PENDING_CAPACITY {
             if let Some(old) = pending.profiles.pop_front() {
@@ -240,7 +251,7 @@ impl Export for DatadogExporter {
                 );
             }
         }
-        pending.profiles.push_back(profile.clone());
+        pending.profiles.push_back(profile);
         drop(pending);
         self.queue.changed.notify_all();
         Ok(())

@@ -74,6 +74,11 @@ pub struct DatadogSettings {
     pub site: Option<String>,
     /// `DD_PROFILING_API_TIMEOUT_MS` (default 10000).
     pub api_timeout: Option<Duration>,
+    /// `DD_PROFILING_LOCK_UPLOAD_CAUSED_WAIT` (default false): uploads carry
+    /// lockprof's `lock-caused-wait` sample type and its `stack id` labels
+    /// too. Off, an upload has exactly the four sample types of Datadog's
+    /// lock profile; local files always carry them.
+    pub upload_caused_wait: Option<bool>,
 }
 
 impl std::fmt::Debug for DatadogSettings {
@@ -91,6 +96,7 @@ impl std::fmt::Debug for DatadogSettings {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("site", &self.site)
             .field("api_timeout", &self.api_timeout)
+            .field("upload_caused_wait", &self.upload_caused_wait)
             .finish()
     }
 }
@@ -255,6 +261,7 @@ impl DatadogSettings {
         let api_key = read("DD_API_KEY");
         let site = read("DD_SITE");
         let timeout = read("DD_PROFILING_API_TIMEOUT_MS");
+        let caused_wait = read("DD_PROFILING_LOCK_UPLOAD_CAUSED_WAIT");
 
         fill(&mut self.service, service.map(Ok), &mut errors);
         fill(&mut self.env, env.map(Ok), &mut errors);
@@ -297,6 +304,11 @@ impl DatadogSettings {
             &mut errors,
         );
         fill(&mut self.api_key, api_key.map(|v| Ok(ApiKey(v))), &mut errors);
+        fill(
+            &mut self.upload_caused_wait,
+            caused_wait.map(|v| parse_bool("DD_PROFILING_LOCK_UPLOAD_CAUSED_WAIT", &v)),
+            &mut errors,
+        );
         fill(
             &mut self.site,
             site.map(|v| check_site("DD_SITE", &v).map(|()| v)),
