@@ -237,8 +237,11 @@ impl Export for DatadogExporter {
         if !self.caused_wait {
             // An unknown sample type must never get the user's profile
             // dropped by the intake.
-            profile.gzipped_pprof = crate::pprof::without_caused_wait(&profile.gzipped_pprof)
-                .map_err(|e| ExportError::Other(format!("cannot rewrite the profile for Datadog: {e}")))?;
+            match crate::pprof::without_caused_wait(&profile.gzipped_pprof) {
+                Ok(stripped) => profile.gzipped_pprof = stripped,
+                // Not a profile this crate wrote: it has nothing to remove.
+                Err(e) => log::debug!("lockprof: profile #{} sent as it is: {e}", profile.seq),
+            }
         }
         let mut pending = self.queue.pending.lock();
         if pending.profiles.len() >= PENDING_CAPACITY {
