@@ -229,44 +229,17 @@ fn walk_from(
     let mut address = FrameAddress::from_instruction_pointer(pc);
     let mut seen = 0usize;
     let mut truncated = false;
-    let mut read = |addr: u64| read_stack(addr, stack);
-    // The executable range of the last frame: most frames are in the same
-    // object as the one before, and this check is one compare (the binary
-    // search over all objects was a third of a warm walk).
-    let mut known = (0u64, 0u64);
     while seen < MAX_COUNTED {
         let Some(modules) = local.modules.as_ref() else {
             break;
         };
-        let lookup = address.address_for_lookup();
-        if lookup.wrapping_sub(known.0) >= known.1.wrapping_sub(known.0) {
-            if let Some(text) = modules.text_of(lookup) {
-                known = text;
-            } else {
-                // A library loaded since the list was made, or no code at all.
-                refresh(false);
-                let text = if sync(local) {
-                    local.modules.as_ref().and_then(|m| m.text_of(lookup))
-                } else {
-                    None
-                };
-                match text {
-                    Some(text) => known = text,
-                    None => {
-                        truncated = true;
-                        break;
-                    }
-                }
-                continue;
-            }
-        }
         match step(
             modules,
             &mut local.rules,
             &mut local.cache,
             address,
             &mut regs,
-            &mut read,
+            stack,
         ) {
             Step::Caller => {
                 let ra = regs.ip;
@@ -284,6 +257,15 @@ fn walk_from(
             Step::Lost => {
                 truncated = true;
                 break;
+            }
+            Step::Unknown => {
+                // A library loaded since the list was made, or no code at all.
+                refresh(false);
+                let lookup = address.address_for_lookup();
+                if !sync(local) || local.modules.as_ref().and_then(|m| m.text_of(lookup)).is_none() {
+                    truncated = true;
+                    break;
+                }
             }
         }
     }
@@ -311,9 +293,13 @@ enum Step {
     End,
     /// A frame that could not be unwound (a stack read out of bounds).
     Lost,
+    /// An address in no object of the module list.
+    Unknown,
 }
 
 /// Unwinds the frame at `address` by its cached rule, or asks framehop.
+/// Only a miss looks for the object that holds `address`: the cache is
+/// emptied whenever the module list changes, so a cached address is in it.
 #[inline(always)]
 fn step(
     modules: &Modules,
@@ -321,62 +307,88 @@ fn step(
     cache: &mut RuleCache,
     address: FrameAddress,
     regs: &mut Regs,
-    read: &mut impl FnMut(u64) -> Result<u64, ()>,
+    stack: (u64, u64),
 ) -> Step {
-    let key = Rules::key(address);
-    match rules.get(key) {
-        Some(Rule::Cfa(cfa)) => cfa.apply(!address.is_return_address(), regs, read),
-        Some(Rule::End) => Step::End,
-        Some(Rule::Framehop) => by_framehop(modules, cache, address, regs, read),
-        None => learn(modules, rules, cache, address, regs, read),
+    if let Some(Rule::Cfa(cfa)) = rules.get(Rules::key(address)) {
+        return cfa.apply(!address.is_return_address(), regs, stack);
+    }
+    // Out of line, and the registers passed by value one by one: `regs`
+    // whose address is taken would be kept in memory on the fast path too.
+    let (step, caller) = step_otherwise(modules, rules, cache, address, [regs.ip, regs.sp, regs.bp], stack);
+    *regs = caller;
+    step
+}
+
+/// [`step`] for an address whose rule is not a [`Cfa`], or not cached yet.
+#[cold]
+#[inline(never)]
+fn step_otherwise(
+    modules: &Modules,
+    rules: &mut Rules,
+    cache: &mut RuleCache,
+    address: FrameAddress,
+    [ip, sp, bp]: [u64; 3],
+    stack: (u64, u64),
+) -> (Step, Regs) {
+    let regs = Regs { ip, sp, bp };
+    match rules.get(Rules::key(address)) {
+        Some(Rule::End) => (Step::End, regs),
+        Some(Rule::Framehop) => by_framehop(modules, cache, address, regs, stack),
+        Some(Rule::Cfa(cfa)) => {
+            let mut regs = regs;
+            (cfa.apply(!address.is_return_address(), &mut regs, stack), regs)
+        }
+        None if modules.text_of(address.address_for_lookup()).is_none() => (Step::Unknown, regs),
+        None => learn(modules, rules, cache, address, regs, stack),
     }
 }
 
-/// One frame unwound by framehop (through its own rule cache).
+/// One frame unwound by framehop (through its own rule cache), and the
+/// caller's registers.
 fn by_framehop(
     modules: &Modules,
     cache: &mut RuleCache,
     address: FrameAddress,
-    regs: &mut Regs,
-    read: &mut impl FnMut(u64) -> Result<u64, ()>,
-) -> Step {
+    regs: Regs,
+    stack: (u64, u64),
+) -> (Step, Regs) {
     let mut r = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
-    match modules.unwinder.unwind_frame(address, &mut r, cache, read) {
-        Ok(Some(_)) => {
-            *regs = Regs {
-                ip: r.ip(),
-                sp: r.sp(),
-                bp: r.bp(),
-            };
-            Step::Caller
-        }
-        Ok(None) => Step::End,
-        Err(_) => Step::Lost,
-    }
+    let result = modules
+        .unwinder
+        .unwind_frame(address, &mut r, cache, &mut |addr| read_stack(addr, stack));
+    let step = match result {
+        Ok(Some(_)) => Step::Caller,
+        Ok(None) => return (Step::End, regs),
+        Err(_) => return (Step::Lost, regs),
+    };
+    let caller = Regs {
+        ip: r.ip(),
+        sp: r.sp(),
+        bp: r.bp(),
+    };
+    (step, caller)
 }
 
 /// A walk's first time through `address` (since the module list changed):
 /// framehop unwinds the frame, then what its rule does is read off a second
 /// unwind of the same address from made-up registers ([`probe`]), checked
 /// against the first, and cached.
-#[cold]
-#[inline(never)]
 fn learn(
     modules: &Modules,
     rules: &mut Rules,
     cache: &mut RuleCache,
     address: FrameAddress,
-    regs: &mut Regs,
-    read: &mut impl FnMut(u64) -> Result<u64, ()>,
-) -> Step {
-    let before = *regs;
-    let step = by_framehop(modules, cache, address, regs, read);
+    regs: Regs,
+    stack: (u64, u64),
+) -> (Step, Regs) {
+    let (step, caller) = by_framehop(modules, cache, address, regs, stack);
     let first = !address.is_return_address();
-    let rule = match probe(modules, cache, address, before.ip) {
+    let rule = match probe(modules, cache, address, regs.ip) {
         Some(Rule::End) if step == Step::End => Rule::End,
         Some(Rule::Cfa(cfa)) => {
-            let mut ours = before;
-            let agrees = cfa.apply(first, &mut ours, read) == step && (step != Step::Caller || ours == *regs);
+            let mut ours = regs;
+            let agrees =
+                cfa.apply(first, &mut ours, stack) == step && (step != Step::Caller || ours == caller);
             if agrees {
                 Rule::Cfa(cfa)
             } else {
@@ -386,7 +398,7 @@ fn learn(
         _ => Rule::Framehop,
     };
     rules.insert(Rules::key(address), rule);
-    step
+    (step, caller)
 }
 
 /// The probe's stack and frame pointers: 8-aligned and further apart than
@@ -436,9 +448,13 @@ enum Rule {
 /// framehop caches on x86_64 is one of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Cfa {
+    /// From the stack or frame pointer, in bytes.
+    offset: u32,
+    /// Where the caller's frame pointer is saved, from the CFA, in bytes,
+    /// when `restores_bp`.
+    saved_bp: i16,
     from_bp: bool,
-    offset_by_8: u16,
-    saved_bp_by_8: Option<i16>,
+    restores_bp: bool,
 }
 
 impl Rule {
@@ -458,58 +474,57 @@ impl Rule {
         if offset % 8 != 0 || ra != (cfa - 8) | PROBE_READ {
             return None;
         }
-        let offset_by_8 = u16::try_from(offset / 8).ok()?;
-        let saved_bp_by_8 = if regs.bp() == PROBE_BP {
-            None
+        let offset = u32::try_from(offset).ok()?;
+        // A frame pointer is saved next to the return address: a rule that
+        // saves it further than `i16` bytes away is left to framehop.
+        let (restores_bp, saved_bp) = if regs.bp() == PROBE_BP {
+            (false, 0)
         } else {
             let from_cfa = regs.bp().checked_sub(PROBE_READ)?.wrapping_sub(cfa) as i64;
             if from_cfa % 8 != 0 {
                 return None;
             }
-            Some(i16::try_from(from_cfa / 8).ok()?)
+            (true, i16::try_from(from_cfa).ok()?)
         };
         Some(Rule::Cfa(Cfa {
+            offset,
+            saved_bp,
             from_bp,
-            offset_by_8,
-            saved_bp_by_8,
+            restores_bp,
         }))
     }
 }
 
 impl Cfa {
     /// Unwinds one frame as framehop's rule does, with the same checks, so
-    /// that the same reads give the same result.
+    /// that the same reads give the same result. (Where framehop fails on an
+    /// overflow, the sums here wrap to an address that [`read_stack`]
+    /// refuses, or below `sp`: the same failure.)
     #[inline(always)]
-    fn apply(self, first: bool, regs: &mut Regs, read: &mut impl FnMut(u64) -> Result<u64, ()>) -> Step {
+    fn apply(&self, first: bool, regs: &mut Regs, stack: (u64, u64)) -> Step {
         let base = if self.from_bp { regs.bp } else { regs.sp };
         if self.from_bp && base == 0 {
             return Step::End;
         }
-        let Some(cfa) = base.checked_add(u64::from(self.offset_by_8) * 8) else {
-            return Step::Lost;
-        };
+        let cfa = base.wrapping_add(u64::from(self.offset));
         if cfa <= regs.sp {
             return Step::Lost;
         }
-        let Ok(ra) = read(cfa - 8) else {
+        let Ok(ra) = read_stack(cfa.wrapping_sub(8), stack) else {
             return Step::Lost;
         };
-        let bp = match self.saved_bp_by_8 {
-            None => regs.bp,
-            Some(by_8) => {
-                let Some(at) = cfa.checked_add_signed(i64::from(by_8) * 8) else {
-                    return Step::Lost;
-                };
-                match read(at) {
-                    Ok(bp) => bp,
-                    // framehop's allowance for epilogues: in the first frame
-                    // a rule may place the saved frame pointer below the
-                    // stack pointer, already popped, and rbp holds it.
-                    Err(()) if first && !self.from_bp && at < regs.sp => regs.bp,
-                    Err(()) => return Step::Lost,
-                }
+        let mut bp = regs.bp;
+        if self.restores_bp {
+            let at = cfa.wrapping_add(i64::from(self.saved_bp) as u64);
+            match read_stack(at, stack) {
+                Ok(saved) => bp = saved,
+                // framehop's allowance for epilogues: in the first frame a
+                // rule may place the saved frame pointer below the stack
+                // pointer, already popped, and rbp holds it.
+                Err(()) if first && !self.from_bp && at < regs.sp => {}
+                Err(()) => return Step::Lost,
             }
-        };
+        }
         if ra == 0 {
             return Step::End;
         }
@@ -574,10 +589,10 @@ impl Rules {
 
     /// A hit writes nothing.
     #[inline(always)]
-    fn get(&self, key: u64) -> Option<Rule> {
+    fn get(&self, key: u64) -> Option<&Rule> {
         let set = self.sets.get(Self::set_of(key))?;
         let way = set.keys.iter().position(|&k| k == key)?;
-        set.rules.get(way).copied()
+        set.rules.get(way)
     }
 
     /// Puts `rule` first in its set; the rule put there longest ago leaves.
@@ -1023,10 +1038,7 @@ mod tests {
         fake: &[u64; 1024],
     ) -> Step {
         let hi = fake.as_ptr() as u64 + 8 * 1024;
-        let stack = (regs.sp, hi);
-        step(modules, rules, cache, address, regs, &mut |a| {
-            read_stack(a, stack)
-        })
+        step(modules, rules, cache, address, regs, (regs.sp, hi))
     }
 
     /// The same by framehop alone.
@@ -1038,8 +1050,9 @@ mod tests {
         fake: &[u64; 1024],
     ) -> Step {
         let hi = fake.as_ptr() as u64 + 8 * 1024;
-        let stack = (regs.sp, hi);
-        by_framehop(modules, cache, address, regs, &mut |a| read_stack(a, stack))
+        let (step, caller) = by_framehop(modules, cache, address, *regs, (regs.sp, hi));
+        *regs = caller;
+        step
     }
 
     /// Registers pointing into `fake`.
@@ -1148,7 +1161,7 @@ mod tests {
                     assert_eq!(ours, theirs, "{address:x?}: {:?}", rules.get(Rules::key(address)));
                 }
                 tried += 1;
-                cached += usize::from(rules.get(Rules::key(address)) != Some(Rule::Framehop));
+                cached += usize::from(rules.get(Rules::key(address)) != Some(&Rule::Framehop));
                 // Keep the next address's rule from evicting this one first.
                 rules.clear();
             }
@@ -1181,7 +1194,9 @@ mod tests {
         let mut local = Local::new();
         let mut stacks = Vec::new();
         let mut asked = Vec::new();
-        for _ in 0..2 {
+        // One call site (an unknown trip count is not unrolled): the same
+        // return addresses both times.
+        for _ in 0..std::hint::black_box(2) {
             stacks.push(walk_with(&mut local));
             asked.push(local.cache.stats().total());
         }
