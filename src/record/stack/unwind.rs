@@ -573,18 +573,25 @@ impl Rules {
         }
     }
 
-    /// The lookup address, and whether it is the walk's first frame (an
-    /// instruction pointer, whose rule framehop runs differently).
+    /// The return address itself, or the instruction pointer of the walk's
+    /// first frame with the top bit set (framehop runs a rule differently
+    /// there). Not the lookup address (one less for a return address): the
+    /// walk is a chain of dependent loads, and every cycle between reading a
+    /// return address and finding its rule is paid once per frame.
     #[inline(always)]
     fn key(address: FrameAddress) -> u64 {
-        address.address_for_lookup() | u64::from(!address.is_return_address()) << 63
+        match address {
+            FrameAddress::ReturnAddress(ra) => ra.get(),
+            FrameAddress::InstructionPointer(ip) => ip | 1 << 63,
+        }
     }
 
+    /// The low bits of the address, folded with the next ones (return
+    /// addresses are not aligned; the fold spreads code laid out at a
+    /// multiple of 256 bytes). No multiplying hash: as for [`Rules::key`].
     #[inline(always)]
     fn set_of(key: u64) -> usize {
-        // Fibonacci hashing: the top bits of the product depend on all of
-        // the address's bits.
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SETS.trailing_zeros())) as usize
+        (key ^ key >> 8) as usize % SETS
     }
 
     /// A hit writes nothing.
