@@ -1,6 +1,6 @@
 //! The eh_frame unwinder: the binary's own unwind tables (`.eh_frame`, found
-//! through `.eh_frame_hdr`), walked in process by `framehop`, with each
-//! address's unwind rule cached per thread.
+//! through `.eh_frame_hdr`), read in process by `framehop`, with each
+//! address's unwind rule cached per thread and applied by the walk itself.
 //!
 //! Why: without frame pointers (a plain `cargo build --release`) the only
 //! correct unwinder was `backtrace::trace`, 5.2 µs for 30 frames, because
@@ -13,8 +13,20 @@
 //!   `Arc` with a generation number. A thread compares one atomic load with its
 //!   own copy's generation, and only when it moved takes the (nanoseconds-long)
 //!   lock that guards the `Arc`, to clone it.
-//! - Each thread has its own rule cache (`framehop`'s, about 40 KiB, made at
-//!   the thread's first walk): a warm walk allocates nothing.
+//! - Each thread has two rule caches, made at its first walk (or ahead of it
+//!   by `prepare_thread`): its own [`Rules`] (16 KiB, 4-way set-associative,
+//!   keyed by return address), which says what each address's rule does (the
+//!   CFA is sp or bp plus an offset, the return address is the word below it,
+//!   bp is unchanged or saved at an offset from it) and which the walk applies
+//!   itself; and framehop's (32 KiB), consulted only when the first misses.
+//!   A warm walk touches only the first and allocates nothing.
+//! - framehop's rule type is public but running one is not, so a miss learns
+//!   the rule by a probe: framehop unwinds the frame, then unwinds it again
+//!   from made-up registers over a made-up stack whose every word names its
+//!   own address, and where the result's stack pointer, return address and
+//!   frame pointer came from is the rule; it is kept only if it reproduces
+//!   the real unwind. What has no such rule (a CFA expression) stays with
+//!   framehop, every time.
 //! - A PC outside every known module (a library loaded after the list was made)
 //!   refreshes the list, at most once per [`REFRESH_INTERVAL_MS`], by one
 //!   thread at a time (the others do not wait: their walk ends there).
@@ -22,11 +34,17 @@
 //!   walk's own stack pointer up: a frame that cannot be unwound ends the stack
 //!   (counted in [`truncated`]), it never faults.
 //!
-//! Measured (plain release build, 42 frames, capture + hand-off): about
-//! 0.6 µs warm. `framehop`'s rule cache is direct-mapped (509 slots by
+//! Measured (`examples/overhead`, one sampled event 30 frames deep, 42
+//! frames walked, capture + hand-off, plain release build, on the 2-core VM
+//! while other builds ran, load average 3.6–8): 0.34–0.51 µs median in ten
+//! runs, against 0.58–1.11 µs in ten runs interleaved with them with
+//! framehop's cache alone. That cache is direct-mapped (509 slots by
 //! address), so in some runs (addresses move with ASLR) two hot addresses
-//! share a slot and one of them re-parses its CFI on every walk, 0.3–0.6 µs
-//! each: a cache with two ways would remove that.
+//! shared a slot and one of them re-parsed its CFI on every walk; and a hit
+//! there cost more than the walk's own lookup and application does now. A
+//! warm frame is a chain of dependent loads (return address, its rule, the
+//! next return address), which is why the key is the return address itself
+//! and the set its low bits: no hashing in that chain.
 //!
 //! Not handled: a library unloaded with `dlclose` and another loaded at its
 //! addresses before the next refresh would be unwound with the first one's
@@ -541,8 +559,8 @@ const SETS: usize = 256;
 /// A thread's rules by address, set-associative: framehop's own cache is
 /// direct-mapped (509 slots by address), and two hot addresses in one slot
 /// (which ASLR makes happen in some runs, not others) made one of them parse
-/// its CFI on every walk. Four ways keep any four addresses of a set, and a
-/// hash of the address spreads them over the sets.
+/// its CFI on every walk. Four ways keep any four addresses of a set (see
+/// [`Rules::set_of`]).
 struct Rules {
     sets: Box<[Set]>,
 }
