@@ -1,6 +1,8 @@
 //! The written file is a gzip'd pprof with Datadog's lock sample types and
-//! labels, deduplicated tables, and the metadata pprof readers expect; and the
-//! reference reader, `go tool pprof`, opens it.
+//! labels (then lockprof's own `lock-caused-wait`, which uploads leave out:
+//! see `upload_reaches_datadog_test_agent.rs`), deduplicated tables, and the
+//! metadata pprof readers expect; and the reference reader, `go tool pprof`,
+//! opens it.
 
 mod common;
 
@@ -77,6 +79,7 @@ fn sample_types_labels_and_tables_are_as_datadog_writes_them() {
             ("lock-acquire-wait", "nanoseconds"),
             ("lock-release", "count"),
             ("lock-release-hold", "nanoseconds"),
+            ("lock-caused-wait", "nanoseconds"),
         ]
     );
     let period_type = p.period_type.unwrap();
@@ -96,9 +99,9 @@ fn sample_types_labels_and_tables_are_as_datadog_writes_them() {
     let ids: HashSet<u64> = p.location.iter().map(|l| l.id).collect();
     assert_eq!(ids.len(), p.location.len());
 
-    // Every sample has the four values and the lock and thread labels.
+    // Every sample has the five values and the lock and thread labels.
     for sample in &p.sample {
-        assert_eq!(sample.value.len(), 4);
+        assert_eq!(sample.value.len(), 5);
         let keys: Vec<&str> = sample.label.iter().map(|l| s(l.key)).collect();
         for key in ["lock name", "thread id", "thread native id", "thread name"] {
             assert!(keys.contains(&key), "sample without {key:?}: {keys:?}");
@@ -107,6 +110,7 @@ fn sample_types_labels_and_tables_are_as_datadog_writes_them() {
             match s(l.key) {
                 "thread id" | "thread native id" => assert!(l.num > 0 && l.str == 0),
                 "lock name" | "thread name" | "lock mode" => assert!(l.str > 0),
+                "stack id" | "waiter stack id" => assert!(l.num > 0 && l.str == 0),
                 other => panic!("unexpected label {other}"),
             }
         }

@@ -122,7 +122,7 @@ fn header<'a>(req: &'a Value, name: &str) -> Option<&'a str> {
 }
 
 /// Checks one upload in full; returns (profile_seq, runtime-id, lock names).
-fn check_upload(req: &Value, expect_tags: &[&str]) -> (u64, String, Vec<String>) {
+fn check_upload(req: &Value, expect_tags: &[&str], caused_wait: bool) -> (u64, String, Vec<String>) {
     assert_eq!(req["method"], "POST");
     assert_eq!(header(req, "DD-EVP-ORIGIN"), Some("lockprof"));
     assert_eq!(
@@ -216,6 +216,26 @@ fn check_upload(req: &Value, expect_tags: &[&str]) -> (u64, String, Vec<String>)
     assert_eq!(pprof.filename.as_deref(), Some("lock.pprof"));
     assert!(pprof.body.starts_with(&[0x1f, 0x8b]), "gzip'd");
     let profile = LockProfile::from_bytes(&pprof.body).unwrap();
+    // Exactly Datadog's four sample types, unless lockprof's own was asked
+    // for: an unknown one must never get the profile dropped.
+    let types: Vec<&str> = profile.sample_types.iter().map(|(t, _)| t.as_str()).collect();
+    let mut expected = vec![
+        "lock-acquire",
+        "lock-acquire-wait",
+        "lock-release",
+        "lock-release-hold",
+    ];
+    if caused_wait {
+        expected.push("lock-caused-wait");
+    } else {
+        assert!(
+            profile.samples.iter().all(|s| s.caused_wait_ns == 0
+                && s.label_num("stack id").is_none()
+                && s.label_num("waiter stack id").is_none()),
+            "caused wait left in an upload"
+        );
+    }
+    assert_eq!(types, expected);
     (seq, runtime_id, profile.lock_names().into_iter().collect())
 }
 
@@ -235,7 +255,7 @@ fn run_until_two_uploads(profiler: &lockprof::ProfilerHandle) {
     workload(20);
 }
 
-fn check_session(agent: &TestAgent, expect_tags: &[&str]) {
+fn check_session(agent: &TestAgent, expect_tags: &[&str], caused_wait: bool) {
     let requests = agent.profile_requests();
     assert!(
         requests.len() >= 2,
@@ -246,7 +266,7 @@ fn check_session(agent: &TestAgent, expect_tags: &[&str]) {
     let mut ids = Vec::new();
     let mut names = Vec::new();
     for r in &requests {
-        let (seq, id, n) = check_upload(r, expect_tags);
+        let (seq, id, n) = check_upload(r, expect_tags, caused_wait);
         seqs.push(seq);
         ids.push(id);
         names.extend(n);
@@ -307,6 +327,7 @@ fn profiles_configured_by_env_reach_the_test_agent_over_tcp() {
             "owner:rust",
             "kind:e2e",
         ],
+        false,
     );
     assert_eq!(agent.profile_requests().len() as u64, upload.sent);
 }
@@ -320,11 +341,12 @@ fn profiles_reach_the_test_agent_over_a_unix_socket() {
         .capture_pct(100.0)
         .flush_interval(Duration::from_secs(1))
         .service("lockprof-uds")
+        .upload_caused_wait(true)
         .start()
         .unwrap();
     assert!(profiler.output().contains("unix://"), "{}", profiler.output());
     run_until_two_uploads(&profiler);
     let stats = profiler.stop();
     assert!(stats.upload.unwrap().sent >= 2, "{stats:?}");
-    check_session(&agent, &["service:lockprof-uds"]);
+    check_session(&agent, &["service:lockprof-uds"], true);
 }
