@@ -20,6 +20,7 @@ Examples:
   lockprof stacks --lock session_lock app.1234.0.pprof
   lockprof names --expect queue,session_lock app.1234.0.pprof
   lockprof flamegraph --by wait -o wait.svg /tmp/lockprof/
+  lockprof blame --lock session_lock app.1234.0.pprof  who held it while others waited
   lockprof diff --fail-over 20 --min-wait 1ms before.pprof after.pprof
 
 Exit codes: 0 success; 1 a check failed (names --expect, diff --fail-over);
@@ -58,6 +59,11 @@ pub(crate) enum Command {
     /// frame, then the frame that locked and its callers.
     #[command(after_help = "Example: lockprof flamegraph --by hold -o hold.svg /tmp/lockprof/")]
     Flamegraph(FlamegraphArgs),
+    /// Who made whom wait: per lock, the holder stacks whose holds caused
+    /// the most waiting (caused wait, their own hold time, share), and under
+    /// each the waiter stacks that waited on it.
+    #[command(after_help = "Example: lockprof blame --lock session_lock /tmp/lockprof/app")]
+    Blame(BlameArgs),
     /// How each lock's wait and hold changed between two profiles, largest
     /// wait increase first.
     #[command(
@@ -117,6 +123,31 @@ pub(crate) struct StacksArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct BlameArgs {
+    #[command(flatten)]
+    pub(crate) inputs: Inputs,
+    /// Only this lock: its full label (`app.rs:42:queue`) or variable name.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) lock: Option<String>,
+    /// Holder stacks shown per lock.
+    #[arg(short = 'n', long = "limit", value_name = "HOLDERS", default_value_t = 5)]
+    pub(crate) limit: usize,
+    /// Waiter stacks shown per holder.
+    #[arg(long, value_name = "WAITERS", default_value_t = 3)]
+    pub(crate) waiters: usize,
+    /// Frames shown per stack.
+    #[arg(long, value_name = "FRAMES", default_value_t = 8)]
+    pub(crate) depth: usize,
+    /// Keep the Rust runtime's frames (cut by default, as in `stacks`).
+    #[arg(long)]
+    pub(crate) full: bool,
+    /// One JSON array: per lock, its holders and their waiters (times in
+    /// nanoseconds).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct NamesArgs {
     #[command(flatten)]
     pub(crate) inputs: Inputs,
@@ -136,6 +167,8 @@ pub(crate) enum TimeBy {
     Wait,
     /// Time held.
     Hold,
+    /// Waiting that holders caused others, on the holders' stacks.
+    Caused,
 }
 
 #[derive(Debug, Args)]

@@ -71,6 +71,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Stacks(a) => stacks(a),
         Command::Names(a) => names(a),
         Command::Flamegraph(a) => flamegraph(a),
+        Command::Blame(a) => blame(a),
         Command::Diff(a) => diff(a),
     }
 }
@@ -96,8 +97,24 @@ fn top(a: args::TopArgs) -> Result<(), Failure> {
 fn stacks(a: args::StacksArgs) -> Result<(), Failure> {
     let loaded = input::load(&a.inputs.files, a.inputs.all)?;
     if let Some(wanted) = &a.lock {
-        // A lock that is not in the profile is an error: say which are.
-        let names: std::collections::BTreeSet<String> = loaded.profile.lock_names();
+        missing_lock(&loaded, wanted)?;
+    }
+    let locks = report::stacks(&loaded.profile, a.by, a.lock.as_deref(), a.full);
+    if locks.is_empty() {
+        let what = match &a.lock {
+            Some(l) => format!("lock {l:?} has no {} in {}", by_word(a.by), loaded.describe()),
+            None => format!("no lock has {} in {}", by_word(a.by), loaded.describe()),
+        };
+        return emit(&format!("{what}\n"));
+    }
+    emit(&render::stacks_text(&locks, by_word(a.by), a.limit, a.depth))
+}
+
+/// A lock the user named that is not in the profile is an error: say which
+/// locks are.
+fn missing_lock(loaded: &input::Loaded, wanted: &str) -> Result<(), Failure> {
+    let names: std::collections::BTreeSet<String> = loaded.profile.lock_names();
+    {
         if !names.iter().any(|n| report::matches_lock(n, wanted)) {
             const SHOWN: usize = 10;
             let mut list: Vec<&str> = names.iter().map(String::as_str).take(SHOWN).collect();
@@ -120,15 +137,7 @@ fn stacks(a: args::StacksArgs) -> Result<(), Failure> {
             ));
         }
     }
-    let locks = report::stacks(&loaded.profile, a.by, a.lock.as_deref(), a.full);
-    if locks.is_empty() {
-        let what = match &a.lock {
-            Some(l) => format!("lock {l:?} has no {} in {}", by_word(a.by), loaded.describe()),
-            None => format!("no lock has {} in {}", by_word(a.by), loaded.describe()),
-        };
-        return emit(&format!("{what}\n"));
-    }
-    emit(&render::stacks_text(&locks, by_word(a.by), a.limit, a.depth))
+    Ok(())
 }
 
 fn names(a: args::NamesArgs) -> Result<(), Failure> {
@@ -167,6 +176,7 @@ fn flamegraph(a: args::FlamegraphArgs) -> Result<(), Failure> {
     let by = match a.by {
         args::TimeBy::Wait => By::Wait,
         args::TimeBy::Hold => By::Hold,
+        args::TimeBy::Caused => By::Caused,
     };
     let lines = report::folded(&loaded.profile, by, a.full);
     if lines.is_empty() {
@@ -183,6 +193,29 @@ fn flamegraph(a: args::FlamegraphArgs) -> Result<(), Failure> {
         .title
         .unwrap_or_else(|| format!("Lock {} time ({})", by_word(by), loaded.describe()));
     write_flamegraph(&lines, &title, &a.output)
+}
+
+fn blame(a: args::BlameArgs) -> Result<(), Failure> {
+    let loaded = input::load(&a.inputs.files, a.inputs.all)?;
+    if let Some(wanted) = &a.lock {
+        missing_lock(&loaded, wanted)?;
+    }
+    let locks = report::blame(&loaded.profile, a.lock.as_deref(), a.full);
+    if a.json {
+        return emit(&render::blame_json(&locks));
+    }
+    if locks.is_empty() {
+        let whose = a
+            .lock
+            .as_ref()
+            .map_or_else(|| "no lock".to_owned(), |l| format!("lock {l:?}"));
+        return emit(&format!(
+            "{whose} has caused wait in {} (it needs waits that parked while a sampled waiter was queued, \
+             in a profile written by lockprof: Datadog uploads leave it out unless asked)\n",
+            loaded.describe()
+        ));
+    }
+    emit(&render::blame_text(&locks, a.limit, a.waiters, a.depth))
 }
 
 fn diff(a: args::DiffArgs) -> Result<(), Failure> {
@@ -218,6 +251,7 @@ fn by_word(by: By) -> &'static str {
         By::Wait => "wait",
         By::Hold => "hold",
         By::Count => "acquisitions",
+        By::Caused => "caused wait",
     }
 }
 

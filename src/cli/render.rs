@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use lockprof::read::Figure;
+use lockprof::read::{Figure, Frame};
 
-use crate::report::{DiffRow, LockRow, LockStacks};
+use crate::report::{DiffRow, LockBlame, LockRow, LockStacks};
 
 /// A duration with three significant digits: `950ns`, `12.3µs`, `1.20s`.
 pub(crate) fn duration(ns: u64) -> String {
@@ -90,9 +90,14 @@ fn with_error(total: String, figure: Option<Figure>, show: fn(u64) -> String) ->
 
 /// `top`'s human table.
 pub(crate) fn top_table(rows: &[LockRow]) -> String {
-    let header = [
+    // The holder column only for profiles with caused wait (lockprof's own).
+    let blame = rows.iter().any(|r| r.caused_by.is_some());
+    let mut header = vec![
         "LOCK", "ACQUIRED", "CONT%", "WAIT", "WAIT%", "AVG WAIT", "MAX WAIT", "HOLD", "AVG HOLD",
     ];
+    if blame {
+        header.push("CAUSED BY");
+    }
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -102,7 +107,7 @@ pub(crate) fn top_table(rows: &[LockRow]) -> String {
                 format!("≥{}", duration(r.max_wait_ns))
             };
             let a = r.accuracy;
-            vec![
+            let mut row = vec![
                 r.name.clone(),
                 with_error(r.acquisitions.to_string(), a.map(|a| a.acquire), |n| {
                     n.to_string()
@@ -114,7 +119,11 @@ pub(crate) fn top_table(rows: &[LockRow]) -> String {
                 max,
                 with_error(duration(r.hold_ns), a.map(|a| a.hold), duration),
                 duration(r.avg_hold_ns()),
-            ]
+            ];
+            if blame {
+                row.push(r.caused_by.clone().unwrap_or_else(|| "-".to_owned()));
+            }
+            row
         })
         .collect();
     table(&header, &cells)
@@ -135,7 +144,7 @@ fn top_value(r: &LockRow) -> Value {
     let (acquisitions_exact, acquisitions_se) = figure_fields(a.map(|a| a.acquire));
     let (wait_exact, wait_se_ns) = figure_fields(a.map(|a| a.wait));
     let (hold_exact, hold_se_ns) = figure_fields(a.map(|a| a.hold));
-    json!({
+    let mut v = json!({
         "lock": r.name,
         "named": r.named(),
         "acquisitions": r.acquisitions,
@@ -155,7 +164,13 @@ fn top_value(r: &LockRow) -> Value {
         "hold_se_ns": hold_se_ns,
         "contended": a.and_then(|a| a.contended).filter(|_| r.contended_share().is_some()),
         "contended_share": r.contended_share(),
-    })
+    });
+    // Only profiles with caused wait (lockprof's own) have these two.
+    if let (Some(by), Value::Object(fields)) = (&r.caused_by, &mut v) {
+        fields.insert("caused_wait_ns".to_owned(), json!(r.caused_ns));
+        fields.insert("caused_by".to_owned(), json!(by));
+    }
+    v
 }
 
 /// `top --json`: an array of objects, one per lock.
@@ -263,24 +278,7 @@ pub(crate) fn stacks_text(locks: &[LockStacks], what: &str, limit: usize, depth:
                     (false, false) => "acquisitions",
                 }
             );
-            if stack.frames.is_empty() {
-                out.push_str("      <no stack>\n");
-            }
-            for f in stack.frames.iter().take(depth) {
-                let _ = match (f.file.is_empty(), f.line) {
-                    (true, _) => writeln!(out, "      {}", f.function),
-                    (false, 0) => writeln!(out, "      {}  {}", f.function, f.file),
-                    (false, line) => writeln!(out, "      {}  {}:{line}", f.function, f.file),
-                };
-            }
-            if stack.frames.len() > depth {
-                let more = stack.frames.len() - depth;
-                let _ = writeln!(
-                    out,
-                    "      … {more} more frame{}",
-                    if more == 1 { "" } else { "s" }
-                );
-            }
+            write_frames(&mut out, &stack.frames, depth, "      ");
         }
         if n > limit {
             let more = n - limit;
@@ -288,6 +286,123 @@ pub(crate) fn stacks_text(locks: &[LockStacks], what: &str, limit: usize, depth:
         }
     }
     out
+}
+
+/// A stack's first `depth` frames, one per line after `indent`.
+fn write_frames(out: &mut String, frames: &[Frame], depth: usize, indent: &str) {
+    if frames.is_empty() {
+        let _ = writeln!(out, "{indent}<no stack>");
+    }
+    for f in frames.iter().take(depth) {
+        let _ = match (f.file.is_empty(), f.line) {
+            (true, _) => writeln!(out, "{indent}{}", f.function),
+            (false, 0) => writeln!(out, "{indent}{}  {}", f.function, f.file),
+            (false, line) => writeln!(out, "{indent}{}  {}:{line}", f.function, f.file),
+        };
+    }
+    if frames.len() > depth {
+        let more = frames.len() - depth;
+        let _ = writeln!(
+            out,
+            "{indent}… {more} more frame{}",
+            if more == 1 { "" } else { "s" }
+        );
+    }
+}
+
+/// `blame`: per lock, its holder stacks with the wait they caused and their
+/// own hold, and under each the waiters it held up.
+pub(crate) fn blame_text(locks: &[LockBlame], limit: usize, waiters: usize, depth: usize) -> String {
+    let mut out = String::new();
+    for (i, lock) in locks.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let n = lock.holders.len();
+        let _ = writeln!(
+            out,
+            "{}  caused wait {}  {n} holder stack{}",
+            lock.name,
+            duration(lock.caused_ns),
+            if n == 1 { "" } else { "s" }
+        );
+        for h in lock.holders.iter().take(limit) {
+            let _ = writeln!(
+                out,
+                "  {}  caused {}  while holding {} in all  held at:",
+                percent(h.share),
+                duration(h.caused_ns),
+                duration(h.hold_ns),
+            );
+            write_frames(&mut out, &h.frames, depth, "      ");
+            for (frames, ns, share) in h.waiters.iter().take(waiters) {
+                let _ = writeln!(
+                    out,
+                    "    {} of it ({}) waiting at:",
+                    percent(*share),
+                    duration(*ns)
+                );
+                if frames.is_empty() {
+                    out.push_str("        <waiter stack not in the profile>\n");
+                } else {
+                    write_frames(&mut out, frames, depth.min(4), "        ");
+                }
+            }
+            if h.waiters.len() > waiters {
+                let more = h.waiters.len() - waiters;
+                let _ = writeln!(
+                    out,
+                    "    … {more} more waiter stack{}",
+                    if more == 1 { "" } else { "s" }
+                );
+            }
+        }
+        if n > limit {
+            let more = n - limit;
+            let _ = writeln!(
+                out,
+                "  … {more} more holder stack{}",
+                if more == 1 { "" } else { "s" }
+            );
+        }
+    }
+    out
+}
+
+fn frames_json(frames: &[Frame]) -> Value {
+    Value::Array(
+        frames
+            .iter()
+            .map(|f| json!({ "function": f.function, "file": f.file, "line": f.line }))
+            .collect(),
+    )
+}
+
+/// `blame --json`.
+pub(crate) fn blame_json(locks: &[LockBlame]) -> String {
+    let v: Vec<Value> = locks
+        .iter()
+        .map(|l| {
+            json!({
+                "lock": l.name,
+                "caused_wait_ns": l.caused_ns,
+                "holders": l.holders.iter().map(|h| json!({
+                    "frames": frames_json(&h.frames),
+                    "caused_wait_ns": h.caused_ns,
+                    "hold_ns": h.hold_ns,
+                    "share": h.share,
+                    "waiters": h.waiters.iter().map(|(frames, ns, share)| json!({
+                        "frames": frames_json(frames),
+                        "caused_wait_ns": ns,
+                        "share": share,
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut s = Value::Array(v).to_string();
+    s.push('\n');
+    s
 }
 
 /// `names`: `named` or `generic`, then the label.

@@ -15,6 +15,9 @@ pub(crate) enum By {
     Hold,
     /// Number of acquisitions.
     Count,
+    /// Waiting that holders caused others (`lock-caused-wait`, charged to
+    /// the holder's stack).
+    Caused,
 }
 
 /// The label of samples that carry no `lock name`.
@@ -62,6 +65,10 @@ pub(crate) struct LockRow {
     pub(crate) wait_share: f64,
     /// What the profiles say of the totals; `None` when they do not say.
     pub(crate) accuracy: Option<Accuracy>,
+    /// Waiting this lock's holders caused others (`lock-caused-wait`).
+    pub(crate) caused_ns: u64,
+    /// The top frame of the holder stack that caused the most of it.
+    pub(crate) caused_by: Option<String>,
 }
 
 impl LockRow {
@@ -91,6 +98,7 @@ impl LockRow {
             By::Wait => self.wait_ns,
             By::Hold => self.hold_ns,
             By::Count => self.acquisitions,
+            By::Caused => self.caused_ns,
         }
     }
 }
@@ -110,17 +118,28 @@ pub(crate) fn top(profile: &LockProfile, by: By) -> Vec<LockRow> {
             hold_ns: 0,
             wait_share: 0.0,
             accuracy: None,
+            caused_ns: 0,
+            caused_by: None,
         });
         let (acquire, wait) = (non_negative(s.acquire), non_negative(s.acquire_wait_ns));
         row.acquisitions = row.acquisitions.saturating_add(acquire);
         row.releases = row.releases.saturating_add(non_negative(s.release));
         row.wait_ns = row.wait_ns.saturating_add(wait);
         row.hold_ns = row.hold_ns.saturating_add(non_negative(s.release_hold_ns));
+        row.caused_ns = row.caused_ns.saturating_add(non_negative(s.caused_wait_ns));
         if wait > 0 {
             if acquire > 1 {
                 row.max_wait_exact = false;
             }
             row.max_wait_ns = row.max_wait_ns.max(wait / acquire.max(1));
+        }
+    }
+    // Heaviest first: the first holder seen of a lock is its top one.
+    for b in profile.blame() {
+        if let Some(row) = rows.get_mut(b.lock_name.as_str()) {
+            if row.caused_by.is_none() {
+                row.caused_by = user_frames(&b.holder).first().map(frame_label);
+            }
         }
     }
     let total_wait = rows.values().fold(0u64, |t, r| t.saturating_add(r.wait_ns));
@@ -240,6 +259,7 @@ fn weight(s: &LockSample, by: By) -> (u64, u64) {
         By::Wait => (non_negative(s.acquire_wait_ns), non_negative(s.acquire)),
         By::Hold => (non_negative(s.release_hold_ns), non_negative(s.release)),
         By::Count => (non_negative(s.acquire), non_negative(s.acquire)),
+        By::Caused => (non_negative(s.caused_wait_ns), 0),
     }
 }
 
@@ -321,6 +341,80 @@ fn frames_key(frames: &[Frame]) -> Vec<(&str, &str, i64)> {
         .iter()
         .map(|f| (f.function.as_str(), f.file.as_str(), f.line))
         .collect()
+}
+
+/// One lock's holders, for `lockprof blame`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LockBlame {
+    pub(crate) name: String,
+    /// Caused wait over all its holders.
+    pub(crate) caused_ns: u64,
+    pub(crate) holders: Vec<HolderRow>,
+}
+
+/// One holder stack of a lock and the waiters it held up.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HolderRow {
+    pub(crate) frames: Vec<Frame>,
+    pub(crate) caused_ns: u64,
+    pub(crate) hold_ns: u64,
+    /// Its share of the lock's caused wait, 0 to 1.
+    pub(crate) share: f64,
+    /// `(frames, caused_ns, share of this holder's)`, heaviest first.
+    pub(crate) waiters: Vec<(Vec<Frame>, u64, f64)>,
+}
+
+/// Per lock, heaviest caused wait first, its holder stacks and their
+/// waiters (see [`LockProfile::blame`]); `lock` and `full` as in [`stacks`].
+pub(crate) fn blame(profile: &LockProfile, lock: Option<&str>, full: bool) -> Vec<LockBlame> {
+    let cut = |f: &[Frame]| if full { f.to_vec() } else { user_frames(f).to_vec() };
+    let mut per_lock: BTreeMap<String, LockBlame> = BTreeMap::new();
+    for b in profile.blame() {
+        if lock.is_some_and(|l| !matches_lock(&b.lock_name, l)) {
+            continue;
+        }
+        let caused = non_negative(b.caused_wait_ns);
+        let entry = per_lock.entry(b.lock_name.clone()).or_insert_with(|| LockBlame {
+            name: b.lock_name.clone(),
+            caused_ns: 0,
+            holders: Vec::new(),
+        });
+        entry.caused_ns = entry.caused_ns.saturating_add(caused);
+        let share_of = |part: u64| {
+            if caused > 0 {
+                part as f64 / caused as f64
+            } else {
+                0.0
+            }
+        };
+        entry.holders.push(HolderRow {
+            frames: cut(&b.holder),
+            caused_ns: caused,
+            hold_ns: non_negative(b.hold_ns),
+            share: 0.0,
+            waiters: b
+                .waiters
+                .iter()
+                .map(|w| {
+                    let ns = non_negative(w.caused_wait_ns);
+                    (cut(&w.frames), ns, share_of(ns))
+                })
+                .collect(),
+        });
+    }
+    let mut out: Vec<LockBlame> = per_lock.into_values().collect();
+    for l in &mut out {
+        let total = l.caused_ns;
+        for h in &mut l.holders {
+            h.share = if total > 0 {
+                h.caused_ns as f64 / total as f64
+            } else {
+                0.0
+            };
+        }
+    }
+    out.sort_by(|a, b| b.caused_ns.cmp(&a.caused_ns).then_with(|| a.name.cmp(&b.name)));
+    out
 }
 
 /// Whether the lock labelled `label` is the one the user named `wanted`: the
