@@ -547,7 +547,11 @@ impl Recorder {
             self.unresolved += 1;
             return;
         }
-        self.recorded += 1;
+        // `events recorded` counts sampled acquisitions and releases; the
+        // caused-wait charges that holders send ride along uncounted.
+        if event.kind != EventKind::Caused {
+            self.recorded += 1;
+        }
         let key = RawKey {
             kind: event.kind,
             site: event.site.key(),
