@@ -30,12 +30,15 @@ pub fn with_task_name<F: Future>(name: impl Into<Arc<str>>, future: F) -> NamedT
     }
 }
 
-/// A future named with [`with_task_name`].
-#[must_use = "futures do nothing unless polled"]
-#[derive(Debug)]
-pub struct NamedTask<F> {
-    name: Arc<str>,
-    future: F,
+pin_project_lite::pin_project! {
+    /// A future named with [`with_task_name`].
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct NamedTask<F> {
+        name: Arc<str>,
+        #[pin]
+        future: F,
+    }
 }
 
 impl<F> NamedTask<F> {
@@ -49,13 +52,8 @@ impl<F: Future> Future for NamedTask<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: nothing is moved out of `this`; `name` is not pinned and
-        // only read.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: `future` is structurally pinned: it is never moved out of
-        // a pinned `NamedTask`, which has no `Drop` and is `Unpin` only if
-        // `F` is.
-        let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        labels::with_current_name(&this.name, || future.poll(cx))
+        let this = self.project();
+        let future = this.future;
+        labels::with_current_name(this.name, || future.poll(cx))
     }
 }
