@@ -37,7 +37,7 @@ macro_rules! lock_type_impls {
     ($lock:ident) => {
         impl<T: ?Sized> $crate::naming::Nameable for $lock<T> {
             fn set_name(&mut self, name: &'static str) {
-                self.site = self.site.with_name(name);
+                self.handle.rename(name);
             }
         }
 

@@ -253,7 +253,8 @@ impl LockProfile {
                 waiter_stacks.entry((lock, id)).or_insert(&s.frames);
             }
             if s.release_hold_ns != 0 {
-                *holds.entry((lock, &s.frames)).or_default() += s.release_hold_ns;
+                let hold = holds.entry((lock, &s.frames)).or_default();
+                *hold = hold.saturating_add(s.release_hold_ns);
             }
         }
         let mut by_holder: HashMap<Key<'_>, HashMap<Option<i64>, i64>> = HashMap::new();
@@ -262,11 +263,12 @@ impl LockProfile {
                 continue;
             };
             let waiter = s.label_num(labels::WAITER_STACK_ID);
-            *by_holder
+            let caused = by_holder
                 .entry((lock, &s.frames))
                 .or_default()
                 .entry(waiter)
-                .or_default() += s.caused_wait_ns;
+                .or_default();
+            *caused = caused.saturating_add(s.caused_wait_ns);
         }
         let mut out: Vec<Blame> = by_holder
             .into_iter()
@@ -288,7 +290,9 @@ impl LockProfile {
                 Blame {
                     lock_name: lock.to_owned(),
                     holder: holder.to_vec(),
-                    caused_wait_ns: waiters.iter().map(|w| w.caused_wait_ns).sum(),
+                    caused_wait_ns: waiters
+                        .iter()
+                        .fold(0i64, |t, w| t.saturating_add(w.caused_wait_ns)),
                     hold_ns: holds.get(&(lock, holder)).copied().unwrap_or(0),
                     waiters,
                 }

@@ -149,9 +149,9 @@ fn at_full_capture_the_slow_holder_is_charged_every_waiters_wait() {
 }
 
 /// About 16,000 waits, so that some 160 are sampled. Holds are long next to
-/// a sampled waiter's own stack capture, which comes before its wait is
-/// recorded (tens of microseconds in this unoptimized test build, about one
-/// in a release build).
+/// a sampled waiter's own stack capture, which comes before it parks (tens
+/// of microseconds in this unoptimized test build, about one in a release
+/// build): a hold that ends during it charges nothing.
 #[test]
 fn at_default_capture_the_charge_is_an_unbiased_estimate() {
     let hold = Duration::from_millis(5);

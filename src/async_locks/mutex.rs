@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use super::AsyncTryLockError;
-use crate::record::{task, Mode, StatsSlot, Ticket};
+use crate::record::LockHandle;
+use crate::record::{task, Mode, Ticket};
 use crate::site::LockSite;
 
 /// An async mutex with `tokio::sync::Mutex`'s API and semantics (fair, no
@@ -31,8 +32,7 @@ use crate::site::LockSite;
 /// guard; the hold is the guard's lifetime.
 pub struct ProfiledAsyncMutex<T: ?Sized> {
     sem: Semaphore,
-    site: LockSite,
-    stats: StatsSlot,
+    handle: LockHandle,
     data: UnsafeCell<T>,
 }
 
@@ -77,8 +77,7 @@ impl<T> ProfiledAsyncMutex<T> {
     pub const fn new(value: T) -> Self {
         ProfiledAsyncMutex {
             sem: Semaphore::const_new(1),
-            site: LockSite::caller(),
-            stats: StatsSlot::new(),
+            handle: LockHandle::caller(),
             data: UnsafeCell::new(value),
         }
     }
@@ -92,7 +91,7 @@ impl<T> ProfiledAsyncMutex<T> {
 
     /// Gives the lock a variable name for profiles (usable in `static`s).
     pub const fn named(mut self, name: &'static str) -> Self {
-        self.site = self.site.with_name(name);
+        self.handle = self.handle.named(name);
         self
     }
 
@@ -108,7 +107,7 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
     /// Cancel safe: a future dropped before it acquired the lock gives up its
     /// place in the queue and records nothing.
     pub async fn lock(&self) -> ProfiledAsyncMutexGuard<'_, T> {
-        let ticket = task::lock(&self.sem, 1, &self.site, &self.stats, Mode::Exclusive).await;
+        let ticket = task::lock(&self.sem, 1, &self.handle, Mode::Exclusive).await;
         ProfiledAsyncMutexGuard {
             lock: self,
             ticket,
@@ -125,14 +124,7 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
     /// Attempts to lock without waiting. A failed attempt is not recorded.
     #[inline]
     pub fn try_lock(&self) -> Result<ProfiledAsyncMutexGuard<'_, T>, AsyncTryLockError> {
-        match task::try_acquire(
-            &self.sem,
-            1,
-            &self.site,
-            &self.stats,
-            Mode::Exclusive,
-            task::Holders::One,
-        ) {
+        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Exclusive, task::Holders::One) {
             Ok(ticket) => Ok(ProfiledAsyncMutexGuard {
                 lock: self,
                 ticket,
@@ -144,7 +136,7 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
 
     /// Locks the mutex, returning a guard that owns an `Arc` of it.
     pub async fn lock_owned(self: Arc<Self>) -> OwnedProfiledAsyncMutexGuard<T> {
-        let ticket = task::lock(&self.sem, 1, &self.site, &self.stats, Mode::Exclusive).await;
+        let ticket = task::lock(&self.sem, 1, &self.handle, Mode::Exclusive).await;
         OwnedProfiledAsyncMutexGuard {
             lock: self,
             ticket,
@@ -156,14 +148,7 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
     /// attempt is not recorded.
     #[inline]
     pub fn try_lock_owned(self: Arc<Self>) -> Result<OwnedProfiledAsyncMutexGuard<T>, AsyncTryLockError> {
-        match task::try_acquire(
-            &self.sem,
-            1,
-            &self.site,
-            &self.stats,
-            Mode::Exclusive,
-            task::Holders::One,
-        ) {
+        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Exclusive, task::Holders::One) {
             Ok(ticket) => Ok(OwnedProfiledAsyncMutexGuard {
                 lock: self,
                 ticket,
@@ -181,7 +166,7 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
 
     /// Where the lock was created, and its name.
     pub fn site(&self) -> &LockSite {
-        &self.site
+        self.handle.site()
     }
 }
 
@@ -190,7 +175,7 @@ crate::naming::lock_type_impls!(ProfiledAsyncMutex);
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledAsyncMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProfiledAsyncMutex");
-        d.field("site", &self.site);
+        d.field("site", self.handle.site());
         // Not recorded: a plain try on the semaphore, released on drop.
         match self.sem.try_acquire() {
             Ok(_permit) => {
@@ -241,7 +226,7 @@ impl<T: ?Sized> Drop for ProfiledAsyncMutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        task::release(self.ticket, &lock.site, Mode::Exclusive, || {
+        task::release(self.ticket, &lock.handle, Mode::Exclusive, || {
             lock.sem.add_permits(1)
         });
     }
@@ -268,7 +253,7 @@ impl<T: ?Sized> Drop for OwnedProfiledAsyncMutexGuard<T> {
     #[inline]
     fn drop(&mut self) {
         let lock = &*self.lock;
-        task::release(self.ticket, &lock.site, Mode::Exclusive, || {
+        task::release(self.ticket, &lock.handle, Mode::Exclusive, || {
             lock.sem.add_permits(1)
         });
     }

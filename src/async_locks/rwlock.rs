@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use super::AsyncTryLockError;
-use crate::record::{task, Mode, StatsSlot, Ticket};
+use crate::record::LockHandle;
+use crate::record::{task, Mode, Ticket};
 use crate::site::LockSite;
 
 /// Permits of the semaphore: a reader takes one, a writer all (as tokio's
@@ -34,8 +35,7 @@ const MAX_READS: u32 = u32::MAX >> 3;
 /// acquisitions are estimated from the samples.
 pub struct ProfiledAsyncRwLock<T: ?Sized> {
     sem: Semaphore,
-    site: LockSite,
-    stats: StatsSlot,
+    handle: LockHandle,
     data: UnsafeCell<T>,
 }
 
@@ -71,7 +71,7 @@ impl<T: ?Sized> Drop for ProfiledAsyncRwLockReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        task::release(self.ticket, &lock.site, Mode::Read, || lock.sem.add_permits(1));
+        task::release(self.ticket, &lock.handle, Mode::Read, || lock.sem.add_permits(1));
     }
 }
 
@@ -114,7 +114,7 @@ impl<T: ?Sized> Drop for OwnedProfiledAsyncRwLockReadGuard<T> {
     #[inline]
     fn drop(&mut self) {
         let lock = &*self.lock;
-        task::release(self.ticket, &lock.site, Mode::Read, || lock.sem.add_permits(1));
+        task::release(self.ticket, &lock.handle, Mode::Read, || lock.sem.add_permits(1));
     }
 }
 
@@ -165,7 +165,7 @@ impl<T: ?Sized> Drop for ProfiledAsyncRwLockWriteGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        task::release(self.ticket, &lock.site, Mode::Write, || {
+        task::release(self.ticket, &lock.handle, Mode::Write, || {
             lock.sem.add_permits(MAX_READS as usize)
         });
     }
@@ -218,7 +218,7 @@ impl<T: ?Sized> Drop for OwnedProfiledAsyncRwLockWriteGuard<T> {
     #[inline]
     fn drop(&mut self) {
         let lock = &*self.lock;
-        task::release(self.ticket, &lock.site, Mode::Write, || {
+        task::release(self.ticket, &lock.handle, Mode::Write, || {
             lock.sem.add_permits(MAX_READS as usize)
         });
     }
@@ -244,8 +244,7 @@ impl<T> ProfiledAsyncRwLock<T> {
     pub const fn new(value: T) -> Self {
         ProfiledAsyncRwLock {
             sem: Semaphore::const_new(MAX_READS as usize),
-            site: LockSite::caller(),
-            stats: StatsSlot::new(),
+            handle: LockHandle::caller(),
             data: UnsafeCell::new(value),
         }
     }
@@ -259,7 +258,7 @@ impl<T> ProfiledAsyncRwLock<T> {
 
     /// Gives the lock a variable name for profiles (usable in `static`s).
     pub const fn named(mut self, name: &'static str) -> Self {
-        self.site = self.site.with_name(name);
+        self.handle = self.handle.named(name);
         self
     }
 
@@ -273,7 +272,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     /// Locks for reading, waiting (asynchronously) while a writer holds or
     /// waits for the lock. Cancel safe; a cancelled wait records nothing.
     pub async fn read(&self) -> ProfiledAsyncRwLockReadGuard<'_, T> {
-        let ticket = task::lock(&self.sem, 1, &self.site, &self.stats, Mode::Read).await;
+        let ticket = task::lock(&self.sem, 1, &self.handle, Mode::Read).await;
         ProfiledAsyncRwLockReadGuard {
             lock: self,
             ticket,
@@ -285,14 +284,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     /// A failed attempt is not recorded.
     #[inline]
     pub fn try_read(&self) -> Result<ProfiledAsyncRwLockReadGuard<'_, T>, AsyncTryLockError> {
-        match task::try_acquire(
-            &self.sem,
-            1,
-            &self.site,
-            &self.stats,
-            Mode::Read,
-            task::Holders::One,
-        ) {
+        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Read, task::Holders::One) {
             Ok(ticket) => Ok(ProfiledAsyncRwLockReadGuard {
                 lock: self,
                 ticket,
@@ -305,7 +297,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     /// Locks for reading, returning a guard that owns an `Arc` of the
     /// lock.
     pub async fn read_owned(self: Arc<Self>) -> OwnedProfiledAsyncRwLockReadGuard<T> {
-        let ticket = task::lock(&self.sem, 1, &self.site, &self.stats, Mode::Read).await;
+        let ticket = task::lock(&self.sem, 1, &self.handle, Mode::Read).await;
         OwnedProfiledAsyncRwLockReadGuard {
             lock: self,
             ticket,
@@ -319,14 +311,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     pub fn try_read_owned(
         self: Arc<Self>,
     ) -> Result<OwnedProfiledAsyncRwLockReadGuard<T>, AsyncTryLockError> {
-        match task::try_acquire(
-            &self.sem,
-            1,
-            &self.site,
-            &self.stats,
-            Mode::Read,
-            task::Holders::One,
-        ) {
+        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Read, task::Holders::One) {
             Ok(ticket) => Ok(OwnedProfiledAsyncRwLockReadGuard {
                 lock: self,
                 ticket,
@@ -339,7 +324,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     /// Locks for writing, waiting (asynchronously) until no reader or writer
     /// holds it. Cancel safe; a cancelled wait records nothing.
     pub async fn write(&self) -> ProfiledAsyncRwLockWriteGuard<'_, T> {
-        let ticket = task::lock(&self.sem, MAX_READS, &self.site, &self.stats, Mode::Write).await;
+        let ticket = task::lock(&self.sem, MAX_READS, &self.handle, Mode::Write).await;
         ProfiledAsyncRwLockWriteGuard {
             lock: self,
             ticket,
@@ -354,8 +339,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
         match task::try_acquire(
             &self.sem,
             MAX_READS,
-            &self.site,
-            &self.stats,
+            &self.handle,
             Mode::Write,
             task::Holders::One,
         ) {
@@ -371,7 +355,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     /// Locks for writing, returning a guard that owns an `Arc` of the
     /// lock.
     pub async fn write_owned(self: Arc<Self>) -> OwnedProfiledAsyncRwLockWriteGuard<T> {
-        let ticket = task::lock(&self.sem, MAX_READS, &self.site, &self.stats, Mode::Write).await;
+        let ticket = task::lock(&self.sem, MAX_READS, &self.handle, Mode::Write).await;
         OwnedProfiledAsyncRwLockWriteGuard {
             lock: self,
             ticket,
@@ -388,8 +372,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
         match task::try_acquire(
             &self.sem,
             MAX_READS,
-            &self.site,
-            &self.stats,
+            &self.handle,
             Mode::Write,
             task::Holders::One,
         ) {
@@ -422,7 +405,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
 
     /// Where the lock was created, and its name.
     pub fn site(&self) -> &LockSite {
-        &self.site
+        self.handle.site()
     }
 }
 
@@ -431,7 +414,7 @@ crate::naming::lock_type_impls!(ProfiledAsyncRwLock);
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledAsyncRwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProfiledAsyncRwLock");
-        d.field("site", &self.site);
+        d.field("site", self.handle.site());
         // Not recorded: a plain try on the semaphore, released on drop.
         match self.sem.try_acquire() {
             Ok(_permit) => {

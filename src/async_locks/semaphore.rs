@@ -3,7 +3,8 @@ use std::sync::Arc;
 
 use tokio::sync::{AcquireError, Semaphore, TryAcquireError};
 
-use crate::record::{task, Mode, StatsSlot, Ticket};
+use crate::record::LockHandle;
+use crate::record::{task, Mode, Ticket};
 use crate::site::LockSite;
 
 /// A counting semaphore with `tokio::sync::Semaphore`'s API and semantics
@@ -27,8 +28,7 @@ use crate::site::LockSite;
 /// tokio's own.
 pub struct ProfiledSemaphore {
     sem: Semaphore,
-    site: LockSite,
-    stats: StatsSlot,
+    handle: LockHandle,
 }
 
 /// Permits from [`ProfiledSemaphore::acquire`]; returned when dropped.
@@ -62,8 +62,7 @@ impl ProfiledSemaphore {
     pub const fn new(permits: usize) -> Self {
         ProfiledSemaphore {
             sem: Semaphore::const_new(permits),
-            site: LockSite::caller(),
-            stats: StatsSlot::new(),
+            handle: LockHandle::caller(),
         }
     }
 
@@ -77,7 +76,7 @@ impl ProfiledSemaphore {
     /// Gives the semaphore a variable name for profiles (usable in
     /// `static`s).
     pub const fn named(mut self, name: &'static str) -> Self {
-        self.site = self.site.with_name(name);
+        self.handle = self.handle.named(name);
         self
     }
 
@@ -117,15 +116,7 @@ impl ProfiledSemaphore {
 
     /// Acquires `n` permits at once (one acquisition in the profile).
     pub async fn acquire_many(&self, n: u32) -> Result<ProfiledSemaphorePermit<'_>, AcquireError> {
-        let ticket = task::acquire(
-            &self.sem,
-            n,
-            &self.site,
-            &self.stats,
-            Mode::Exclusive,
-            task::Holders::Many,
-        )
-        .await?;
+        let ticket = task::acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many).await?;
         Ok(ProfiledSemaphorePermit {
             sem: self,
             permits: n,
@@ -143,14 +134,7 @@ impl ProfiledSemaphore {
     /// Tries to acquire `n` permits without waiting.
     #[inline]
     pub fn try_acquire_many(&self, n: u32) -> Result<ProfiledSemaphorePermit<'_>, TryAcquireError> {
-        let ticket = task::try_acquire(
-            &self.sem,
-            n,
-            &self.site,
-            &self.stats,
-            Mode::Exclusive,
-            task::Holders::Many,
-        )?;
+        let ticket = task::try_acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many)?;
         Ok(ProfiledSemaphorePermit {
             sem: self,
             permits: n,
@@ -168,15 +152,7 @@ impl ProfiledSemaphore {
         self: Arc<Self>,
         n: u32,
     ) -> Result<OwnedProfiledSemaphorePermit, AcquireError> {
-        let ticket = task::acquire(
-            &self.sem,
-            n,
-            &self.site,
-            &self.stats,
-            Mode::Exclusive,
-            task::Holders::Many,
-        )
-        .await?;
+        let ticket = task::acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many).await?;
         Ok(OwnedProfiledSemaphorePermit {
             sem: self,
             permits: n,
@@ -198,14 +174,7 @@ impl ProfiledSemaphore {
         self: Arc<Self>,
         n: u32,
     ) -> Result<OwnedProfiledSemaphorePermit, TryAcquireError> {
-        let ticket = task::try_acquire(
-            &self.sem,
-            n,
-            &self.site,
-            &self.stats,
-            Mode::Exclusive,
-            task::Holders::Many,
-        )?;
+        let ticket = task::try_acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many)?;
         Ok(OwnedProfiledSemaphorePermit {
             sem: self,
             permits: n,
@@ -215,20 +184,20 @@ impl ProfiledSemaphore {
 
     /// Where the semaphore was created, and its name.
     pub fn site(&self) -> &LockSite {
-        &self.site
+        self.handle.site()
     }
 }
 
 impl crate::naming::Nameable for ProfiledSemaphore {
     fn set_name(&mut self, name: &'static str) {
-        self.site = self.site.with_name(name);
+        self.handle.rename(name);
     }
 }
 
 impl fmt::Debug for ProfiledSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProfiledSemaphore")
-            .field("site", &self.site)
+            .field("site", self.handle.site())
             .field("permits", &self.sem.available_permits())
             .finish_non_exhaustive()
     }
@@ -276,7 +245,7 @@ impl Drop for ProfiledSemaphorePermit<'_> {
     #[inline]
     fn drop(&mut self) {
         let (sem, permits) = (self.sem, self.permits);
-        task::release(self.ticket, &sem.site, Mode::Exclusive, || {
+        task::release(self.ticket, &sem.handle, Mode::Exclusive, || {
             sem.sem.add_permits(permits as usize)
         });
     }
@@ -286,7 +255,7 @@ impl Drop for OwnedProfiledSemaphorePermit {
     #[inline]
     fn drop(&mut self) {
         let (sem, permits) = (&*self.sem, self.permits);
-        task::release(self.ticket, &sem.site, Mode::Exclusive, || {
+        task::release(self.ticket, &sem.handle, Mode::Exclusive, || {
             sem.sem.add_permits(permits as usize)
         });
     }
@@ -295,7 +264,7 @@ impl Drop for OwnedProfiledSemaphorePermit {
 impl fmt::Debug for ProfiledSemaphorePermit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProfiledSemaphorePermit")
-            .field("site", &self.sem.site)
+            .field("site", self.sem.site())
             .field("permits", &self.permits)
             .finish()
     }
@@ -304,7 +273,7 @@ impl fmt::Debug for ProfiledSemaphorePermit<'_> {
 impl fmt::Debug for OwnedProfiledSemaphorePermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedProfiledSemaphorePermit")
-            .field("site", &self.sem.site)
+            .field("site", self.sem.site())
             .field("permits", &self.permits)
             .finish()
     }

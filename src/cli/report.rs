@@ -762,14 +762,20 @@ mod tests {
             ".{0,12}".prop_map(Some)
         ];
         let frames = proptest::collection::vec((".{0,8}", ".{0,8}", any::<i64>()), 0..4);
-        (name, value.clone(), value.clone(), value.clone(), value, frames).prop_map(|(n, a, w, r, h, f)| {
+        let values = (value.clone(), value.clone(), value.clone(), value.clone(), value);
+        (name, values, frames).prop_map(|(n, (a, w, r, h, c), f)| {
             LockSample {
                 lock_name: n,
                 acquire: a,
                 acquire_wait_ns: w,
                 release: r,
                 release_hold_ns: h,
-                labels: Vec::new(),
+                caused_wait_ns: c,
+                // Pairs caused-wait samples with waiter samples now and then.
+                labels: vec![
+                    ("waiter stack id".to_owned(), LabelValue::Num(w.rem_euclid(3))),
+                    ("stack id".to_owned(), LabelValue::Num(r.rem_euclid(3))),
+                ],
                 frames: f
                     .into_iter()
                     .map(|(function, file, line)| Frame { function, file, line })
@@ -788,7 +794,17 @@ mod tests {
             b in proptest::collection::vec(arb_sample(), 0..12),
         ) {
             let (pa, pb) = (profile(a), profile(b));
-            for by in [By::Wait, By::Hold, By::Count] {
+            for lock in [None, Some("x")] {
+                let locks = blame(&pa, lock, false);
+                for l in &locks {
+                    for h in &l.holders {
+                        prop_assert!((0.0..=1.0).contains(&h.share));
+                    }
+                }
+                let _ = crate::render::blame_text(&locks, 2, 2, 3);
+                let _ = crate::render::blame_json(&locks);
+            }
+            for by in [By::Wait, By::Hold, By::Count, By::Caused] {
                 let rows = top(&pa, by);
                 for r in &rows {
                     let _ = (r.avg_wait_ns(), r.avg_hold_ns(), r.named());

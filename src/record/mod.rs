@@ -12,6 +12,7 @@ pub(crate) mod clock;
 #[cfg(feature = "fault-injection")]
 pub(crate) mod fault;
 pub(crate) mod forksafe;
+mod handle;
 pub(crate) mod labels;
 pub(crate) mod queue;
 pub(crate) mod recorder;
@@ -30,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::site::LockSite;
+pub(crate) use handle::LockHandle;
 pub(crate) use stats::StatsSlot;
 
 /// How a lock was taken.
@@ -161,28 +163,28 @@ pub(crate) trait RawAcquire {
 /// CAS: between the CAS and the unlock's `xadd` they measured 3–4 ns, before
 /// it nothing.
 #[inline(always)]
-pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mode: Mode) -> Ticket {
+pub(crate) fn lock(raw: impl RawAcquire, handle: &LockHandle, mode: Mode) -> Ticket {
     let Some(session) = sampler::session() else {
         raw.acquire();
         return Ticket::NONE;
     };
     let Some(countdown) = sampler::peek(session) else {
-        return lock_expired(raw, site, stats, mode, session);
+        return lock_expired(raw, handle, mode, session);
     };
     if mode.shared() {
         sampler::commit(countdown);
-        if !stats.count_held(site, mode) {
-            stats.count_unlocked(site, mode);
+        if !handle.count_held(mode) {
+            handle.count_unlocked(mode);
         }
         if !raw.try_fast() {
-            lock_contended(&raw, site, stats, mode);
+            lock_contended(&raw, handle, mode);
         }
         return Ticket::NONE;
     }
     if !raw.try_fast() {
-        lock_contended(&raw, site, stats, mode);
+        lock_contended(&raw, handle, mode);
     }
-    let counted = stats.count_held(site, mode);
+    let counted = handle.count_held(mode);
     sampler::commit(countdown);
     if counted {
         Ticket::NONE
@@ -194,13 +196,13 @@ pub(crate) fn lock(raw: impl RawAcquire, site: &LockSite, stats: &StatsSlot, mod
 /// Counts an acquisition in `mode` whose lock is now held: at once when the
 /// thread's table has its slot, else at its release.
 #[inline(always)]
-fn count_held(stats: &StatsSlot, site: &LockSite, mode: Mode) -> Ticket {
-    if stats.count_held(site, mode) {
+fn count_held(handle: &LockHandle, mode: Mode) -> Ticket {
+    if handle.count_held(mode) {
         Ticket::NONE
     } else if mode.shared() {
         // Other readers may hold it too, but a reader holding it does not
         // stop an allocator from taking it again to read.
-        stats.count_unlocked(site, mode);
+        handle.count_unlocked(mode);
         Ticket::NONE
     } else {
         Ticket::COUNT_AT_RELEASE
@@ -212,67 +214,49 @@ fn count_held(stats: &StatsSlot, site: &LockSite, mode: Mode) -> Ticket {
 /// sampled. Two clock reads, only after a failed try.
 #[cold]
 #[inline(never)]
-fn lock_contended(raw: &impl RawAcquire, site: &LockSite, stats: &StatsSlot, mode: Mode) {
+fn lock_contended(raw: &impl RawAcquire, handle: &LockHandle, mode: Mode) {
     // Not held yet: the counters' slot may be made now (it allocates).
-    if !stats.ready() {
-        stats.prepare(site, mode);
+    if !handle.ready() {
+        handle.prepare(mode);
     }
     let start = clock::now();
     let end = raw.acquire_slow_timed();
-    stats.contended(mode, clock::between(start, end));
+    handle.contended(mode, clock::between(start, end));
 }
 
 #[cold]
 #[inline(never)]
-fn lock_expired(
-    raw: impl RawAcquire,
-    site: &LockSite,
-    stats: &StatsSlot,
-    mode: Mode,
-    session: u32,
-) -> Ticket {
+fn lock_expired(raw: impl RawAcquire, handle: &LockHandle, mode: Mode, session: u32) -> Ticket {
     if sampler::expired(session) {
-        return acquire_sampled(raw, site, stats, mode, Attempt::Block).unwrap_or(Ticket::NONE);
+        return acquire_sampled(raw, handle, mode, Attempt::Block).unwrap_or(Ticket::NONE);
     }
     if !raw.try_fast() {
-        lock_contended(&raw, site, stats, mode);
+        lock_contended(&raw, handle, mode);
     }
-    count_held(stats, site, mode)
+    count_held(handle, mode)
 }
 
 /// Tries once; a failed attempt records nothing.
 #[inline(always)]
-pub(crate) fn try_lock(
-    raw: impl RawAcquire,
-    site: &LockSite,
-    stats: &StatsSlot,
-    mode: Mode,
-) -> Option<Ticket> {
-    lock_bounded(raw, site, stats, mode, Attempt::Once)
+pub(crate) fn try_lock(raw: impl RawAcquire, handle: &LockHandle, mode: Mode) -> Option<Ticket> {
+    lock_bounded(raw, handle, mode, Attempt::Once)
 }
 
 /// Acquires with a timeout; a timed-out attempt records nothing.
 #[inline(always)]
 pub(crate) fn lock_for(
     raw: impl RawAcquire,
-    site: &LockSite,
-    stats: &StatsSlot,
+    handle: &LockHandle,
     mode: Mode,
     timeout: Duration,
 ) -> Option<Ticket> {
-    lock_bounded(raw, site, stats, mode, Attempt::For(timeout))
+    lock_bounded(raw, handle, mode, Attempt::For(timeout))
 }
 
 /// [`try_lock`] and [`lock_for`]: an attempt that may fail, and then records
 /// nothing and leaves the countdown as it was.
 #[inline(always)]
-fn lock_bounded<R: RawAcquire>(
-    raw: R,
-    site: &LockSite,
-    stats: &StatsSlot,
-    mode: Mode,
-    attempt: Attempt,
-) -> Option<Ticket> {
+fn lock_bounded<R: RawAcquire>(raw: R, handle: &LockHandle, mode: Mode, attempt: Attempt) -> Option<Ticket> {
     let Some(session) = sampler::session() else {
         let acquired = match attempt {
             Attempt::For(timeout) => raw.try_acquire_for(timeout),
@@ -282,7 +266,7 @@ fn lock_bounded<R: RawAcquire>(
     };
     // A timed attempt that waits is timed, as `lock_contended` does.
     let once = |raw: &R| match attempt {
-        Attempt::For(timeout) => raw.try_acquire() || lock_for_contended(raw, site, stats, mode, timeout),
+        Attempt::For(timeout) => raw.try_acquire() || lock_for_contended(raw, handle, mode, timeout),
         Attempt::Once | Attempt::Block => raw.try_acquire(),
     };
     match sampler::peek(session) {
@@ -294,35 +278,29 @@ fn lock_bounded<R: RawAcquire>(
         }
         None => {
             if sampler::expired(session) {
-                return acquire_sampled(raw, site, stats, mode, attempt);
+                return acquire_sampled(raw, handle, mode, attempt);
             }
             if !once(&raw) {
                 return None;
             }
         }
     }
-    Some(count_held(stats, site, mode))
+    Some(count_held(handle, mode))
 }
 
 /// [`lock_contended`] with a timeout: a timed-out attempt records nothing.
 #[cold]
 #[inline(never)]
-fn lock_for_contended(
-    raw: &impl RawAcquire,
-    site: &LockSite,
-    stats: &StatsSlot,
-    mode: Mode,
-    timeout: Duration,
-) -> bool {
-    if !stats.ready() {
-        stats.prepare(site, mode);
+fn lock_for_contended(raw: &impl RawAcquire, handle: &LockHandle, mode: Mode, timeout: Duration) -> bool {
+    if !handle.ready() {
+        handle.prepare(mode);
     }
     let start = clock::now();
     if !raw.try_acquire_for(timeout) {
         return false;
     }
     let end = clock::now();
-    stats.contended(mode, clock::between(start, end));
+    handle.contended(mode, clock::between(start, end));
     true
 }
 
@@ -330,21 +308,22 @@ fn lock_for_contended(
 /// sampled. The event is built after the lock is released, so recording never
 /// lengthens the hold seen by other threads.
 #[inline(always)]
-pub(crate) fn release(ticket: Ticket, site: &LockSite, stats: &StatsSlot, mode: Mode, unlock: impl FnOnce()) {
+pub(crate) fn release(ticket: Ticket, handle: &LockHandle, mode: Mode, unlock: impl FnOnce()) {
     match ticket.0 {
         None => unlock(),
-        Some(_) => release_timed(ticket, site, stats, mode, unlock),
+        Some(_) => release_timed(ticket, handle, mode, unlock),
     }
 }
 
 /// Out of line so that a guard's drop stays small enough to inline.
 #[cold]
 #[inline(never)]
-fn release_timed(ticket: Ticket, site: &LockSite, stats: &StatsSlot, mode: Mode, unlock: impl FnOnce()) {
+fn release_timed(ticket: Ticket, handle: &LockHandle, mode: Mode, unlock: impl FnOnce()) {
+    let site = handle.site();
     let Some((acquired_at, shift)) = ticket.sampled_at() else {
         // COUNT_AT_RELEASE: no lock held now, so the count may allocate.
         unlock();
-        stats.count_unlocked(site, mode);
+        handle.count_unlocked(mode);
         return;
     };
     let released_at = clock::now();
@@ -376,16 +355,16 @@ enum Attempt {
 #[inline(never)]
 fn acquire_sampled(
     raw: impl RawAcquire,
-    site: &LockSite,
-    stats: &StatsSlot,
+    handle: &LockHandle,
     mode: Mode,
     attempt: Attempt,
 ) -> Option<Ticket> {
+    let site = handle.site();
     // The weight this acquisition was drawn with (the sampling budget).
     let shift = sampler::current_shift();
     // No lock is held yet: what the count and the event need is allocated
     // now, since a global allocator may take the very lock being sampled.
-    stats.prepare(site, mode);
+    handle.prepare(mode);
     guarded(recorder::prepare);
     let mut stack = stack::StackBuf::new();
     let capture = |stack: &mut stack::StackBuf| {
@@ -397,13 +376,16 @@ fn acquire_sampled(
         if let Attempt::Once = attempt {
             return None;
         }
+        // When this wait began, for the holders it is charged to: before
+        // the capture, since the lock's holder made it wait from here.
+        let began = clock::now();
         let captured = capture(&mut stack);
         // Timed from after the capture: the profiler's own work is not wait.
         let start = clock::now();
         let acquired = match attempt {
             Attempt::Once => false,
             Attempt::Block if captured => {
-                let record = blame::WaitRecord::new(start, stack.frames().hash, shift);
+                let record = blame::WaitRecord::new(began, stack.frames().hash, shift);
                 raw.acquire_recorded(&record);
                 true
             }
@@ -417,10 +399,10 @@ fn acquire_sampled(
             return None;
         }
         let waited = clock::between(start, clock::now()).max(1);
-        stats.contended(mode, waited);
+        handle.contended(mode, waited);
         (captured, waited)
     };
-    let counted = count_held(stats, site, mode);
+    let counted = count_held(handle, mode);
     if !captured || counted == Ticket::COUNT_AT_RELEASE {
         // (The slot was prepared before the lock was tried, so the count is
         // deferred only on a thread being torn down.)

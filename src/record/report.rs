@@ -88,7 +88,7 @@ pub(crate) struct WeightedSample {
 }
 
 /// Applies the estimator to one period.
-pub(crate) fn weigh<S>(
+pub(crate) fn weigh<S: std::hash::BuildHasher>(
     samples: Vec<(SampleKey, Aggregate)>,
     totals: &HashMap<(SiteKey, Mode), Totals, S>,
     capture_pct: f64,
@@ -102,12 +102,31 @@ pub(crate) fn weigh<S>(
     } else {
         0.0
     };
-    // Caused wait has no exact total to match: each sampled waiter's charges
-    // stand for `2^shift * 100 / capture_pct` waiters' (already weighted by
-    // the shift in the aggregate), an unbiased estimate; exact at 100 %.
+    // Caused wait is charged by sampled waiters only. Scaled as their waits
+    // are: where the lock's total wait is exact, by that total over the
+    // sampled waiters' own waits (the sampled waiters' charged share of
+    // their waits, applied to every wait: a ratio estimate, which does not
+    // vary with how many happened to be sampled); else by `100 /
+    // capture_pct` (the shift is already in the aggregate). Exact at 100 %.
     let (caused, samples): (Vec<_>, Vec<_>) = samples
         .into_iter()
         .partition(|(k, _)| k.kind == EventKind::Caused);
+    let mut sampled_waits: FxHashMap<(SiteKey, Mode), u64> = FxHashMap::default();
+    if !caused.is_empty() {
+        for (k, a) in samples.iter().filter(|(k, _)| k.kind == EventKind::Acquire) {
+            let w = sampled_waits.entry((k.site, k.mode)).or_default();
+            *w = w.saturating_add(a.total_ns);
+        }
+    }
+    let caused_scale = |site: SiteKey, mode: Mode| -> f64 {
+        let exact = totals.get(&(site, mode)).and_then(|t| t.wait_ns);
+        match (exact, sampled_waits.get(&(site, mode))) {
+            (Some(total), Some(&sampled)) if sampled > 0 && capture_pct < 100.0 => {
+                total as f64 / sampled as f64
+            }
+            _ => inverse_p,
+        }
+    };
     // Grouped by (site, mode, kind) in one sort: each site is hashed once
     // to a small id and its place in the output order found by sorting the
     // distinct sites, so the samples sort on integers and a group is a
@@ -248,7 +267,7 @@ pub(crate) fn weigh<S>(
             task: k.task,
             stack: Some(k.stack),
             count: (a.weight as f64 * inverse_p).round() as u64,
-            total_ns: (a.total_ns as f64 * inverse_p).round() as u64,
+            total_ns: (a.total_ns as f64 * caused_scale(k.site, k.mode)).round() as u64,
             peer: k.peer,
         })
         .collect();

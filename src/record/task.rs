@@ -12,7 +12,7 @@
 use tokio::sync::{AcquireError, Semaphore, TryAcquireError};
 
 use super::labels::TaskLabels;
-use super::{clock, guarded, recorder, sampler, stack, EventKind, Mode, StatsSlot, Ticket};
+use super::{clock, guarded, recorder, sampler, stack, EventKind, LockHandle, Mode, Ticket};
 use crate::site::LockSite;
 
 /// How many can hold the lock at once, which decides how an acquisition
@@ -26,10 +26,10 @@ pub(crate) enum Holders {
 }
 
 #[inline(always)]
-fn count(stats: &StatsSlot, site: &LockSite, mode: Mode, _holders: Holders) {
+fn count(handle: &LockHandle, mode: Mode, _holders: Holders) {
     // Each thread counts in its own table, so several holders at once
     // (a semaphore) need nothing more; no sync lock is held here.
-    stats.count_shared(site, mode);
+    handle.count_shared(mode);
 }
 
 /// Acquires `permits` of `sem`, recording as the sampler decides. Not
@@ -37,8 +37,7 @@ fn count(stats: &StatsSlot, site: &LockSite, mode: Mode, _holders: Holders) {
 pub(crate) async fn acquire(
     sem: &Semaphore,
     permits: u32,
-    site: &LockSite,
-    stats: &StatsSlot,
+    handle: &LockHandle,
     mode: Mode,
     holders: Holders,
 ) -> Result<Ticket, AcquireError> {
@@ -49,13 +48,13 @@ pub(crate) async fn acquire(
         return Ok(Ticket::NONE);
     };
     if sampler::tick(session) {
-        return acquire_sampled(sem, permits, site, stats, mode, holders).await;
+        return acquire_sampled(sem, permits, handle, mode, holders).await;
     }
     // No clock read and no allocation here: this path runs on every
     // acquisition while a profiler is running.
     if let Ok(permit) = sem.try_acquire_many(permits) {
         permit.forget();
-        count(stats, site, mode, holders);
+        count(handle, mode, holders);
         return Ok(Ticket::NONE);
     }
     // Contended: the wait goes into the lock's exact totals (two clock
@@ -63,20 +62,14 @@ pub(crate) async fn acquire(
     let start = clock::now();
     sem.acquire_many(permits).await?.forget();
     let waited = clock::between(start, clock::now());
-    count(stats, site, mode, holders);
-    stats.contended(mode, waited);
+    count(handle, mode, holders);
+    handle.contended(mode, waited);
     Ok(Ticket::NONE)
 }
 
 /// [`acquire`] for a semaphore that is never closed: a lock.
-pub(crate) async fn lock(
-    sem: &Semaphore,
-    permits: u32,
-    site: &LockSite,
-    stats: &StatsSlot,
-    mode: Mode,
-) -> Ticket {
-    match acquire(sem, permits, site, stats, mode, Holders::One).await {
+pub(crate) async fn lock(sem: &Semaphore, permits: u32, handle: &LockHandle, mode: Mode) -> Ticket {
+    match acquire(sem, permits, handle, mode, Holders::One).await {
         Ok(ticket) => ticket,
         // Unreachable: a lock's semaphore is never closed. Waiting
         // forever is what tokio's own lock would do, and never panics.
@@ -91,8 +84,7 @@ pub(crate) async fn lock(
 async fn acquire_sampled(
     sem: &Semaphore,
     permits: u32,
-    site: &LockSite,
-    stats: &StatsSlot,
+    handle: &LockHandle,
     mode: Mode,
     holders: Holders,
 ) -> Result<Ticket, AcquireError> {
@@ -110,7 +102,7 @@ async fn acquire_sampled(
             (stack, clock::between(start, clock::now()).max(1))
         }
     };
-    Ok(acquired_sampled(site, stats, mode, holders, waited, shift, stack))
+    Ok(acquired_sampled(handle, mode, holders, waited, shift, stack))
 }
 
 /// Tries once; a failed attempt records nothing.
@@ -118,8 +110,7 @@ async fn acquire_sampled(
 pub(crate) fn try_acquire(
     sem: &Semaphore,
     permits: u32,
-    site: &LockSite,
-    stats: &StatsSlot,
+    handle: &LockHandle,
     mode: Mode,
     holders: Holders,
 ) -> Result<Ticket, TryAcquireError> {
@@ -128,10 +119,10 @@ pub(crate) fn try_acquire(
         return Ok(Ticket::NONE);
     };
     if sampler::tick(session) {
-        return try_acquire_sampled(sem, permits, site, stats, mode, holders);
+        return try_acquire_sampled(sem, permits, handle, mode, holders);
     }
     sem.try_acquire_many(permits)?.forget();
-    count(stats, site, mode, holders);
+    count(handle, mode, holders);
     Ok(Ticket::NONE)
 }
 
@@ -140,22 +131,13 @@ pub(crate) fn try_acquire(
 fn try_acquire_sampled(
     sem: &Semaphore,
     permits: u32,
-    site: &LockSite,
-    stats: &StatsSlot,
+    handle: &LockHandle,
     mode: Mode,
     holders: Holders,
 ) -> Result<Ticket, TryAcquireError> {
     let shift = sampler::current_shift();
     sem.try_acquire_many(permits)?.forget();
-    Ok(acquired_sampled(
-        site,
-        stats,
-        mode,
-        holders,
-        0,
-        shift,
-        capture_stack(),
-    ))
+    Ok(acquired_sampled(handle, mode, holders, 0, shift, capture_stack()))
 }
 
 #[cold]
@@ -169,18 +151,18 @@ fn capture_stack() -> Option<stack::Stack> {
 #[cold]
 #[inline(never)]
 fn acquired_sampled(
-    site: &LockSite,
-    stats: &StatsSlot,
+    handle: &LockHandle,
     mode: Mode,
     holders: Holders,
     waited: u64,
     shift: u8,
     stack: Option<stack::Stack>,
 ) -> Ticket {
+    let site = handle.site();
     let acquired_at = clock::now();
-    count(stats, site, mode, holders);
+    count(handle, mode, holders);
     if waited > 0 {
-        stats.contended(mode, waited);
+        handle.contended(mode, waited);
     }
     let Some(stack) = stack else {
         return Ticket::NONE;
@@ -207,7 +189,8 @@ fn acquired_sampled(
 /// was sampled. The guard carries the acquisition time, so this is right
 /// on whichever thread and in whichever task the guard is dropped.
 #[inline(always)]
-pub(crate) fn release(ticket: Ticket, site: &LockSite, mode: Mode, unlock: impl FnOnce()) {
+pub(crate) fn release(ticket: Ticket, handle: &LockHandle, mode: Mode, unlock: impl FnOnce()) {
+    let site = handle.site();
     match ticket.sampled_at() {
         None => unlock(),
         Some((acquired_at, shift)) => {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::poison;
 use super::raw::RawMutex;
 use crate::record::blame::{self, WaitRecord};
-use crate::record::{self, clock, Mode, RawAcquire, StatsSlot, Ticket};
+use crate::record::LockHandle;
+use crate::record::{self, clock, Mode, RawAcquire, Ticket};
 use crate::site::LockSite;
 
 /// A mutual exclusion lock with `std::sync::Mutex`'s API and semantics
@@ -28,8 +29,7 @@ use crate::site::LockSite;
 pub struct ProfiledMutex<T: ?Sized> {
     raw: RawMutex,
     poison: poison::Flag,
-    site: LockSite,
-    stats: StatsSlot,
+    handle: LockHandle,
     data: UnsafeCell<T>,
 }
 
@@ -93,15 +93,14 @@ impl<T> ProfiledMutex<T> {
         ProfiledMutex {
             raw: RawMutex::new(),
             poison: poison::Flag::new(),
-            site: LockSite::caller(),
-            stats: StatsSlot::new(),
+            handle: LockHandle::caller(),
             data: UnsafeCell::new(value),
         }
     }
 
     /// Gives the lock a variable name for profiles (usable in `static`s).
     pub const fn named(mut self, name: &'static str) -> Self {
-        self.site = self.site.with_name(name);
+        self.handle = self.handle.named(name);
         self
     }
 
@@ -124,7 +123,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// holding it.
     #[inline]
     pub fn lock(&self) -> LockResult<ProfiledMutexGuard<'_, T>> {
-        let ticket = record::lock(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive);
+        let ticket = record::lock(Raw(&self.raw), &self.handle, Mode::Exclusive);
         // SAFETY: the lock was just acquired.
         unsafe { self.guard(ticket) }
     }
@@ -133,7 +132,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// not recorded.
     #[inline]
     pub fn try_lock(&self) -> TryLockResult<ProfiledMutexGuard<'_, T>> {
-        match record::try_lock(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive) {
+        match record::try_lock(Raw(&self.raw), &self.handle, Mode::Exclusive) {
             // SAFETY: the lock was just acquired.
             Some(ticket) => Ok(unsafe { self.guard(ticket) }?),
             None => Err(TryLockError::WouldBlock),
@@ -144,7 +143,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// attempt is not recorded.
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<ProfiledMutexGuard<'_, T>> {
-        match record::lock_for(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive, timeout) {
+        match record::lock_for(Raw(&self.raw), &self.handle, Mode::Exclusive, timeout) {
             // SAFETY: the lock was just acquired.
             Some(ticket) => Ok(unsafe { self.guard(ticket) }?),
             None => Err(TryLockError::WouldBlock),
@@ -189,7 +188,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
 
     /// Where the lock was created, and its name.
     pub fn site(&self) -> &LockSite {
-        &self.site
+        self.handle.site()
     }
 }
 
@@ -198,7 +197,7 @@ crate::naming::lock_type_impls!(ProfiledMutex);
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProfiledMutex");
-        d.field("site", &self.site);
+        d.field("site", self.handle.site());
         match self.try_lock_unrecorded() {
             Some(guard) => {
                 d.field("data", &&*guard);
@@ -249,11 +248,11 @@ impl<T: ?Sized> Drop for ProfiledMutexGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
         lock.poison.done(&self.poison);
-        record::release(self.ticket, &lock.site, &lock.stats, Mode::Exclusive, || {
+        record::release(self.ticket, &lock.handle, Mode::Exclusive, || {
             // SAFETY: this guard holds the lock and releases it once.
             unsafe {
                 lock.raw.unlock_charging(clock::now, |charges| {
-                    blame::charge_holder(&lock.site, Mode::Exclusive, charges)
+                    blame::charge_holder(lock.handle.site(), Mode::Exclusive, charges)
                 })
             }
         });

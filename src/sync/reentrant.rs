@@ -4,7 +4,8 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::time::Duration;
 
-use crate::record::{self, Mode, RawAcquire, StatsSlot, Ticket};
+use crate::record::LockHandle;
+use crate::record::{self, Mode, RawAcquire, Ticket};
 use crate::site::LockSite;
 
 type RawReentrant = lock_api::RawReentrantMutex<parking_lot::RawMutex, parking_lot::RawThreadId>;
@@ -30,8 +31,7 @@ type RawReentrant = lock_api::RawReentrantMutex<parking_lot::RawMutex, parking_l
 /// ```
 pub struct ProfiledReentrantMutex<T: ?Sized> {
     raw: RawReentrant,
-    site: LockSite,
-    stats: StatsSlot,
+    handle: LockHandle,
     data: UnsafeCell<T>,
 }
 
@@ -76,15 +76,14 @@ impl<T> ProfiledReentrantMutex<T> {
     pub const fn new(value: T) -> Self {
         ProfiledReentrantMutex {
             raw: RawReentrant::INIT,
-            site: LockSite::caller(),
-            stats: StatsSlot::new(),
+            handle: LockHandle::caller(),
             data: UnsafeCell::new(value),
         }
     }
 
     /// Gives the lock a variable name for profiles (usable in `static`s).
     pub const fn named(mut self, name: &'static str) -> Self {
-        self.site = self.site.with_name(name);
+        self.handle = self.handle.named(name);
         self
     }
 
@@ -102,7 +101,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
             self.raw.lock();
             Ticket::NONE
         } else {
-            record::lock(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive)
+            record::lock(Raw(&self.raw), &self.handle, Mode::Exclusive)
         };
         self.guard(ticket)
     }
@@ -113,7 +112,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
         if self.raw.is_owned_by_current_thread() {
             return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
         }
-        record::try_lock(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive).map(|t| self.guard(t))
+        record::try_lock(Raw(&self.raw), &self.handle, Mode::Exclusive).map(|t| self.guard(t))
     }
 
     /// Attempts to acquire, waiting at most `timeout`.
@@ -122,8 +121,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
         if self.raw.is_owned_by_current_thread() {
             return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
         }
-        record::lock_for(Raw(&self.raw), &self.site, &self.stats, Mode::Exclusive, timeout)
-            .map(|t| self.guard(t))
+        record::lock_for(Raw(&self.raw), &self.handle, Mode::Exclusive, timeout).map(|t| self.guard(t))
     }
 
     // Called only with the lock just acquired by this thread.
@@ -148,7 +146,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
 
     /// Where the lock was created, and its name.
     pub fn site(&self) -> &LockSite {
-        &self.site
+        self.handle.site()
     }
 }
 
@@ -157,7 +155,7 @@ crate::naming::lock_type_impls!(ProfiledReentrantMutex);
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledReentrantMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProfiledReentrantMutex");
-        d.field("site", &self.site);
+        d.field("site", self.handle.site());
         if self.raw.try_lock() {
             // SAFETY: held until the unlock below.
             d.field("data", &unsafe { &*self.data.get() });
@@ -183,7 +181,7 @@ impl<T: ?Sized> Drop for ProfiledReentrantMutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        record::release(self.ticket, &lock.site, &lock.stats, Mode::Exclusive, || {
+        record::release(self.ticket, &lock.handle, Mode::Exclusive, || {
             // SAFETY: this guard holds one level of the lock and releases it.
             unsafe { lock.raw.unlock() }
         });

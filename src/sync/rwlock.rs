@@ -8,7 +8,8 @@ use std::time::Duration;
 use lock_api::{RawRwLock as _, RawRwLockTimed as _};
 
 use super::poison;
-use crate::record::{self, Mode, RawAcquire, StatsSlot, Ticket};
+use crate::record::LockHandle;
+use crate::record::{self, Mode, RawAcquire, Ticket};
 use crate::site::LockSite;
 
 /// A reader-writer lock with `std::sync::RwLock`'s API and semantics whose
@@ -25,8 +26,7 @@ use crate::site::LockSite;
 pub struct ProfiledRwLock<T: ?Sized> {
     raw: parking_lot::RawRwLock,
     poison: poison::Flag,
-    site: LockSite,
-    stats: StatsSlot,
+    handle: LockHandle,
     data: UnsafeCell<T>,
 }
 
@@ -99,15 +99,14 @@ impl<T> ProfiledRwLock<T> {
         ProfiledRwLock {
             raw: <parking_lot::RawRwLock as lock_api::RawRwLock>::INIT,
             poison: poison::Flag::new(),
-            site: LockSite::caller(),
-            stats: StatsSlot::new(),
+            handle: LockHandle::caller(),
             data: UnsafeCell::new(value),
         }
     }
 
     /// Gives the lock a variable name for profiles (usable in `static`s).
     pub const fn named(mut self, name: &'static str) -> Self {
-        self.site = self.site.with_name(name);
+        self.handle = self.handle.named(name);
         self
     }
 
@@ -127,14 +126,14 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Acquires shared read access, blocking while a writer holds the lock.
     #[inline]
     pub fn read(&self) -> LockResult<ProfiledRwLockReadGuard<'_, T>> {
-        let ticket = record::lock(Read(&self.raw), &self.site, &self.stats, Mode::Read);
+        let ticket = record::lock(Read(&self.raw), &self.handle, Mode::Read);
         self.read_guard(ticket)
     }
 
     /// Attempts shared read access without blocking.
     #[inline]
     pub fn try_read(&self) -> TryLockResult<ProfiledRwLockReadGuard<'_, T>> {
-        match record::try_lock(Read(&self.raw), &self.site, &self.stats, Mode::Read) {
+        match record::try_lock(Read(&self.raw), &self.handle, Mode::Read) {
             Some(ticket) => Ok(self.read_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -143,7 +142,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Attempts shared read access, waiting at most `timeout`.
     #[inline]
     pub fn try_read_for(&self, timeout: Duration) -> TryLockResult<ProfiledRwLockReadGuard<'_, T>> {
-        match record::lock_for(Read(&self.raw), &self.site, &self.stats, Mode::Read, timeout) {
+        match record::lock_for(Read(&self.raw), &self.handle, Mode::Read, timeout) {
             Some(ticket) => Ok(self.read_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -152,14 +151,14 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Acquires exclusive write access, blocking until it is available.
     #[inline]
     pub fn write(&self) -> LockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        let ticket = record::lock(Write(&self.raw), &self.site, &self.stats, Mode::Write);
+        let ticket = record::lock(Write(&self.raw), &self.handle, Mode::Write);
         self.write_guard(ticket)
     }
 
     /// Attempts exclusive write access without blocking.
     #[inline]
     pub fn try_write(&self) -> TryLockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        match record::try_lock(Write(&self.raw), &self.site, &self.stats, Mode::Write) {
+        match record::try_lock(Write(&self.raw), &self.handle, Mode::Write) {
             Some(ticket) => Ok(self.write_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -168,7 +167,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Attempts exclusive write access, waiting at most `timeout`.
     #[inline]
     pub fn try_write_for(&self, timeout: Duration) -> TryLockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        match record::lock_for(Write(&self.raw), &self.site, &self.stats, Mode::Write, timeout) {
+        match record::lock_for(Write(&self.raw), &self.handle, Mode::Write, timeout) {
             Some(ticket) => Ok(self.write_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -224,7 +223,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
 
     /// Where the lock was created, and its name.
     pub fn site(&self) -> &LockSite {
-        &self.site
+        self.handle.site()
     }
 }
 
@@ -233,7 +232,7 @@ crate::naming::lock_type_impls!(ProfiledRwLock);
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledRwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProfiledRwLock");
-        d.field("site", &self.site);
+        d.field("site", self.handle.site());
         if self.raw.try_lock_shared() {
             // SAFETY: a shared lock is held until the unlock below.
             d.field("data", &unsafe { &*self.data.get() });
@@ -277,7 +276,7 @@ impl<T: ?Sized> Drop for ProfiledRwLockReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        record::release(self.ticket, &lock.site, &lock.stats, Mode::Read, || {
+        record::release(self.ticket, &lock.handle, Mode::Read, || {
             // SAFETY: this guard holds one shared lock and releases it once.
             unsafe { lock.raw.unlock_shared() }
         });
@@ -289,7 +288,7 @@ impl<T: ?Sized> Drop for ProfiledRwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
         lock.poison.done(&self.poison);
-        record::release(self.ticket, &lock.site, &lock.stats, Mode::Write, || {
+        record::release(self.ticket, &lock.handle, Mode::Write, || {
             // SAFETY: this guard holds the exclusive lock and releases it once.
             unsafe { lock.raw.unlock_exclusive() }
         });
