@@ -780,7 +780,6 @@ mod tests {
                     .into_iter()
                     .map(|(function, file, line)| Frame { function, file, line })
                     .collect(),
-                ..Default::default()
             }
         })
     }
