@@ -55,6 +55,7 @@ impl LockHandle {
     }
 
     /// Counts a shared acquisition (async locks).
+    #[cfg(feature = "tokio")]
     pub(crate) fn count_shared(&self, mode: Mode) {
         self.stats.count_shared(&self.site, mode)
     }
