@@ -11,7 +11,9 @@
 # `--all-features` builds the `lockprof` command (feature `cli`) and runs its
 # tests, including the bounded fuzzing of the profile decoder and the report
 # builders (proptests with fixed case counts, a few seconds; failures are kept
-# in proptest-regressions/ and replayed first on later runs).
+# in proptest-regressions/ and replayed first on later runs). The stress
+# suite (stress/) is a default member of the workspace: the commands below
+# cover it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

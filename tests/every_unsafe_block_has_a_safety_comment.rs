@@ -1,5 +1,5 @@
 //! Every `unsafe` block and `unsafe impl` in the crate's sources, tests,
-//! examples and benches is preceded by a `// SAFETY:` comment.
+//! examples, benches and stress suite is preceded by a `// SAFETY:` comment.
 
 use std::path::{Path, PathBuf};
 
@@ -37,7 +37,7 @@ fn opens_unsafe(line: &str) -> bool {
 fn every_unsafe_block_has_a_safety_comment() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for d in ["src", "tests", "examples", "benches"] {
+    for d in ["src", "tests", "examples", "benches", "stress"] {
         rust_files(&root.join(d), &mut files);
     }
     let mut missing = Vec::new();

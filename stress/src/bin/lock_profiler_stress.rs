@@ -3,7 +3,7 @@
 //! same figures as JSON.
 //!
 //! ```text
-//! cargo run --release --example lock_profiler_stress -- \
+//! cargo run --release -p lockprof-stress --bin lock_profiler_stress -- \
 //!     --scenario-type high_contention --num-threads 50 --num-locks 2 \
 //!     --operations-per-thread 1000 --hold-time-ms 5 --think-time-ms 1
 //! ```
@@ -16,13 +16,11 @@
 //!
 //! Every lock is a lockprof lock with a variable name; the semaphores, events
 //! and the bounded queue are built from `ProfiledMutex` and `ProfiledCondvar`
-//! (`examples/common/primitives.rs`), so their internal locking shows up too.
+//! (`stress/src/primitives.rs`), so their internal locking shows up too.
 //! All threads of a run wait on one start gate and are joined at the end.
 //!
 //! `async_stress` uses `ProfiledAsyncMutex` and needs the `tokio` feature:
-//! `cargo run --release --features tokio --example lock_profiler_stress -- --scenario-type async_stress`.
-
-mod common;
+//! `cargo run --release --features tokio -p lockprof-stress --bin lock_profiler_stress -- --scenario-type async_stress`.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
@@ -39,8 +37,8 @@ use lockprof::{
 };
 use serde_json::{json, Value};
 
-use common::primitives::{BoundedQueue, Event, Semaphore};
-use common::stats::{ScenarioResult, ThreadStats};
+use lockprof_stress::primitives::{BoundedQueue, Event, Semaphore};
+use lockprof_stress::stats::{ScenarioResult, ThreadStats};
 
 /// Runs one lock-profiler stress scenario and prints its figures.
 ///
@@ -215,7 +213,7 @@ fn main() -> ExitCode {
     if args.scenario_type == ScenarioType::AsyncStress && !cfg!(feature = "tokio") {
         eprintln!(
             "async_stress needs lockprof's async locks: \
-             cargo run --release --features tokio --example lock_profiler_stress -- …"
+             cargo run --release --features tokio -p lockprof-stress --bin lock_profiler_stress -- …"
         );
         return ExitCode::from(2);
     }
@@ -254,7 +252,7 @@ fn main() -> ExitCode {
         );
         // The profiler's view of the same run, beside the scenario's own
         // figures: every run checks the profile's accuracy.
-        let totals = common::summary::totals(&stats.files);
+        let totals = lockprof_stress::summary::totals(&stats.files);
         // The scenario's own figures leave out the start gate.
         let (acquired, wait_ns) = totals
             .iter()
@@ -266,7 +264,7 @@ fn main() -> ExitCode {
                 wait_ns as f64 / acquired as f64 / 1e6
             );
         }
-        common::summary::print(&stats.files, 3, false);
+        lockprof_stress::summary::print(&stats.files, 3, false);
     }
     if let Some(path) = &args.output {
         let written = serde_json::to_string_pretty(&result)

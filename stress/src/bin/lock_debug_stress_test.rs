@@ -9,14 +9,12 @@
 //! present locally but not in Datadog).
 //!
 //! ```text
-//! cargo run --release --example lock_debug_stress_test -- [duration_s=30] [workers=4]
+//! cargo run --release -p lockprof-stress --bin lock_debug_stress_test -- [duration_s=30] [workers=4]
 //! ```
 //!
 //! Profiles are written under `DD_PROFILING_OUTPUT_PPROF` if set, else under
 //! a new directory in the temporary directory (printed). Exits with status 1
 //! if any expected name is missing from the local profile.
-
-mod common;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -28,8 +26,8 @@ use std::time::{Duration, Instant};
 use lockprof::read::LockProfile;
 use lockprof::{named, ProfiledMutex as Mutex, ProfiledReentrantMutex, ProfiledRwLock as RwLock, Profiler};
 
-use common::production::{self, env};
-use common::profiles::{self, LockName};
+use lockprof_stress::production::{self, env};
+use lockprof_stress::profiles::{self, LockName};
 
 /// Every name the workloads give a lock, with its placement.
 const EXPECTED: &[(&str, &str)] = &[

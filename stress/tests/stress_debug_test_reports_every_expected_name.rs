@@ -1,4 +1,4 @@
-//! `examples/lock_debug_stress_test.rs`, run for a few seconds: it reads its
+//! `stress/src/bin/lock_debug_stress_test.rs`, run for a few seconds: it reads its
 //! own profile back, reports every expected lock name as found, and exits 0;
 //! with nothing recorded it reports them missing, blames the collector, and
 //! exits 1. With an agent configured it uploads: to a scripted agent on
@@ -6,6 +6,7 @@
 //! port nobody listens on, it says the upload is the problem.
 
 mod stress_support;
+#[path = "../../tests/upload_common/mod.rs"]
 mod upload_common;
 
 use stress_support::{command, run_ok};
@@ -85,7 +86,7 @@ fn names_missing_from_the_local_profile_fail_the_run() {
         .env("DD_PROFILING_OUTPUT_PPROF", dir.path().join("debug"))
         .env("DD_PROFILING_CAPTURE_PCT", "0")
         .output()
-        .expect("start the example");
+        .expect("start the program");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     for name in EXPECTED {

@@ -56,10 +56,10 @@ pub fn env(name: &str) -> Option<String> {
 
 /// `[duration_s] [workers]` from the command line, with defaults; prints the
 /// usage and exits on anything else.
-pub fn parse_args(example: &str, default_duration_s: f64, default_workers: usize) -> (Duration, usize) {
+pub fn parse_args(program: &str, default_duration_s: f64, default_workers: usize) -> (Duration, usize) {
     let usage = format!(
-        "usage: {example} [duration_s={default_duration_s}] [workers={default_workers}]\n\
-         \x20      (cargo run --release --example {example} -- 60 4)"
+        "usage: {program} [duration_s={default_duration_s}] [workers={default_workers}]\n\
+         \x20      (cargo run --release -p lockprof-stress --bin {program} -- 60 4)"
     );
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {

@@ -1,4 +1,4 @@
-//! Runs the named stress configurations of `examples/stress_configs.toml`,
+//! Runs the named stress configurations of `stress/stress_configs.toml`,
 //! each in its own `lock_profiler_stress` process, writes
 //! `results.<name>.json` into a results directory and prints a summary
 //! table; with `--profiling both`, each configuration runs without and then
@@ -6,10 +6,10 @@
 //! durations.
 //!
 //! ```text
-//! cargo run --release --example run_stress -- results/
+//! cargo run --release -p lockprof-stress --bin run_stress -- results/
 //! BENCHMARK_CONFIGS=high-contention-10-threads,deadlock-prone \
-//!     cargo run --release --example run_stress -- results/ --profiling both
-//! cargo run --example run_stress -- --list
+//!     cargo run --release -p lockprof-stress --bin run_stress -- results/ --profiling both
+//! cargo run -p lockprof-stress --bin run_stress -- --list
 //! ```
 //!
 //! `BENCHMARK_CONFIGS` selects configurations by exact name, comma-separated;
@@ -19,8 +19,6 @@
 //! every other `DD_PROFILING_*` variable passes through. Each run's output
 //! goes to `<results>/logs/`.
 
-mod common;
-
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -29,8 +27,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
-use common::config::{self, Entry};
-use common::stats::ScenarioResult;
+use lockprof_stress::config::{self, Entry};
+use lockprof_stress::stats::ScenarioResult;
 
 /// Runs the lock-profiler stress configurations and summarizes them.
 #[derive(Parser, Debug)]
@@ -40,7 +38,7 @@ struct Args {
     /// missing).
     #[arg(required_unless_present = "list")]
     results_dir: Option<PathBuf>,
-    /// Configuration file [default: the built-in examples/stress_configs.toml].
+    /// Configuration file [default: the built-in stress/stress_configs.toml].
     #[arg(long)]
     config: Option<PathBuf>,
     /// Run each configuration with the profiler on, off, or both (off, then
@@ -345,7 +343,7 @@ fn build_stress_bin() -> Result<PathBuf, String> {
         "build",
         "--quiet",
         "--message-format=json-render-diagnostics",
-        "--example",
+        "--bin",
         "lock_profiler_stress",
         "--manifest-path",
         concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
@@ -353,7 +351,7 @@ fn build_stress_bin() -> Result<PathBuf, String> {
     if !cfg!(debug_assertions) {
         command.arg("--release");
     }
-    let features = common::config::enabled_features();
+    let features = lockprof_stress::config::enabled_features();
     if !features.is_empty() {
         command.arg("--features").arg(features.join(","));
     }

@@ -1,4 +1,4 @@
-//! Every scenario of `examples/lock_profiler_stress.rs`, in a tiny
+//! Every scenario of `stress/src/bin/lock_profiler_stress.rs`, in a tiny
 //! configuration, with the profiler on at 100%: the report lines parse, work
 //! was done, nothing timed out where nothing should, the `--output` JSON
 //! agrees with the report, and the written profile holds each of the
@@ -164,7 +164,7 @@ fn async_stress_without_the_tokio_feature_is_refused() {
     let output = command("lock_profiler_stress")
         .args(["--scenario-type", "async_stress"])
         .output()
-        .expect("start the example");
+        .expect("start the program");
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("--features tokio"));
 }
@@ -206,7 +206,7 @@ fn invalid_parameters_are_refused() {
         let output = command("lock_profiler_stress")
             .args(split(args))
             .output()
-            .expect("start the example");
+            .expect("start the program");
         assert_eq!(output.status.code(), Some(2), "{args}: {output:?}");
         assert!(output.stdout.is_empty(), "{args}: no report expected");
     }
