@@ -173,6 +173,7 @@ pub struct Workload {
 
 /// Every workload, in table order.
 pub fn all() -> Vec<Workload> {
+    #[cfg_attr(not(feature = "tokio"), allow(unused_mut))]
     let mut w = vec![
         Workload {
             name: "heavy-tailed holds, 4 threads",

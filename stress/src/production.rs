@@ -100,6 +100,8 @@ pub fn upload_mode(files_win: bool) -> String {
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
     if let Some(prefix) = env("DD_PROFILING_OUTPUT_PPROF").filter(|_| files_win) {
         format!("local files {prefix}.<pid>.<seq>.pprof (DD_PROFILING_OUTPUT_PPROF is set)")
+    } else if !cfg!(feature = "datadog") {
+        "local files: this build has no uploads (build with --features datadog)".to_owned()
     } else if agentless {
         format!(
             "agentless to {} (DD_API_KEY {})",
@@ -206,6 +208,7 @@ pub fn finish(profiler: Option<ProfilerHandle>, started: Instant) {
         "Events: {} recorded, {} dropped",
         stats.events_recorded, stats.events_dropped
     );
+    #[cfg(feature = "datadog")]
     if let Some(upload) = &stats.upload {
         println!(
             "Upload: {} sent, {} failed, {} dropped, {} retries",

@@ -6,10 +6,12 @@
 //! port nobody listens on, it says the upload is the problem.
 
 mod stress_support;
+#[cfg(feature = "datadog")]
 #[path = "../../tests/upload_common/mod.rs"]
 mod upload_common;
 
 use stress_support::{command, run_ok};
+#[cfg(feature = "datadog")]
 use upload_common::{closed_port, Reply, ScriptedAgent};
 
 const EXPECTED: &[&str] = &[
@@ -102,6 +104,7 @@ fn names_missing_from_the_local_profile_fail_the_run() {
 }
 
 #[test]
+#[cfg(feature = "datadog")]
 fn with_an_agent_that_accepts_the_upload_is_reported_ok() {
     let agent = ScriptedAgent::start(|_| Reply::Status(200));
     let dir = tempfile::tempdir().expect("tempdir");
@@ -136,6 +139,7 @@ fn with_an_agent_that_accepts_the_upload_is_reported_ok() {
 }
 
 #[test]
+#[cfg(feature = "datadog")]
 fn an_unreachable_agent_is_an_upload_problem_not_a_collector_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = run_ok(

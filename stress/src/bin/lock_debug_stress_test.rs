@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lockprof::read::LockProfile;
 use lockprof::{named, ProfiledMutex as Mutex, ProfiledReentrantMutex, ProfiledRwLock as RwLock, Profiler};
@@ -352,9 +352,20 @@ enum Upload {
     Failed,
 }
 
+/// Without the `datadog` feature this build cannot upload: says so.
+#[cfg(not(feature = "datadog"))]
+fn upload_step(_: Duration, _: usize) -> Upload {
+    println!(
+        "\nStep 3: upload skipped: this build has no uploads \
+         (cargo run --release -p lockprof-stress --features datadog --bin lock_debug_stress_test)"
+    );
+    Upload::NotTried
+}
+
 /// Runs the workloads again under `start_from_env()`, which sends profiles
 /// where the environment says, and reports what the agent or intake did
 /// with them.
+#[cfg(feature = "datadog")]
 fn upload_step(duration: Duration, workers: usize) -> Upload {
     // Local files would win over the upload; step 1 has written them.
     std::env::remove_var("DD_PROFILING_OUTPUT_PPROF");
@@ -374,7 +385,7 @@ fn upload_step(duration: Duration, workers: usize) -> Upload {
     }
     println!("Sending to {output}");
     run_workloads(duration.min(Duration::from_secs(20)), workers);
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let stats = profiler.stop();
     let upload = stats.upload.unwrap_or_default();
     println!(
