@@ -69,4 +69,4 @@ if [ "$yes" -ne 1 ]; then
   esac
 fi
 
-exec cargo run --release -p lockprof-stress --bin "$example" -- "$duration" "$workers"
+exec cargo run --release -p lockprof-stress --features datadog --bin "$example" -- "$duration" "$workers"

@@ -109,5 +109,8 @@ pub fn enabled_features() -> Vec<&'static str> {
     if cfg!(feature = "tokio") {
         features.push("tokio");
     }
+    if cfg!(feature = "datadog") {
+        features.push("datadog");
+    }
     features
 }

@@ -59,7 +59,7 @@ pub fn env(name: &str) -> Option<String> {
 pub fn parse_args(program: &str, default_duration_s: f64, default_workers: usize) -> (Duration, usize) {
     let usage = format!(
         "usage: {program} [duration_s={default_duration_s}] [workers={default_workers}]\n\
-         \x20      (cargo run --release -p lockprof-stress --bin {program} -- 60 4)"
+         \x20      (cargo run --release -p lockprof-stress --features datadog --bin {program} -- 60 4)"
     );
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {

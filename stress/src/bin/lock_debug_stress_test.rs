@@ -9,7 +9,7 @@
 //! present locally but not in Datadog).
 //!
 //! ```text
-//! cargo run --release -p lockprof-stress --bin lock_debug_stress_test -- [duration_s=30] [workers=4]
+//! cargo run --release -p lockprof-stress --features datadog --bin lock_debug_stress_test -- [duration_s=30] [workers=4]
 //! ```
 //!
 //! Profiles are written under `DD_PROFILING_OUTPUT_PPROF` if set, else under

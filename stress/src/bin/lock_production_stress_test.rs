@@ -4,7 +4,7 @@
 //! and one heavily contended field.
 //!
 //! ```text
-//! cargo run --release -p lockprof-stress --bin lock_production_stress_test -- [duration_s=120] [workers=8]
+//! cargo run --release -p lockprof-stress --features datadog --bin lock_production_stress_test -- [duration_s=120] [workers=8]
 //! ```
 //!
 //! Sets `DD_SERVICE=lock-production-stress-test`, `DD_ENV=stress-test`,

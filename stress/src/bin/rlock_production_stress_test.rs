@@ -4,7 +4,7 @@
 //! `validate_attempt` under the same lock).
 //!
 //! ```text
-//! cargo run --release -p lockprof-stress --bin rlock_production_stress_test -- [duration_s=120] [workers=8]
+//! cargo run --release -p lockprof-stress --features datadog --bin rlock_production_stress_test -- [duration_s=120] [workers=8]
 //! ```
 //!
 //! Sets `DD_SERVICE=rlock-production-stress-test`, `DD_ENV=stress-test`,
