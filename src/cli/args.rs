@@ -9,14 +9,17 @@ use crate::report::By;
 const EXAMPLES: &str = "\
 Inputs:
   PROFILE is a file (gzip'd, zstd'd or raw pprof), a directory (its newest
-  profile; all of them merged with --all), or a prefix as given to
+  profile; all of them with --all), or a prefix as given to
   DD_PROFILING_OUTPUT_PPROF (files <prefix>.<pid>.<seq>[.pprof]; newest, or
-  all with --all). Several PROFILEs are merged.
+  all with --all). Several profiles are merged, except by `top`, which
+  shows a row per run (<prefix>.<pid>: one process) and lock, with a RUN
+  column, when they come from several runs (--merge: merged).
 
 Examples:
   lockprof top /tmp/lockprof/                       newest profile in a directory
   lockprof top -n 5 --by hold /tmp/lockprof/app     newest under a prefix, by hold time
-  lockprof top --all --json /tmp/lockprof/          every profile merged, as JSON
+  lockprof top --all results/profiles/              every run's locks, a RUN column
+  lockprof top --all --merge --json /tmp/lockprof/  every profile merged, as JSON
   lockprof stacks --lock session_lock app.1234.0.pprof
   lockprof names --expect queue,session_lock app.1234.0.pprof
   lockprof flamegraph --by wait -o wait.svg /tmp/lockprof/
@@ -71,7 +74,8 @@ pub(crate) struct Inputs {
     /// Profile files, directories or DD_PROFILING_OUTPUT_PPROF prefixes.
     #[arg(required = true, value_name = "PROFILE")]
     pub(crate) files: Vec<PathBuf>,
-    /// Of a directory or prefix, read every profile (merged), not the newest.
+    /// Of a directory or prefix, read every profile, not the newest (`top`:
+    /// a row per run and lock; the others merge them).
     #[arg(long)]
     pub(crate) all: bool,
 }
@@ -92,6 +96,11 @@ pub(crate) struct TopArgs {
     /// CSV with a header line (times in nanoseconds).
     #[arg(long)]
     pub(crate) csv: bool,
+    /// Profiles of several runs (`<prefix>.<pid>.<seq>`: one run per
+    /// process) in one row per lock, summed, instead of a row per run and
+    /// lock with a RUN column.
+    #[arg(long)]
+    pub(crate) merge: bool,
 }
 
 #[derive(Debug, Args)]
