@@ -30,7 +30,18 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
-cargo test --all-features
+
+# No test writes under the default output directory (`<temp dir>/lockprof/`,
+# shared by every program profiled without DD_PROFILING_OUTPUT_PPROF): the
+# suite runs with a temp dir of its own, which must hold no `lockprof/` after.
+suite_tmp="$(mktemp -d)"
+trap 'rm -rf "$suite_tmp"' EXIT
+TMPDIR="$suite_tmp" cargo test --all-features
+if [ -e "$suite_tmp/lockprof" ]; then
+  echo "error: tests wrote under the default output directory:" >&2
+  find "$suite_tmp/lockprof" >&2
+  exit 1
+fi
 
 # Without uploads (`default-features = false`: no `datadog` feature): the
 # small tree builds cleanly, and the library's unit tests and the tests of

@@ -16,13 +16,13 @@ Inputs:
   column, when they come from several runs (--merge: merged).
 
 Examples:
-  lockprof top /tmp/lockprof/                       newest profile in a directory
-  lockprof top -n 5 --by hold /tmp/lockprof/app     newest under a prefix, by hold time
-  lockprof top --all results/profiles/              every run's locks, a RUN column
-  lockprof top --all --merge --json /tmp/lockprof/  every profile merged, as JSON
+  lockprof top /tmp/lockprof/app                       newest profile of program app
+  lockprof top -n 5 --by hold results/profiles/        newest in a directory, by hold time
+  lockprof top --all results/profiles/                 every run's locks, a RUN column
+  lockprof top --all --merge --json /tmp/lockprof/app  app's profiles merged, as JSON
   lockprof stacks --lock session_lock app.1234.0.pprof
   lockprof names --expect queue,session_lock app.1234.0.pprof
-  lockprof flamegraph --by wait -o wait.svg /tmp/lockprof/
+  lockprof flamegraph --by wait -o wait.svg /tmp/lockprof/app
   lockprof diff --fail-over 20 --min-wait 1ms before.pprof after.pprof
 
 Exit codes: 0 success; 1 a check failed (names --expect, diff --fail-over);
@@ -46,20 +46,20 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// One row per lock name: acquisitions, total/avg/max wait, share of all
     /// wait, total/avg hold.
-    #[command(after_help = "Example: lockprof top -n 10 --by wait /tmp/lockprof/")]
+    #[command(after_help = "Example: lockprof top -n 10 --by wait /tmp/lockprof/app")]
     Top(TopArgs),
     /// The heaviest call stacks of each lock, leaf first, with file:line.
-    #[command(after_help = "Example: lockprof stacks --lock session_lock --by hold /tmp/lockprof/")]
+    #[command(after_help = "Example: lockprof stacks --lock session_lock --by hold /tmp/lockprof/app")]
     Stacks(StacksArgs),
     /// Every lock name, marked `named` (file:line:variable) or `generic`
     /// (file:line).
     #[command(
-        after_help = "Example: lockprof names --expect queue,session_lock /tmp/lockprof/ (exit 1 if one is missing)"
+        after_help = "Example: lockprof names --expect queue,session_lock /tmp/lockprof/app (exit 1 if one is missing)"
     )]
     Names(NamesArgs),
     /// An SVG flame graph of wait or hold time, the lock name as the top
     /// frame, then the frame that locked and its callers.
-    #[command(after_help = "Example: lockprof flamegraph --by hold -o hold.svg /tmp/lockprof/")]
+    #[command(after_help = "Example: lockprof flamegraph --by hold -o hold.svg /tmp/lockprof/app")]
     Flamegraph(FlamegraphArgs),
     /// How each lock's wait and hold changed between two profiles, largest
     /// wait increase first.

@@ -81,6 +81,21 @@ fn a_short_run_finds_every_expected_name_and_exits_0() {
 }
 
 #[test]
+fn without_an_output_prefix_its_own_temporary_directory_is_removed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let output = run_ok(
+        command("lock_debug_stress_test")
+            .args(["1", "2"])
+            .env("TMPDIR", tmp.path()),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("RESULT: PASS"), "{stdout}");
+    assert!(stdout.contains("(removed "), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{stdout}");
+}
+
+#[test]
 fn names_missing_from_the_local_profile_fail_the_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = command("lock_debug_stress_test")

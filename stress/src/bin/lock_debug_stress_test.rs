@@ -13,8 +13,9 @@
 //! ```
 //!
 //! Profiles are written under `DD_PROFILING_OUTPUT_PPROF` if set, else under
-//! a new directory in the temporary directory (printed). Exits with status 1
-//! if any expected name is missing from the local profile.
+//! a new directory in the temporary directory (printed, and removed at the
+//! end). Exits with status 1 if any expected name is missing from the local
+//! profile.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -202,12 +203,16 @@ fn main() -> ExitCode {
     }
     production::agentless_when_only_a_key();
     let (duration, workers) = production::parse_args("lock_debug_stress_test", 30.0, 4);
-    let prefix = match env("DD_PROFILING_OUTPUT_PPROF") {
-        Some(prefix) => PathBuf::from(prefix),
-        None => std::env::temp_dir()
-            .join(format!("lockprof-debug-{}", std::process::id()))
-            .join("lock-debug-stress-test"),
+    // A directory of this run's own, removed at the end, unless the
+    // environment names where profiles go.
+    let own_dir = env("DD_PROFILING_OUTPUT_PPROF")
+        .is_none()
+        .then(|| std::env::temp_dir().join(format!("lockprof-debug-{}", std::process::id())));
+    let prefix = match (&own_dir, env("DD_PROFILING_OUTPUT_PPROF")) {
+        (Some(dir), _) => dir.join("lock-debug-stress-test"),
+        (None, prefix) => PathBuf::from(prefix.unwrap_or_default()),
     };
+    let _removed_at_exit = own_dir.map(RemovedAtExit);
 
     let rule = "=".repeat(80);
     println!("{rule}\nLock Debug Stress Test - where do lock names get lost?\n{rule}");
@@ -343,6 +348,21 @@ fn analyze(path: &std::path::Path, profile: &LockProfile) -> Vec<&'static str> {
         println!("Missing expected names: {}", missing.join(", "));
     }
     missing
+}
+
+/// A directory this run made for its profiles: removed when dropped, at
+/// the end of `main`, with a line saying so.
+struct RemovedAtExit(PathBuf);
+
+impl Drop for RemovedAtExit {
+    fn drop(&mut self) {
+        if std::fs::remove_dir_all(&self.0).is_ok() {
+            println!(
+                "(removed {}; set DD_PROFILING_OUTPUT_PPROF to keep the profiles)",
+                self.0.display()
+            );
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
