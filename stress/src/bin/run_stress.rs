@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
+use lockprof_stress::cargo;
 use lockprof_stress::config::{self, Entry};
 use lockprof_stress::stats::ScenarioResult;
 
@@ -335,39 +336,23 @@ fn run_one(
 }
 
 /// Builds `lock_profiler_stress` with cargo, in this runner's profile and
-/// features, and returns its path.
+/// features, saying what it does, and returns its path.
 fn build_stress_bin() -> Result<PathBuf, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.args([
-        "build",
-        "--quiet",
-        "--message-format=json-render-diagnostics",
-        "--bin",
-        "lock_profiler_stress",
-        "--manifest-path",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-    ]);
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
+    let release = !cfg!(debug_assertions);
     let features = lockprof_stress::config::enabled_features();
-    if !features.is_empty() {
-        command.arg("--features").arg(features.join(","));
+    let args = cargo::build_args("lock_profiler_stress", release, &features);
+    println!("Building lock_profiler_stress: cargo {}", args.join(" "));
+    let built = cargo::build_bin("lock_profiler_stress", release, &features)?;
+    if built.compiled == 0 {
+        println!("lock_profiler_stress is up to date ({})", human(built.took));
+    } else {
+        println!(
+            "Built lock_profiler_stress: {} crate(s) compiled in {}",
+            built.compiled,
+            human(built.took)
+        );
     }
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !output.status.success() {
-        return Err(format!("cargo build exited with {}", output.status));
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "lock_profiler_stress")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| "cargo did not report the executable".to_owned())
+    Ok(built.executable)
 }
 
 fn print_summary(rows: &[Row], both: bool, elapsed: Duration) {
