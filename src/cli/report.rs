@@ -379,9 +379,17 @@ fn frames_key(frames: &[Frame]) -> Vec<(&str, &str, i64)> {
 }
 
 /// Whether the lock labelled `label` is the one the user named `wanted`: the
-/// whole label, or its variable name.
+/// whole label, or its variable name, which for an instance
+/// (`shard_lock[2]`, see `named!`) may leave the instance out.
 pub(crate) fn matches_lock(label: &str, wanted: &str) -> bool {
-    label == wanted || variable_name(label) == Some(wanted)
+    label == wanted
+        || variable_name(label).is_some_and(|name| {
+            name == wanted
+                || name
+                    .strip_suffix(']')
+                    .and_then(|n| n.split_once('['))
+                    .is_some_and(|(base, _)| base == wanted)
+        })
 }
 
 /// One lock's change between two profiles.
@@ -633,6 +641,15 @@ mod tests {
             accuracy(&profile(vec![sample("a.rs:1:a", 1, 0, 1, 1, vec![])])),
         );
         assert_eq!(acc["a.rs:1:a"], None);
+    }
+
+    #[test]
+    fn a_variable_name_matches_every_instance_of_it() {
+        assert!(matches_lock("a.rs:3:shard_lock[2]", "shard_lock"));
+        assert!(matches_lock("a.rs:3:shard_lock[2]", "shard_lock[2]"));
+        assert!(!matches_lock("a.rs:3:shard_lock[2]", "shard_lock[1]"));
+        assert!(!matches_lock("a.rs:3:shard_locks", "shard_lock"));
+        assert!(matches_lock("a.rs:3:queue", "queue"));
     }
 
     #[test]

@@ -72,6 +72,30 @@ fn high_contention() {
 }
 
 #[test]
+fn locks_made_in_a_loop_are_told_apart_by_instance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run_ok(
+        command("lock_profiler_stress")
+            .args(split(
+                "--scenario-type high_contention --seed 7 --num-threads 2 --num-locks 3 \
+                 --operations-per-thread 60 --hold-time-ms 0 --think-time-ms 0",
+            ))
+            .env("DD_PROFILING_ENABLED", "1")
+            .env("DD_PROFILING_LOCK_ENABLED", "1")
+            .env("DD_PROFILING_CAPTURE_PCT", "100")
+            .env("DD_PROFILING_OUTPUT_PPROF", dir.path().join("instances")),
+    );
+    let names = lock_names_in(dir.path());
+    for i in 0..3 {
+        let instance = format!("contended_lock[{i}]");
+        assert!(
+            names.iter().any(|n| n.ends_with(&format!(":{instance}"))),
+            "no {instance} in {names:?}"
+        );
+    }
+}
+
+#[test]
 fn lock_hierarchy() {
     let args = "--num-threads 4 --hierarchy-depth 3 --operations-per-thread 30 --hold-time-ms 1";
     let report = run_profiled("lock_hierarchy", &split(args), &["hierarchy_lock"], false);

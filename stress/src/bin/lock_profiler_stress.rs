@@ -300,7 +300,7 @@ fn high_contention(args: &Args, seeds: &Seeds) -> Outcome {
     let hold_ms = args.hold_time_ms.unwrap_or(5);
     let think_ms = args.think_time_ms.unwrap_or(1);
     let locks: Vec<ProfiledMutex<u64>> = (0..num_locks)
-        .map(|_| named!(contended_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(contended_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, rng: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -338,7 +338,7 @@ fn lock_hierarchy(args: &Args, seeds: &Seeds) -> Outcome {
     let depth = args.hierarchy_depth;
     let hold_ms = args.hold_time_ms.unwrap_or(2);
     let levels: Vec<ProfiledMutex<u64>> = (0..depth)
-        .map(|_| named!(hierarchy_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(hierarchy_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, _: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -385,7 +385,7 @@ fn high_frequency(args: &Args, seeds: &Seeds) -> Outcome {
     let hold_ms = args.hold_time_ms.unwrap_or(0);
     let think_ms = args.think_time_ms.unwrap_or(0);
     let locks: Vec<ProfiledMutex<u64>> = (0..num_locks)
-        .map(|_| named!(hot_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(hot_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, rng: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -430,18 +430,18 @@ enum Primitive<'a> {
 fn mixed_primitives(args: &Args, seeds: &Seeds) -> Outcome {
     let timeout = Duration::from_millis(500);
     let mutexes: Vec<ProfiledMutex<u64>> = (0..5)
-        .map(|_| named!(mixed_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(mixed_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let reentrant: Vec<ProfiledReentrantMutex<Cell<u64>>> = (0..if args.use_rlock { 3 } else { 0 })
-        .map(|_| named!(mixed_rlock = ProfiledReentrantMutex::new(Cell::new(0))))
+        .map(|i| named!(mixed_rlock[i] = ProfiledReentrantMutex::new(Cell::new(0))))
         .collect();
     let semaphores: Vec<Semaphore> = (0..if args.use_semaphore { 3 } else { 0 })
-        .map(|_| named!(mixed_semaphore = Semaphore::new(2)))
+        .map(|i| named!(mixed_semaphore[i] = Semaphore::new(2)))
         .collect();
     named!(let condition_lock = ProfiledMutex::new(0));
     let condition = ProfiledCondvar::new();
     let events: Vec<Event> = (0..if args.use_event { 3 } else { 0 })
-        .map(|_| named!(mixed_event = Event::new(true)))
+        .map(|i| named!(mixed_event[i] = Event::new(true)))
         .collect();
 
     let mut pool: Vec<Primitive<'_>> = mutexes.iter().map(Primitive::Mutex).collect();
@@ -530,7 +530,7 @@ fn long_held_locks(args: &Args, seeds: &Seeds) -> Outcome {
     let hold_ms = args.hold_time_ms.unwrap_or(100);
     let variance = i64::try_from(args.variance_ms).unwrap_or(i64::MAX);
     let locks: Vec<ProfiledMutex<u64>> = (0..num_locks)
-        .map(|_| named!(slow_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(slow_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, rng: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -704,7 +704,7 @@ fn memory_pressure(args: &Args, seeds: &Seeds) -> Outcome {
     let hold_ms = args.hold_time_ms.unwrap_or(10);
     let floats = (args.allocate_mb_per_op * (1 << 20) as f64 / 8.0) as usize;
     let locks: Vec<ProfiledMutex<u64>> = (0..num_locks)
-        .map(|_| named!(allocation_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(allocation_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, rng: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -747,7 +747,7 @@ fn deadlock_prone(args: &Args, seeds: &Seeds) -> Outcome {
     let num_locks = args.num_locks.unwrap_or(5);
     let timeout = Duration::from_millis(args.timeout_ms);
     let locks: Vec<ProfiledMutex<u64>> = (0..num_locks)
-        .map(|_| named!(resource_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(resource_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, rng: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -809,7 +809,7 @@ fn async_stress(args: &Args, seeds: &Seeds) -> Outcome {
     let num_locks = args.num_locks.unwrap_or(10);
     let locks: Arc<Vec<ProfiledAsyncMutex<u64>>> = Arc::new(
         (0..num_locks)
-            .map(|_| named!(async_lock = ProfiledAsyncMutex::new(0)))
+            .map(|i| named!(async_lock[i] = ProfiledAsyncMutex::new(0)))
             .collect(),
     );
     named!(let start_gate = Arc::new(ProfiledAsyncMutex::new(())));

@@ -114,9 +114,16 @@ pub fn lock_names_in(dir: &Path) -> BTreeSet<String> {
     names
 }
 
-/// Whether a label names a lock `ident`: `<file>:<line>:<ident>`.
+/// Whether a label names a lock `ident`, or an instance of it:
+/// `<file>:<line>:<ident>` or `<file>:<line>:<ident>[<instance>]`.
 pub fn has_name(names: &BTreeSet<String>, ident: &str) -> bool {
-    names
-        .iter()
-        .any(|label| label.rsplit_once(':').is_some_and(|(_, last)| last == ident))
+    names.iter().any(|label| {
+        label.rsplit_once(':').is_some_and(|(_, last)| {
+            last == ident
+                || last
+                    .strip_prefix(ident)
+                    .and_then(|rest| rest.strip_prefix('['))
+                    .is_some_and(|rest| rest.ends_with(']'))
+        })
+    })
 }
