@@ -6,6 +6,7 @@ mod builder;
 #[rustfmt::skip]
 pub(crate) mod proto;
 pub(crate) mod symbolize;
+mod symtab;
 
 pub(crate) use builder::{build, gzip, PeriodInfo, Sample, SampleKind, Stack, TaskLabels, ThreadLabels};
 
