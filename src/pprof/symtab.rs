@@ -78,8 +78,8 @@ mod imp {
     }
 
     fn load(base: usize, path: &std::path::Path) -> Option<Table> {
-        let bytes = std::fs::read(path).ok()?;
-        let file = object::File::parse(&*bytes).ok()?;
+        let mapped = Mapped::open(path)?;
+        let file = object::File::parse(mapped.bytes()).ok()?;
         // `dladdr`'s base is where the lowest segment's page was mapped.
         let lowest = file.segments().map(|s| s.address()).min()? & !0xfff;
         let bias = base.checked_sub(lowest as usize)?;
@@ -90,6 +90,53 @@ mod imp {
             .collect();
         functions.sort_unstable_by_key(|(start, _, _)| *start);
         Some(Table { bias, functions })
+    }
+
+    /// A file mapped read-only: parsing touches only the symbol and string
+    /// tables' pages, not the whole executable (tens of MiB with debug
+    /// info), and unmapping gives them back.
+    struct Mapped {
+        ptr: *mut libc::c_void,
+        len: usize,
+    }
+
+    impl Mapped {
+        fn open(path: &std::path::Path) -> Option<Mapped> {
+            use std::os::fd::AsRawFd;
+            let file = std::fs::File::open(path).ok()?;
+            let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+            if len == 0 {
+                return None;
+            }
+            // SAFETY: a fresh private read-only mapping of an open file; the
+            // kernel checks the descriptor and length, and the mapping
+            // outlives the descriptor (closed when `file` drops).
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE,
+                    file.as_raw_fd(),
+                    0,
+                )
+            };
+            (ptr != libc::MAP_FAILED).then_some(Mapped { ptr, len })
+        }
+
+        fn bytes(&self) -> &[u8] {
+            // SAFETY: `len` readable bytes are mapped at `ptr` until `self`
+            // drops, and nothing writes to a private read-only mapping.
+            unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+        }
+    }
+
+    impl Drop for Mapped {
+        fn drop(&mut self) {
+            // SAFETY: the mapping made in `open`, unmapped once; the names
+            // kept were copied out of it.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
     }
 }
 
