@@ -50,6 +50,7 @@ fi
 cargo clippy --no-default-features --all-targets -- -D warnings
 cargo test --no-default-features --lib \
   --test without_the_datadog_feature_profiles_go_to_files \
+  --test the_environment_configures_what_the_builder_does_not_set \
   --test swapping_the_import_is_enough \
   --test lock_names_for_every_placement \
   --test file_output_never_follows_symlinks

@@ -31,6 +31,7 @@ impl Profiler {
             #[cfg(feature = "datadog")]
             upload: None,
             by_hand: ByHand::default(),
+            env: Env::Apply,
             exporter: None,
         }
     }
@@ -38,8 +39,12 @@ impl Profiler {
 
 /// Configures and starts a profiler.
 ///
-/// Settings made with its methods win over the environment, whatever the
-/// order of the calls.
+/// As in Datadog's libraries, the environment configures what the code does
+/// not: [`start`](Self::start) applies the `DD_*` variables to every setting
+/// no method of the builder set (so an operator can redirect the output or
+/// change the capture without a rebuild), and settings made with its methods
+/// win over the environment, whatever the order of the calls.
+/// [`ignore_env`](Self::ignore_env) leaves the environment out.
 pub struct ProfilerBuilder {
     settings: Settings,
     #[cfg(feature = "datadog")]
@@ -47,7 +52,19 @@ pub struct ProfilerBuilder {
     #[cfg(feature = "datadog")]
     upload: Option<bool>,
     by_hand: ByHand,
+    env: Env,
     exporter: Option<Box<dyn Export>>,
+}
+
+/// What [`ProfilerBuilder::start`] does with the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Env {
+    /// Applies it.
+    Apply,
+    /// Nothing: [`ProfilerBuilder::with_env`] has applied it already.
+    Applied,
+    /// Nothing: [`ProfilerBuilder::ignore_env`].
+    Ignore,
 }
 
 /// Core settings set by builder methods, which the environment leaves alone.
@@ -139,10 +156,13 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Applies the `DD_*` variables to every setting not set by a builder
-    /// method, before or after this call. Bad values are returned and leave
-    /// the default in place.
+    /// Applies the `DD_*` variables now, to every setting not set by a
+    /// builder method, before or after this call, and returns the bad
+    /// values, which leave the default in place. [`start`](Self::start)
+    /// does the same, logging the bad values, unless this was called (or
+    /// [`ignore_env`](Self::ignore_env)): call it to see the errors.
     pub fn with_env(mut self) -> (Self, Vec<ConfigError>) {
+        self.env = Env::Applied;
         let hand = self.settings.clone();
         let (mut settings, errors) = config::core_from_env(self.settings);
         if self.by_hand.capture_pct {
@@ -166,14 +186,38 @@ impl ProfilerBuilder {
         (self, errors)
     }
 
-    /// The settings as they stand.
+    /// Takes no setting from the environment: only this builder's methods
+    /// and the defaults count (tests, and programs that configure lockprof
+    /// from their own configuration).
+    pub fn ignore_env(mut self) -> Self {
+        self.env = Env::Ignore;
+        self
+    }
+
+    /// The settings as they stand (before [`start`](Self::start) applies
+    /// the environment).
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
-    /// Starts profiling. Fails if the settings are invalid or a profiler is
+    /// Applies the environment (see [`ProfilerBuilder`]; a bad value is
+    /// logged through `log` and its default kept), then starts profiling.
+    /// Fails if a setting made by a method is invalid or a profiler is
     /// already running in this process.
     pub fn start(self) -> Result<ProfilerHandle, StartError> {
+        let this = if self.env == Env::Apply {
+            let (this, errors) = self.with_env();
+            for e in &errors {
+                log::warn!("lockprof: {e}; using the default");
+            }
+            this
+        } else {
+            self
+        };
+        this.start_as_set()
+    }
+
+    fn start_as_set(self) -> Result<ProfilerHandle, StartError> {
         self.settings.validate()?;
         let claim = Claim::take().ok_or(StartError::AlreadyRunning)?;
         let chosen = output::open(output::Request {
@@ -346,11 +390,8 @@ pub fn start_from_env() -> Option<ProfilerHandle> {
     if !enabled {
         return None;
     }
-    let (builder, errors) = Profiler::builder().with_env();
-    for e in &errors {
-        log::warn!("lockprof: {e}; using the default");
-    }
-    match builder.start() {
+    // `start` applies the environment and logs its bad values.
+    match Profiler::builder().start() {
         Ok(handle) => Some(handle),
         Err(e) => {
             log::error!("lockprof: profiler not started: {e}");
