@@ -3,8 +3,13 @@
 //!
 //! ```text
 //! cargo run --example quickstart
+//! DD_PROFILING_OUTPUT_PPROF=/tmp/qs/ cargo run --example quickstart   # elsewhere
 //! go tool pprof -raw <the printed file>
 //! ```
+//!
+//! The capture is set in code (100 %), so `DD_PROFILING_CAPTURE_PCT` does not
+//! change it; every setting the code leaves alone, the output included, comes
+//! from its `DD_*` variable when one is set.
 
 // Was: use std::sync::{Condvar, Mutex, RwLock};
 use lockprof::{named, ProfiledCondvar as Condvar, ProfiledMutex as Mutex, ProfiledRwLock as RwLock};

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs examples/lock_production_stress_test.rs in release mode, after checking
+# Runs stress/src/bin/lock_production_stress_test.rs in release mode, after checking
 # where its profiles will go.
 #
 #   ./scripts/run_lock_production_stress_test.sh [duration_s=120] [workers=8] [--yes]
@@ -69,4 +69,4 @@ if [ "$yes" -ne 1 ]; then
   esac
 fi
 
-exec cargo run --release --example "$example" -- "$duration" "$workers"
+exec cargo run --release -p lockprof-stress --features datadog --bin "$example" -- "$duration" "$workers"

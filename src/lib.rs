@@ -64,10 +64,11 @@ pub use config::{
     DEFAULT_MAX_SAMPLES_PER_SEC, DEFAULT_QUEUE_CAPACITY, MAX_FLUSH_INTERVAL, MAX_QUEUE_CAPACITY,
     MIN_CAPTURE_PCT, MIN_FLUSH_INTERVAL,
 };
+#[cfg(feature = "datadog")]
 pub use export::{
-    ApiKey, DatadogSettings, EncodedProfile, Export, ExportError, FileExporter, ProfileStats, UploadStats,
-    DEFAULT_AGENT_SOCKET, DEFAULT_API_TIMEOUT, DEFAULT_SITE,
+    ApiKey, DatadogSettings, UploadStats, DEFAULT_AGENT_SOCKET, DEFAULT_API_TIMEOUT, DEFAULT_SITE,
 };
+pub use export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
 pub use naming::Nameable;
 pub use profiler::{start_from_env, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats, StartError};
 pub use record::stack::Unwinder;

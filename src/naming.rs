@@ -61,7 +61,7 @@ pub(crate) use lock_type_impls;
 /// Names locks after the identifier they are bound to, so profiles show
 /// `server.rs:42:session_lock` rather than `server.rs:42`.
 ///
-/// Five placements are supported:
+/// Five placements are supported, and instances of locks made in a loop:
 ///
 /// ```
 /// use lockprof::{named, ProfiledMutex, ProfiledRwLock};
@@ -94,17 +94,26 @@ pub(crate) use lock_type_impls;
 /// named!(let request_lock = Arc::new(ProfiledMutex::new(0)));
 /// // An expression, named by hand-picked identifier.
 /// let response_lock = named!(response_lock = ProfiledMutex::new(0));
+/// // Locks made in a loop, one line for all: an instance (any `Display`)
+/// // after the name tells them apart (`server.rs:42:shard_lock[2]`).
+/// let shards: Vec<ProfiledMutex<u32>> =
+///     (0..4).map(|i| named!(shard_lock[i] = ProfiledMutex::new(0))).collect();
 ///
 /// assert_eq!(request_lock.site().name(), Some("request_lock"));
 /// assert_eq!(GLOBAL_CACHE_LOCK.site().name(), Some("GLOBAL_CACHE_LOCK"));
 /// let users = UserManager::new();
 /// assert_eq!(users._internal_lock.site().name(), Some("_internal_lock"));
 /// assert_eq!(users.pool.primary.connection_lock.site().name(), Some("connection_lock"));
+/// assert_eq!(shards[2].site().name(), Some("shard_lock[2]"));
 /// # let _ = (response_lock, users.user_session_lock, users.pool.size);
 /// ```
 ///
 /// The line in the label is the line where the lock was created (the
 /// constructor call), taken with `#[track_caller]`.
+///
+/// Each instance name (`shard_lock[2]`) is made once and kept for the life
+/// of the process, like the name of a site: meant for a bounded set of
+/// instances (shards, workers), not for a fresh index per request.
 #[macro_export]
 macro_rules! named {
     (let mut $name:ident $(: $ty:ty)? = $value:expr $(;)?) => {
@@ -118,6 +127,9 @@ macro_rules! named {
     };
     ($name:ident = $value:expr) => {
         $crate::__private::name($value, ::core::stringify!($name))
+    };
+    ($name:ident [ $instance:expr ] = $value:expr) => {
+        $crate::__private::name($value, $crate::__private::instance(::core::stringify!($name), &$instance))
     };
     ($($path:ident)::+ { $($field:ident : $value:expr),* $(,)? }) => {
         $($path)::+ {
@@ -141,6 +153,24 @@ pub mod __private {
     pub fn name<L: Nameable>(mut lock: L, name: &'static str) -> L {
         lock.set_name(name);
         lock
+    }
+
+    /// The name `name[instance]`, made once per distinct text and shared
+    /// by every lock of that instance: the profiler's caches key sites by
+    /// the name's address. Runs when a lock is created, never when one is
+    /// taken.
+    pub fn instance(name: &'static str, instance: &dyn std::fmt::Display) -> &'static str {
+        use std::collections::HashSet;
+        static NAMES: parking_lot::Mutex<Option<HashSet<&'static str>>> = parking_lot::Mutex::new(None);
+        let text = format!("{name}[{instance}]");
+        let mut names = NAMES.lock();
+        let names = names.get_or_insert_with(HashSet::new);
+        if let Some(&made) = names.get(text.as_str()) {
+            return made;
+        }
+        let made: &'static str = Box::leak(text.into_boxed_str());
+        names.insert(made);
+        made
     }
 
     /// Autoref dispatch for struct fields: [`NameLock`] applies to lock

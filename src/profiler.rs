@@ -9,6 +9,7 @@ pub use handle::{ProfilerHandle, ProfilerStats};
 use std::time::Duration;
 
 use crate::config::{self, ConfigError, Settings};
+#[cfg(feature = "datadog")]
 use crate::export::datadog::settings::{ApiKey, DatadogSettings};
 use crate::export::{output, Export};
 use crate::record::session::{Claim, Session, Unwinder};
@@ -18,15 +19,19 @@ use crate::record::session::{Claim, Session, Unwinder};
 pub struct Profiler;
 
 impl Profiler {
-    /// A builder with the defaults (capture 1%, 64 frames, 60 s; uploads
-    /// when a Datadog agent is found, local files otherwise: see
-    /// [`ProfilerBuilder::upload`]).
+    /// A builder with the defaults: capture 1%, 64 frames, 60 s; with the
+    /// `datadog` feature (on by default), uploads when a Datadog agent is
+    /// found and local files otherwise (see `ProfilerBuilder::upload`);
+    /// without it, local files.
     pub fn builder() -> ProfilerBuilder {
         ProfilerBuilder {
             settings: Settings::default(),
+            #[cfg(feature = "datadog")]
             datadog: DatadogSettings::default(),
+            #[cfg(feature = "datadog")]
             upload: None,
             by_hand: ByHand::default(),
+            env: Env::Apply,
             exporter: None,
         }
     }
@@ -34,14 +39,32 @@ impl Profiler {
 
 /// Configures and starts a profiler.
 ///
-/// Settings made with its methods win over the environment, whatever the
-/// order of the calls.
+/// As in Datadog's libraries, the environment configures what the code does
+/// not: [`start`](Self::start) applies the `DD_*` variables to every setting
+/// no method of the builder set (so an operator can redirect the output or
+/// change the capture without a rebuild), and settings made with its methods
+/// win over the environment, whatever the order of the calls.
+/// [`ignore_env`](Self::ignore_env) leaves the environment out.
 pub struct ProfilerBuilder {
     settings: Settings,
+    #[cfg(feature = "datadog")]
     datadog: DatadogSettings,
+    #[cfg(feature = "datadog")]
     upload: Option<bool>,
     by_hand: ByHand,
+    env: Env,
     exporter: Option<Box<dyn Export>>,
+}
+
+/// What [`ProfilerBuilder::start`] does with the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Env {
+    /// Applies it.
+    Apply,
+    /// Nothing: [`ProfilerBuilder::with_env`] has applied it already.
+    Applied,
+    /// Nothing: [`ProfilerBuilder::ignore_env`].
+    Ignore,
 }
 
 /// Core settings set by builder methods, which the environment leaves alone.
@@ -56,11 +79,11 @@ struct ByHand {
 
 impl std::fmt::Debug for ProfilerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProfilerBuilder")
-            .field("settings", &self.settings)
-            .field("datadog", &self.datadog)
-            .field("upload", &self.upload)
-            .field("exporter", &self.exporter.as_ref().map(|e| e.describe()))
+        let mut d = f.debug_struct("ProfilerBuilder");
+        d.field("settings", &self.settings);
+        #[cfg(feature = "datadog")]
+        d.field("datadog", &self.datadog).field("upload", &self.upload);
+        d.field("exporter", &self.exporter.as_ref().map(|e| e.describe()))
             .finish()
     }
 }
@@ -133,6 +156,107 @@ impl ProfilerBuilder {
         self
     }
 
+    /// Applies the `DD_*` variables now, to every setting not set by a
+    /// builder method, before or after this call, and returns the bad
+    /// values, which leave the default in place. [`start`](Self::start)
+    /// does the same, logging the bad values, unless this was called (or
+    /// [`ignore_env`](Self::ignore_env)): call it to see the errors.
+    pub fn with_env(mut self) -> (Self, Vec<ConfigError>) {
+        self.env = Env::Applied;
+        let hand = self.settings.clone();
+        let (mut settings, errors) = config::core_from_env(self.settings);
+        if self.by_hand.capture_pct {
+            settings.capture_pct = hand.capture_pct;
+        }
+        if self.by_hand.max_frames {
+            settings.max_frames = hand.max_frames;
+        }
+        if self.by_hand.max_samples_per_sec {
+            settings.max_samples_per_sec = hand.max_samples_per_sec;
+        }
+        if self.by_hand.flush_interval {
+            settings.flush_interval = hand.flush_interval;
+        }
+        if self.by_hand.output_pprof {
+            settings.output_pprof = hand.output_pprof;
+        }
+        self.settings = settings;
+        #[cfg(feature = "datadog")]
+        let errors = errors.into_iter().chain(self.datadog.fill_from_env()).collect();
+        (self, errors)
+    }
+
+    /// Takes no setting from the environment: only this builder's methods
+    /// and the defaults count (tests, and programs that configure lockprof
+    /// from their own configuration).
+    pub fn ignore_env(mut self) -> Self {
+        self.env = Env::Ignore;
+        self
+    }
+
+    /// The settings as they stand (before [`start`](Self::start) applies
+    /// the environment).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Applies the environment (see [`ProfilerBuilder`]; a bad value is
+    /// logged through `log` and its default kept), then starts profiling.
+    /// Fails if a setting made by a method is invalid or a profiler is
+    /// already running in this process.
+    pub fn start(self) -> Result<ProfilerHandle, StartError> {
+        let this = if self.env == Env::Apply {
+            let (this, errors) = self.with_env();
+            for e in &errors {
+                log::warn!("lockprof: {e}; using the default");
+            }
+            this
+        } else {
+            self
+        };
+        this.start_as_set()
+    }
+
+    fn start_as_set(self) -> Result<ProfilerHandle, StartError> {
+        self.settings.validate()?;
+        let claim = Claim::take().ok_or(StartError::AlreadyRunning)?;
+        let chosen = output::open(output::Request {
+            settings: &self.settings,
+            #[cfg(feature = "datadog")]
+            datadog: &self.datadog,
+            #[cfg(feature = "datadog")]
+            upload: self.upload,
+            exporter: self.exporter,
+        })?;
+        let exporter = chosen.exporter;
+        let settings = self.settings;
+        let description = exporter.describe();
+        let (session, sampling) = Session::open(claim, &settings.session());
+        let unwinder = session.unwinder();
+        let spawned =
+            worker::spawn(session, exporter, settings.flush_interval).map_err(StartError::Thread)?;
+        // Sampling starts only once everything above is in place.
+        sampling.start();
+        log::debug!(
+            "lockprof started: capture {}%, {:?} unwinder, output {}",
+            settings.capture_pct,
+            unwinder,
+            description
+        );
+        Ok(ProfilerHandle::new(
+            spawned,
+            #[cfg(feature = "datadog")]
+            chosen.upload,
+            description,
+            unwinder,
+        ))
+    }
+}
+
+/// Uploads to Datadog (feature `datadog`, on by default): where to, with
+/// which tags.
+#[cfg(feature = "datadog")]
+impl ProfilerBuilder {
     /// Whether to upload to Datadog: `true` uploads (to `localhost:8126`
     /// when no agent is configured), `false` writes local files. Unset, the
     /// profiler uploads when an agent is configured (`DD_TRACE_AGENT_URL`,
@@ -240,68 +364,9 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Applies the `DD_*` variables to every setting not set by a builder
-    /// method, before or after this call. Bad values are returned and leave
-    /// the default in place.
-    pub fn with_env(mut self) -> (Self, Vec<ConfigError>) {
-        let hand = self.settings.clone();
-        let (mut settings, mut errors) = config::core_from_env(self.settings);
-        if self.by_hand.capture_pct {
-            settings.capture_pct = hand.capture_pct;
-        }
-        if self.by_hand.max_frames {
-            settings.max_frames = hand.max_frames;
-        }
-        if self.by_hand.max_samples_per_sec {
-            settings.max_samples_per_sec = hand.max_samples_per_sec;
-        }
-        if self.by_hand.flush_interval {
-            settings.flush_interval = hand.flush_interval;
-        }
-        if self.by_hand.output_pprof {
-            settings.output_pprof = hand.output_pprof;
-        }
-        self.settings = settings;
-        errors.extend(self.datadog.fill_from_env());
-        (self, errors)
-    }
-
     /// The Datadog settings as they stand.
     pub fn datadog_settings(&self) -> &DatadogSettings {
         &self.datadog
-    }
-
-    /// The settings as they stand.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    /// Starts profiling. Fails if the settings are invalid or a profiler is
-    /// already running in this process.
-    pub fn start(self) -> Result<ProfilerHandle, StartError> {
-        self.settings.validate()?;
-        let claim = Claim::take().ok_or(StartError::AlreadyRunning)?;
-        let output::Chosen { exporter, upload } = output::open(output::Request {
-            settings: &self.settings,
-            datadog: &self.datadog,
-            upload: self.upload,
-            exporter: self.exporter,
-        })?;
-        let settings = self.settings;
-        let description = exporter.describe();
-        let (session, sampling) = Session::open(claim, &settings.session());
-        let unwinder = session.unwinder();
-        let spawned =
-            worker::spawn(session, exporter, settings.flush_interval).map_err(StartError::Thread)?;
-        // Sampling starts only once everything above is in place.
-        sampling.start();
-        log::debug!(
-            "lockprof started: capture {}%, {:?} unwinder, output {}",
-            settings.capture_pct,
-            unwinder,
-            description
-        );
-        Ok(ProfilerHandle::new(spawned, upload, description, unwinder))
     }
 }
 
@@ -334,11 +399,8 @@ pub fn start_from_env() -> Option<ProfilerHandle> {
     if !enabled {
         return None;
     }
-    let (builder, errors) = Profiler::builder().with_env();
-    for e in &errors {
-        log::warn!("lockprof: {e}; using the default");
-    }
-    match builder.start() {
+    // `start` applies the environment and logs its bad values.
+    match Profiler::builder().start() {
         Ok(handle) => Some(handle),
         Err(e) => {
             log::error!("lockprof: profiler not started: {e}");

@@ -399,6 +399,29 @@ pub fn profile_files(input: &Path, pick: Pick) -> Result<Vec<PathBuf>, ReadError
     })
 }
 
+/// The run a profile file belongs to: of `<prefix>.<pid>.<seq>[.ext]`, as
+/// lockprof and Datadog's profilers name them, the file name up to the pid
+/// (`app.1234`: one process); of any other file, its name without the
+/// extension (`before` of `before.pprof`).
+pub fn run_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parts: Vec<&str> = name.split('.').collect();
+    let numeric = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    // From the end: extensions, then the sequence number, then the pid.
+    let extensions = parts.iter().rev().take_while(|p| !numeric(p)).count();
+    let seq = parts.len() - extensions;
+    if seq >= 3 && numeric(parts[seq - 1]) && numeric(parts[seq - 2]) {
+        return parts[..seq - 1].join(".");
+    }
+    match name.find('.') {
+        Some(0) | None => name,
+        Some(i) => name[..i].to_owned(),
+    }
+}
+
 /// `<pid>.<seq>`, then nothing or an extension.
 fn is_pid_seq(rest: &str) -> bool {
     let mut parts = rest.split('.');
@@ -834,5 +857,19 @@ mod tests {
         assert_eq!(merged.samples.len(), 2);
         assert_eq!(merged.sample_types.len(), 2);
         assert_eq!(merged.comments, ["a", "a"]);
+    }
+
+    #[test]
+    fn run_names_are_the_file_name_up_to_the_pid() {
+        let run = |name: &str| run_name(Path::new("/x").join(name).as_path());
+        assert_eq!(
+            run("lock_profiler_stress.23576.0.pprof"),
+            "lock_profiler_stress.23576"
+        );
+        assert_eq!(run("deadlock-prone.41.12.pprof"), "deadlock-prone.41");
+        assert_eq!(run("app.2.1234.0.pprof.zst"), "app.2.1234");
+        assert_eq!(run("python.1234.7"), "python.1234");
+        assert_eq!(run("before.pprof"), "before");
+        assert_eq!(run("1234.0.pprof"), "1234");
     }
 }

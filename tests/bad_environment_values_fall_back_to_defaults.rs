@@ -117,6 +117,7 @@ fn start_from_env_warns_names_the_variable_and_starts_with_the_default() {
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     // The default output is under the temp dir: keep it in ours.
+    let tmpdir = std::env::var_os("TMPDIR");
     std::env::set_var("TMPDIR", dir.path());
     logs::start();
     for var in &VARS[2..] {
@@ -152,7 +153,10 @@ fn start_from_env_warns_names_the_variable_and_starts_with_the_default() {
         }
     }
     clear_env();
-    std::env::remove_var("TMPDIR");
+    match tmpdir {
+        Some(t) => std::env::set_var("TMPDIR", t),
+        None => std::env::remove_var("TMPDIR"),
+    }
 }
 
 #[test]

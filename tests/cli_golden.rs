@@ -316,6 +316,11 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     assert!(lines[0].ends_with("  1 stack"), "{stacks}");
     assert!(lines[1].starts_with("  100.0%  "), "{stacks}");
     assert!(lines[1].ends_with("  1 acquisition"), "{stacks}");
+    // The other acquisition did not wait: counted, its stack not shown.
+    assert!(
+        stacks.ends_with("  (1 more acquisition with no wait: not shown)\n"),
+        "{stacks}"
+    );
     let leaf = lines[2].trim();
     assert!(leaf.contains("cli_golden"), "leaf frame {leaf:?}");
     assert!(
@@ -333,6 +338,12 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     assert!(
         lines[2].ends_with(&format!("tests/cli_golden.rs:{}", a.counter_lock_line)),
         "{counter_stacks}"
+    );
+    // Locks that never waited are named in a footer, not silently dropped.
+    let all_stacks = stdout_of(&["stacks", file]);
+    assert!(
+        all_stacks.ends_with("\n(2 more locks with no wait: `lockprof top` lists every lock)\n"),
+        "{all_stacks}"
     );
     let hold_stacks = stdout_of(&["stacks", "--by", "hold", "-n", "1", file]);
     assert!(
@@ -357,6 +368,43 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     assert_eq!(
         stdout_of(&["top", "--csv", "--all", dir_arg]),
         stdout_of(&["top", "--csv", file])
+    );
+
+    // A second run beside it (another pid): `top --all` says which run each
+    // row is of, ranked together; --merge sums the runs.
+    let run = file
+        .rsplit_once('/')
+        .unwrap()
+        .1
+        .rsplitn(3, '.')
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    assert_eq!(run, format!("golden.{}", std::process::id()));
+    std::fs::copy(file, dir.path().join("golden.4000000000.0.pprof")).unwrap();
+    let table = stdout_of(&["top", "--all", dir_arg]);
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(&lines[0][..3], ["RUN", "LOCK", "ACQUIRED"], "{table}");
+    assert_eq!(lines.len(), 7, "{table}");
+    let mut queue_runs: Vec<&str> = lines[1..3].iter().map(|l| l[0]).collect();
+    queue_runs.sort();
+    let mut runs = [run.as_str(), "golden.4000000000"];
+    runs.sort();
+    assert_eq!(queue_runs, runs, "{table}");
+    assert!(
+        lines[1..3].iter().all(|l| l[1] == queue && l[2] == "2"),
+        "{table}"
+    );
+    let csv = stdout_of(&["top", "--csv", "--all", dir_arg]);
+    assert!(csv.starts_with("run,lock,named,"), "{csv}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout_of(&["top", "--json", "--all", dir_arg])).unwrap();
+    assert!(json[0]["run"].is_string(), "{json}");
+    let merged = parse_csv(&stdout_of(&["top", "--csv", "--all", "--merge", dir_arg]));
+    assert_eq!(merged.len(), 3);
+    assert_eq!(
+        (merged[0].lock.as_str(), merged[0].acquisitions),
+        (queue.as_str(), 4)
     );
 }
 

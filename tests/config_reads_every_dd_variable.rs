@@ -32,9 +32,14 @@ const ALL: &[&str] = &[
     "DD_SITE",
 ];
 
-/// Runs `f` with exactly `vars` set among the `DD_*` variables.
+/// Runs `f` with exactly `vars` set among the `DD_*` variables, and a temp
+/// directory of its own: the default output is `<temp dir>/lockprof/`, and
+/// no profile of a test may land in a directory users share.
 fn with_vars<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let own_tmp = tempfile::tempdir().expect("a temp dir");
+    let tmpdir = std::env::var_os("TMPDIR");
+    std::env::set_var("TMPDIR", own_tmp.path());
     for k in ALL {
         std::env::remove_var(k);
     }
@@ -44,6 +49,10 @@ fn with_vars<R>(vars: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     for (k, _) in vars {
         std::env::remove_var(k);
+    }
+    match tmpdir {
+        Some(t) => std::env::set_var("TMPDIR", t),
+        None => std::env::remove_var("TMPDIR"),
     }
     r.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

@@ -6,8 +6,10 @@
 //! failure is logged, and once the fault clears later profiles arrive.
 
 mod common;
+#[cfg(feature = "datadog")]
 mod upload_common;
 
+#[cfg(feature = "datadog")]
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use common::faults::{DiskFullUntilCleared, UnwritableDir};
 use common::{profiles_in, serial, totals};
 use lockprof::read::LockProfile;
 use lockprof::{named, ProfiledMutex, ProfiledRwLock, Profiler, ProfilerBuilder, ProfilerHandle};
+#[cfg(feature = "datadog")]
 use upload_common::{closed_port, parse_multipart, Reply, ScriptedAgent};
 
 named!(static LOAD_MUTEX: ProfiledMutex<u64> = ProfiledMutex::new(0));
@@ -163,6 +166,7 @@ fn profiles_with_load(dir: &std::path::Path) -> usize {
 }
 
 #[test]
+#[cfg(feature = "datadog")]
 fn an_agent_down_for_the_whole_run() {
     let _turn = serial();
     common::logs::start();
@@ -194,6 +198,7 @@ fn an_agent_down_for_the_whole_run() {
 }
 
 #[test]
+#[cfg(feature = "datadog")]
 fn a_flapping_agent() {
     let _turn = serial();
     common::logs::start();

@@ -85,6 +85,34 @@ fn all_five_placements_and_the_unnamed_case_have_exact_labels() {
 }
 
 #[test]
+fn instances_made_in_a_loop_are_rows_of_their_own() {
+    let file = file!();
+    let mut line = 0;
+    let profile = profile(100.0, || {
+        let shards: Vec<ProfiledMutex<u64>> = (0..3)
+            .map(|i| named!(shard_lock[i] = ProfiledMutex::new(0)))
+            .collect();
+        line = shards[0].site().line();
+        for (i, shard) in shards.iter().enumerate() {
+            for _ in 0..=i {
+                *shard.lock().unwrap() += 1;
+            }
+        }
+        // A second lock of an instance shares its name.
+        let again = named!(shard_lock[2] = ProfiledMutex::new(0));
+        assert!(std::ptr::eq(
+            again.site().name().unwrap(),
+            shards[2].site().name().unwrap()
+        ));
+    });
+    for i in 0..3 {
+        let name = label(file, line, &format!("shard_lock[{i}]"));
+        let acquired: i64 = profile.samples_of(&name).map(|s| s.acquire).sum();
+        assert_eq!(acquired, i + 1, "{name} in {:?}", profile.lock_names());
+    }
+}
+
+#[test]
 fn names_given_by_hand_are_used() {
     let line = line!() + 1;
     let lock = ProfiledMutex::new(()).named("by_hand");

@@ -9,17 +9,20 @@ use crate::report::By;
 const EXAMPLES: &str = "\
 Inputs:
   PROFILE is a file (gzip'd, zstd'd or raw pprof), a directory (its newest
-  profile; all of them merged with --all), or a prefix as given to
+  profile; all of them with --all), or a prefix as given to
   DD_PROFILING_OUTPUT_PPROF (files <prefix>.<pid>.<seq>[.pprof]; newest, or
-  all with --all). Several PROFILEs are merged.
+  all with --all). Several profiles are merged, except by `top`, which
+  shows a row per run (<prefix>.<pid>: one process) and lock, with a RUN
+  column, when they come from several runs (--merge: merged).
 
 Examples:
-  lockprof top /tmp/lockprof/                       newest profile in a directory
-  lockprof top -n 5 --by hold /tmp/lockprof/app     newest under a prefix, by hold time
-  lockprof top --all --json /tmp/lockprof/          every profile merged, as JSON
+  lockprof top /tmp/lockprof/app                       newest profile of program app
+  lockprof top -n 5 --by hold results/profiles/        newest in a directory, by hold time
+  lockprof top --all results/profiles/                 every run's locks, a RUN column
+  lockprof top --all --merge --json /tmp/lockprof/app  app's profiles merged, as JSON
   lockprof stacks --lock session_lock app.1234.0.pprof
   lockprof names --expect queue,session_lock app.1234.0.pprof
-  lockprof flamegraph --by wait -o wait.svg /tmp/lockprof/
+  lockprof flamegraph --by wait -o wait.svg /tmp/lockprof/app
   lockprof blame --lock session_lock app.1234.0.pprof  who held it while others waited
   lockprof diff --fail-over 20 --min-wait 1ms before.pprof after.pprof
 
@@ -44,20 +47,20 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// One row per lock name: acquisitions, total/avg/max wait, share of all
     /// wait, total/avg hold.
-    #[command(after_help = "Example: lockprof top -n 10 --by wait /tmp/lockprof/")]
+    #[command(after_help = "Example: lockprof top -n 10 --by wait /tmp/lockprof/app")]
     Top(TopArgs),
     /// The heaviest call stacks of each lock, leaf first, with file:line.
-    #[command(after_help = "Example: lockprof stacks --lock session_lock --by hold /tmp/lockprof/")]
+    #[command(after_help = "Example: lockprof stacks --lock session_lock --by hold /tmp/lockprof/app")]
     Stacks(StacksArgs),
     /// Every lock name, marked `named` (file:line:variable) or `generic`
     /// (file:line).
     #[command(
-        after_help = "Example: lockprof names --expect queue,session_lock /tmp/lockprof/ (exit 1 if one is missing)"
+        after_help = "Example: lockprof names --expect queue,session_lock /tmp/lockprof/app (exit 1 if one is missing)"
     )]
     Names(NamesArgs),
     /// An SVG flame graph of wait or hold time, the lock name as the top
     /// frame, then the frame that locked and its callers.
-    #[command(after_help = "Example: lockprof flamegraph --by hold -o hold.svg /tmp/lockprof/")]
+    #[command(after_help = "Example: lockprof flamegraph --by hold -o hold.svg /tmp/lockprof/app")]
     Flamegraph(FlamegraphArgs),
     /// Who made whom wait: per lock, the holder stacks whose holds caused
     /// the most waiting (caused wait, their own hold time, share), and under
@@ -77,7 +80,8 @@ pub(crate) struct Inputs {
     /// Profile files, directories or DD_PROFILING_OUTPUT_PPROF prefixes.
     #[arg(required = true, value_name = "PROFILE")]
     pub(crate) files: Vec<PathBuf>,
-    /// Of a directory or prefix, read every profile (merged), not the newest.
+    /// Of a directory or prefix, read every profile, not the newest (`top`:
+    /// a row per run and lock; the others merge them).
     #[arg(long)]
     pub(crate) all: bool,
 }
@@ -98,6 +102,11 @@ pub(crate) struct TopArgs {
     /// CSV with a header line (times in nanoseconds).
     #[arg(long)]
     pub(crate) csv: bool,
+    /// Profiles of several runs (`<prefix>.<pid>.<seq>`: one run per
+    /// process) in one row per lock, summed, instead of a row per run and
+    /// lock with a RUN column.
+    #[arg(long)]
+    pub(crate) merge: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lockprof::read::{profile_files, LockProfile, Pick, ReadError};
+use lockprof::read::{profile_files, run_name, LockProfile, Pick, ReadError};
 
 use crate::report::{self, Accuracies};
 use crate::Failure;
@@ -40,11 +40,38 @@ fn failure(path: &Path, e: ReadError) -> Failure {
 /// Reads every input (a directory or prefix gives its newest profile, or all
 /// of them with `all`) and merges them.
 pub(crate) fn load(inputs: &[PathBuf], all: bool) -> Result<Loaded, Failure> {
+    merge(files(inputs, all)?)
+}
+
+/// As [`load`], but one merged profile per run (see
+/// [`run_name`](lockprof::read::run_name)), in the order the runs' first files
+/// come.
+pub(crate) fn load_runs(inputs: &[PathBuf], all: bool) -> Result<Vec<(String, Loaded)>, Failure> {
+    let mut runs: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for file in files(inputs, all)? {
+        let run = run_name(&file);
+        match runs.iter_mut().find(|(r, _)| *r == run) {
+            Some((_, files)) => files.push(file),
+            None => runs.push((run, vec![file])),
+        }
+    }
+    runs.into_iter()
+        .map(|(run, files)| Ok((run, merge(files)?)))
+        .collect()
+}
+
+/// The profile files the inputs stand for.
+fn files(inputs: &[PathBuf], all: bool) -> Result<Vec<PathBuf>, Failure> {
     let pick = if all { Pick::All } else { Pick::Newest };
     let mut files = Vec::new();
     for input in inputs {
         files.extend(profile_files(input, pick).map_err(|e| failure(input, e))?);
     }
+    Ok(files)
+}
+
+/// Reads `files` and merges them into one profile.
+fn merge(files: Vec<PathBuf>) -> Result<Loaded, Failure> {
     let mut merged: Option<LockProfile> = None;
     let mut accuracy = Accuracies::new();
     for file in &files {

@@ -77,9 +77,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn top(a: args::TopArgs) -> Result<(), Failure> {
-    let loaded = input::load(&a.inputs.files, a.inputs.all)?;
-    let mut rows = report::top(&loaded.profile, a.by);
-    report::with_accuracy(&mut rows, &loaded.accuracy);
+    // Profiles of several runs: a row per run and lock, unless merged.
+    let runs = if a.merge {
+        vec![(String::new(), input::load(&a.inputs.files, a.inputs.all)?)]
+    } else {
+        input::load_runs(&a.inputs.files, a.inputs.all)?
+    };
+    let described = match runs.as_slice() {
+        [(_, one)] => one.describe(),
+        many => format!("{} runs", many.len()),
+    };
+    let mut ranked: Vec<(String, Vec<report::LockRow>)> = runs
+        .iter()
+        .map(|(run, loaded)| {
+            let mut rows = report::top(&loaded.profile, a.by);
+            report::with_accuracy(&mut rows, &loaded.accuracy);
+            (run.clone(), rows)
+        })
+        .collect();
+    let mut rows = match ranked.len() {
+        1 => ranked.pop().map(|(_, rows)| rows).unwrap_or_default(),
+        _ => report::top_of_runs(ranked, a.by),
+    };
     if let Some(n) = a.limit {
         rows.truncate(n);
     }
@@ -88,7 +107,7 @@ fn top(a: args::TopArgs) -> Result<(), Failure> {
     } else if a.csv {
         emit(&render::top_csv(&rows))
     } else if rows.is_empty() {
-        emit(&format!("no lock samples in {}\n", loaded.describe()))
+        emit(&format!("no lock samples in {described}\n"))
     } else {
         emit(&render::top_table(&rows))
     }
@@ -107,7 +126,17 @@ fn stacks(a: args::StacksArgs) -> Result<(), Failure> {
         };
         return emit(&format!("{what}\n"));
     }
-    emit(&render::stacks_text(&locks, by_word(a.by), a.limit, a.depth))
+    let mut text = render::stacks_text(&locks, by_word(a.by), a.limit, a.depth);
+    // Say so when whole locks are left out, not only stacks.
+    let without = report::locks_without(&loaded.profile, a.by, a.lock.as_deref());
+    if without > 0 {
+        let locks = if without == 1 { "lock" } else { "locks" };
+        text.push_str(&format!(
+            "\n({without} more {locks} with no {}: `lockprof top` lists every lock)\n",
+            by_word(a.by)
+        ));
+    }
+    emit(&text)
 }
 
 /// A lock the user named that is not in the profile is an error: say which

@@ -49,6 +49,12 @@ fn percent(share: f64) -> String {
 
 /// Left-aligns the first column, right-aligns the others, two spaces apart.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    table_left(1, header, rows)
+}
+
+/// Left-aligns the first `left` columns, right-aligns the others, two
+/// spaces apart.
+fn table_left(left: usize, header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -61,7 +67,10 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         let mut line = String::new();
         for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
             let pad = w.saturating_sub(cell.chars().count());
-            if i == 0 {
+            if i < left {
+                if i > 0 {
+                    line.push_str("  ");
+                }
                 line.push_str(cell);
                 line.extend(std::iter::repeat_n(' ', pad));
             } else {
@@ -88,15 +97,19 @@ fn with_error(total: String, figure: Option<Figure>, show: fn(u64) -> String) ->
     }
 }
 
-/// `top`'s human table.
+/// `top`'s human table; rows of several runs get a RUN column first.
 pub(crate) fn top_table(rows: &[LockRow]) -> String {
     // The holder column only for profiles with caused wait (lockprof's own).
     let blame = rows.iter().any(|r| r.caused_by.is_some());
+    let runs = rows.iter().any(|r| r.run.is_some());
     let mut header = vec![
         "LOCK", "ACQUIRED", "CONT%", "WAIT", "WAIT%", "AVG WAIT", "MAX WAIT", "HOLD", "AVG HOLD",
     ];
     if blame {
         header.push("CAUSED BY");
+    }
+    if runs {
+        header.insert(0, "RUN");
     }
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -107,7 +120,7 @@ pub(crate) fn top_table(rows: &[LockRow]) -> String {
                 format!("≥{}", duration(r.max_wait_ns))
             };
             let a = r.accuracy;
-            let mut row = vec![
+            let mut cells = vec![
                 r.name.clone(),
                 with_error(r.acquisitions.to_string(), a.map(|a| a.acquire), |n| {
                     n.to_string()
@@ -121,12 +134,15 @@ pub(crate) fn top_table(rows: &[LockRow]) -> String {
                 duration(r.avg_hold_ns()),
             ];
             if blame {
-                row.push(r.caused_by.clone().unwrap_or_else(|| "-".to_owned()));
+                cells.push(r.caused_by.clone().unwrap_or_else(|| "-".to_owned()));
             }
-            row
+            if runs {
+                cells.insert(0, r.run.clone().unwrap_or_default());
+            }
+            cells
         })
         .collect();
-    table(&header, &cells)
+    table_left(if runs { 2 } else { 1 }, &header, &cells)
 }
 
 /// Whether a total is exact and its standard error (0 if exact), as
@@ -144,7 +160,7 @@ fn top_value(r: &LockRow) -> Value {
     let (acquisitions_exact, acquisitions_se) = figure_fields(a.map(|a| a.acquire));
     let (wait_exact, wait_se_ns) = figure_fields(a.map(|a| a.wait));
     let (hold_exact, hold_se_ns) = figure_fields(a.map(|a| a.hold));
-    let mut v = json!({
+    let mut value = json!({
         "lock": r.name,
         "named": r.named(),
         "acquisitions": r.acquisitions,
@@ -166,11 +182,14 @@ fn top_value(r: &LockRow) -> Value {
         "contended_share": r.contended_share(),
     });
     // Only profiles with caused wait (lockprof's own) have these two.
-    if let (Some(by), Value::Object(fields)) = (&r.caused_by, &mut v) {
+    if let (Some(by), Value::Object(fields)) = (&r.caused_by, &mut value) {
         fields.insert("caused_wait_ns".to_owned(), json!(r.caused_ns));
         fields.insert("caused_by".to_owned(), json!(by));
     }
-    v
+    if let (Some(run), Value::Object(fields)) = (&r.run, &mut value) {
+        fields.insert("run".to_owned(), json!(run));
+    }
+    value
 }
 
 /// `top --json`: an array of objects, one per lock.
@@ -189,9 +208,12 @@ fn csv_field(field: &str) -> String {
 }
 
 /// `top --csv`: a header line, then one line per lock; times in nanoseconds.
-/// The accuracy fields are empty where the profile does not say.
+/// The accuracy fields are empty where the profile does not say. Rows of
+/// several runs get a `run` column first.
 pub(crate) fn top_csv(rows: &[LockRow]) -> String {
-    let mut out = String::from(
+    let runs = rows.iter().any(|r| r.run.is_some());
+    let mut out = String::from(if runs { "run," } else { "" });
+    out.push_str(
         "lock,named,acquisitions,releases,wait_ns,wait_share,avg_wait_ns,max_wait_ns,max_wait_exact,hold_ns,avg_hold_ns,\
          acquisitions_exact,acquisitions_se,wait_exact,wait_se_ns,hold_exact,hold_se_ns,contended,contended_share\n",
     );
@@ -211,6 +233,9 @@ pub(crate) fn top_csv(rows: &[LockRow]) -> String {
         let (wait_exact, wait_se_ns) = fields(a.map(|a| a.wait));
         let (hold_exact, hold_se_ns) = fields(a.map(|a| a.hold));
         let share = r.contended_share();
+        if runs {
+            let _ = write!(out, "{},", csv_field(r.run.as_deref().unwrap_or_default()));
+        }
         let _ = writeln!(
             out,
             "{},{},{},{},{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{}",
@@ -283,6 +308,19 @@ pub(crate) fn stacks_text(locks: &[LockStacks], what: &str, limit: usize, depth:
         if n > limit {
             let more = n - limit;
             let _ = writeln!(out, "  … {more} more stack{}", if more == 1 { "" } else { "s" });
+        }
+        if lock.left_out > 0 {
+            let events = match (what == "hold", lock.left_out == 1) {
+                (true, true) => "release",
+                (true, false) => "releases",
+                (false, true) => "acquisition",
+                (false, false) => "acquisitions",
+            };
+            let _ = writeln!(
+                out,
+                "  ({} more {events} with no {what}: not shown)",
+                lock.left_out
+            );
         }
     }
     out
@@ -512,5 +550,18 @@ mod tests {
             ],
         );
         assert_eq!(t, "A            B\nlong name    1\nx          100\n");
+    }
+
+    #[test]
+    fn tables_can_left_align_more_columns() {
+        let t = table_left(
+            2,
+            &["R", "A", "B"],
+            &[
+                vec!["run.1".into(), "x".into(), "1".into()],
+                vec!["r".into(), "long".into(), "100".into()],
+            ],
+        );
+        assert_eq!(t, "R      A       B\nrun.1  x       1\nr      long  100\n");
     }
 }

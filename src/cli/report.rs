@@ -69,6 +69,9 @@ pub(crate) struct LockRow {
     pub(crate) caused_ns: u64,
     /// The top frame of the holder stack that caused the most of it.
     pub(crate) caused_by: Option<String>,
+    /// The run the row is of, when `top` shows several (see
+    /// [`run_name`](lockprof::read::run_name)); `None` for one.
+    pub(crate) run: Option<String>,
 }
 
 impl LockRow {
@@ -120,6 +123,7 @@ pub(crate) fn top(profile: &LockProfile, by: By) -> Vec<LockRow> {
             accuracy: None,
             caused_ns: 0,
             caused_by: None,
+            run: None,
         });
         let (acquire, wait) = (non_negative(s.acquire), non_negative(s.acquire_wait_ns));
         row.acquisitions = row.acquisitions.saturating_add(acquire);
@@ -150,6 +154,36 @@ pub(crate) fn top(profile: &LockProfile, by: By) -> Vec<LockRow> {
         }
     }
     rows.sort_by(|a, b| b.key(by).cmp(&a.key(by)).then_with(|| a.name.cmp(&b.name)));
+    rows
+}
+
+/// Rows of several runs as one table: each tagged with its run, every
+/// lock's wait share taken of all runs' wait, heaviest first by `by` (ties
+/// by run, then name).
+pub(crate) fn top_of_runs(runs: Vec<(String, Vec<LockRow>)>, by: By) -> Vec<LockRow> {
+    let mut rows: Vec<LockRow> = runs
+        .into_iter()
+        .flat_map(|(run, rows)| {
+            rows.into_iter().map(move |r| LockRow {
+                run: Some(run.clone()),
+                ..r
+            })
+        })
+        .collect();
+    let total_wait = rows.iter().fold(0u64, |t, r| t.saturating_add(r.wait_ns));
+    for r in &mut rows {
+        r.wait_share = if total_wait > 0 {
+            r.wait_ns as f64 / total_wait as f64
+        } else {
+            0.0
+        };
+    }
+    rows.sort_by(|a, b| {
+        b.key(by)
+            .cmp(&a.key(by))
+            .then_with(|| a.run.cmp(&b.run))
+            .then_with(|| a.name.cmp(&b.name))
+    });
     rows
 }
 
@@ -251,6 +285,9 @@ pub(crate) struct LockStacks {
     pub(crate) total: u64,
     /// Heaviest first, ties by frames.
     pub(crate) stacks: Vec<StackRow>,
+    /// Events whose value is zero (acquisitions that did not wait, releases
+    /// of no measurable hold): counted, but their stacks are not shown.
+    pub(crate) left_out: u64,
 }
 
 /// The value a sample contributes under `by`, and its event count.
@@ -286,6 +323,7 @@ pub(crate) fn user_frames(frames: &[Frame]) -> &[Frame] {
 /// [`user_frames`]).
 pub(crate) fn stacks(profile: &LockProfile, by: By, lock: Option<&str>, full: bool) -> Vec<LockStacks> {
     let mut per_lock: BTreeMap<&str, HashMap<&[Frame], (u64, u64)>> = BTreeMap::new();
+    let mut left_out: HashMap<&str, u64> = HashMap::new();
     for s in &profile.samples {
         let name = lock_name(s);
         if lock.is_some_and(|l| !matches_lock(name, l)) {
@@ -293,6 +331,8 @@ pub(crate) fn stacks(profile: &LockProfile, by: By, lock: Option<&str>, full: bo
         }
         let (value, events) = weight(s, by);
         if value == 0 {
+            let n = left_out.entry(name).or_default();
+            *n = n.saturating_add(events);
             continue;
         }
         let entry = per_lock
@@ -329,11 +369,26 @@ pub(crate) fn stacks(profile: &LockProfile, by: By, lock: Option<&str>, full: bo
                 name: name.to_owned(),
                 total,
                 stacks,
+                left_out: left_out.get(name).copied().unwrap_or(0),
             }
         })
         .collect();
     out.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.name.cmp(&b.name)));
     out
+}
+
+/// How many locks (those `lock` matches) have a zero total under `by`, and
+/// so no entry in [`stacks`].
+pub(crate) fn locks_without(profile: &LockProfile, by: By, lock: Option<&str>) -> usize {
+    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in &profile.samples {
+        let name = lock_name(s);
+        if lock.is_none_or(|l| matches_lock(name, l)) {
+            let t = totals.entry(name).or_default();
+            *t = t.saturating_add(weight(s, by).0);
+        }
+    }
+    totals.values().filter(|&&t| t == 0).count()
 }
 
 fn frames_key(frames: &[Frame]) -> Vec<(&str, &str, i64)> {
@@ -418,9 +473,17 @@ pub(crate) fn blame(profile: &LockProfile, lock: Option<&str>, full: bool) -> Ve
 }
 
 /// Whether the lock labelled `label` is the one the user named `wanted`: the
-/// whole label, or its variable name.
+/// whole label, or its variable name, which for an instance
+/// (`shard_lock[2]`, see `named!`) may leave the instance out.
 pub(crate) fn matches_lock(label: &str, wanted: &str) -> bool {
-    label == wanted || variable_name(label) == Some(wanted)
+    label == wanted
+        || variable_name(label).is_some_and(|name| {
+            name == wanted
+                || name
+                    .strip_suffix(']')
+                    .and_then(|n| n.split_once('['))
+                    .is_some_and(|(base, _)| base == wanted)
+        })
 }
 
 /// One lock's change between two profiles.
@@ -676,11 +739,21 @@ mod tests {
     }
 
     #[test]
+    fn a_variable_name_matches_every_instance_of_it() {
+        assert!(matches_lock("a.rs:3:shard_lock[2]", "shard_lock"));
+        assert!(matches_lock("a.rs:3:shard_lock[2]", "shard_lock[2]"));
+        assert!(!matches_lock("a.rs:3:shard_lock[2]", "shard_lock[1]"));
+        assert!(!matches_lock("a.rs:3:shard_locks", "shard_lock"));
+        assert!(matches_lock("a.rs:3:queue", "queue"));
+    }
+
+    #[test]
     fn stacks_merge_threads_and_rank_heaviest_first() {
         let p = profile(vec![
             sample("a.rs:1:a", 1, 100, 0, 0, vec![frame("f", 1)]),
             sample("a.rs:1:a", 1, 100, 0, 0, vec![frame("f", 1)]),
             sample("a.rs:1:a", 1, 600, 0, 0, vec![frame("g", 2)]),
+            sample("a.rs:1:a", 3, 0, 0, 0, vec![frame("k", 4)]),
             sample("b.rs:1:b", 1, 0, 0, 0, vec![frame("h", 3)]),
         ]);
         let s = stacks(&p, By::Wait, None, false);
@@ -688,7 +761,11 @@ mod tests {
         assert_eq!(s[0].total, 800);
         assert_eq!(s[0].stacks[0].frames, vec![frame("g", 2)]);
         assert_eq!((s[0].stacks[1].value, s[0].stacks[1].events), (200, 2));
+        assert_eq!(s[0].left_out, 3, "acquisitions that did not wait are counted");
+        assert_eq!(locks_without(&p, By::Wait, None), 1);
+        assert_eq!(locks_without(&p, By::Wait, Some("a")), 0);
         assert!(stacks(&p, By::Count, Some("b"), false).len() == 1);
+        assert_eq!(locks_without(&p, By::Count, None), 0);
     }
 
     #[test]

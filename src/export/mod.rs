@@ -1,13 +1,16 @@
 //! Where finished profiles go. The profiler thread owns one [`Export`] and
 //! hands it every profile; nothing here runs on a locking thread.
 
+#[cfg(feature = "datadog")]
 pub(crate) mod datadog;
 mod file;
 pub(crate) mod output;
 
+#[cfg(feature = "datadog")]
 pub use datadog::settings::{
     ApiKey, DatadogSettings, DEFAULT_AGENT_SOCKET, DEFAULT_API_TIMEOUT, DEFAULT_SITE,
 };
+#[cfg(feature = "datadog")]
 pub use datadog::UploadStats;
 pub use file::FileExporter;
 
@@ -41,7 +44,8 @@ pub struct ProfileStats {
     pub internal_panics: u64,
 }
 
-/// A destination for profiles: local files, an agent, several at once.
+/// A destination for profiles: local files, an agent (feature `datadog`),
+/// several at once.
 ///
 /// Called on the profiler's own thread, one profile at a time; may block on
 /// I/O, never on a lock the user's threads take.

@@ -381,6 +381,7 @@ fn saturate(value: u64) -> i64 {
 /// `lock-caused-wait` sample type, its samples and its two labels: what a
 /// Datadog upload carries unless asked otherwise. A profile without them is
 /// returned as it is.
+#[cfg(feature = "datadog")]
 pub(crate) fn without_caused_wait(gzipped: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut raw = Vec::new();

@@ -6,9 +6,12 @@ mod builder;
 #[rustfmt::skip]
 pub(crate) mod proto;
 pub(crate) mod symbolize;
+mod symtab;
 
+#[cfg(feature = "datadog")]
+pub(crate) use builder::without_caused_wait;
 pub(crate) use builder::{
-    build, gzip, without_caused_wait, PeriodInfo, Sample, SampleKind, Stack, TaskLabels, ThreadLabels,
+    build, gzip, PeriodInfo, Sample, SampleKind, Stack, TaskLabels, ThreadLabels,
 };
 
 /// The sample types of a lock profile, in the order of `Sample.value`.

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::symtab::SymbolTables;
 use crate::util::fxhash::FxHashMap;
 
 /// One source frame; an address yields several when calls were inlined,
@@ -25,6 +26,9 @@ pub(crate) struct Resolved {
 pub(crate) struct Symbolizer {
     cache: FxHashMap<usize, Arc<Resolved>>,
     names: HashMap<String, Arc<str>>,
+    symtab: SymbolTables,
+    /// The module path of each source file, learned from full names.
+    modules: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Symbolizer {
@@ -60,6 +64,7 @@ impl Symbolizer {
         if raw.is_empty() {
             raw.push((format!("{return_address:#x}"), String::new(), 0));
         }
+        self.qualify(lookup as usize, &mut raw);
         let frames = raw
             .into_iter()
             .map(|(function, file, line)| Frame {
@@ -71,6 +76,34 @@ impl Symbolizer {
         let r = Arc::new(Resolved { frames });
         self.cache.insert(return_address, Arc::clone(&r));
         r
+    }
+
+    /// Gives the frames of one address (innermost first) their paths where
+    /// the debug info gave short names only (`lock_within<u64>`,
+    /// `{closure#1}`: release builds with `debug = "line-tables-only"`): the
+    /// outermost, the function the address is in, from the symbol table;
+    /// each frame inlined into it from the module of its source file, as
+    /// learned from full names (`lock_profiler_stress::lock_within<u64>`).
+    /// Frames of files not seen with a full name yet stay short.
+    fn qualify(&mut self, address: usize, raw: &mut [(String, String, u32)]) {
+        let Some(((outer, outer_file, _), inlined)) = raw.split_last_mut() else {
+            return;
+        };
+        if is_short(outer) {
+            if let Some(full) = self.symtab.function_name(address) {
+                *outer = qualified(outer, &full);
+            }
+        }
+        if let Some(module) = module_of(outer).filter(|_| !outer_file.is_empty()) {
+            self.modules.insert(outer_file.clone(), module);
+        }
+        for (function, file, _) in inlined {
+            if is_short(function) {
+                if let Some(module) = self.modules.get(file.as_str()) {
+                    *function = format!("{module}::{function}");
+                }
+            }
+        }
     }
 
     fn intern(&mut self, s: String) -> Arc<str> {
@@ -164,6 +197,74 @@ impl UserFrame {
     /// The source frames kept at this address, innermost first.
     pub(crate) fn frames(&self) -> &[Frame] {
         &self.resolved.frames[self.start..self.end]
+    }
+}
+
+/// The `::`-separated segments of a name, outside generic arguments.
+fn segments(name: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'<' => depth += 1,
+            b'>' => depth -= 1,
+            b':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => {
+                out.push(&name[start..i]);
+                start = i + 2;
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(&name[start..]);
+    out
+}
+
+/// A name without a path: one segment outside generic arguments.
+fn is_short(name: &str) -> bool {
+    segments(name).len() == 1
+}
+
+fn is_closure(segment: &str) -> bool {
+    segment.starts_with("{{closure}}") || segment.starts_with("{closure")
+}
+
+/// The module path of a full function name: the segments before the
+/// function, less closures and types (`a::b::Type::method::{{closure}}` →
+/// `a::b`); `None` for trait impls (`<T as Trait>::f`) and short names.
+fn module_of(full: &str) -> Option<String> {
+    if full.starts_with('<') {
+        return None;
+    }
+    let mut segments = segments(full);
+    while segments.last().is_some_and(|s| is_closure(s)) {
+        segments.pop();
+    }
+    segments.pop();
+    while segments
+        .last()
+        .is_some_and(|s| s.starts_with(|c: char| c.is_ascii_uppercase()))
+    {
+        segments.pop();
+    }
+    (!segments.is_empty()).then(|| segments.join("::"))
+}
+
+/// The short name of the function an address is in, given its full name
+/// from the symbol table: the full name's path with the short name's
+/// generic arguments (`lock_profiler_stress::lock_within<u64>`), or the full
+/// name for closures, whose enclosing function only it names.
+fn qualified(short: &str, full: &str) -> String {
+    let base = |s: &str| s.split('<').next().unwrap_or(s).to_owned();
+    let mut path = segments(full);
+    match path.pop() {
+        Some(last) if !is_closure(short) && base(last) == base(short) && !path.is_empty() => {
+            format!("{}::{short}", path.join("::"))
+        }
+        _ => full.to_owned(),
     }
 }
 
@@ -262,6 +363,53 @@ mod tests {
             "/rustc/abc/library/core/src/ptr/mod.rs"
         )));
         assert!(!is_internal(&frame("handle", "/home/me/app/src/record/stack.rs")));
+    }
+
+    #[test]
+    fn short_names_get_the_path_of_their_function_or_module() {
+        assert!(is_short("lock_within<u64>"));
+        assert!(is_short("__rust_begin_short_backtrace<a::b::{closure#0}, c::D>"));
+        assert!(!is_short("lock_profiler_stress::lock_within<u64>"));
+        assert!(!is_short(
+            "<alloc::boxed::Box<F> as core::ops::FnOnce<()>>::call_once"
+        ));
+        assert_eq!(
+            module_of("lock_profiler_stress::high_contention::{{closure}}").as_deref(),
+            Some("lock_profiler_stress")
+        );
+        assert_eq!(
+            module_of("app::store::Store<T>::get").as_deref(),
+            Some("app::store")
+        );
+        assert_eq!(module_of("<app::Store as Drop>::drop"), None);
+        assert_eq!(
+            qualified("lock_within<u64>", "lock_profiler_stress::lock_within"),
+            "lock_profiler_stress::lock_within<u64>"
+        );
+        assert_eq!(
+            qualified(
+                "{closure#1}",
+                "lock_profiler_stress::high_contention::{{closure}}"
+            ),
+            "lock_profiler_stress::high_contention::{{closure}}"
+        );
+    }
+
+    #[test]
+    fn frames_inlined_into_a_function_take_its_module() {
+        let mut s = Symbolizer::default();
+        s.modules.insert("/app/src/main.rs".to_owned(), "app".to_owned());
+        let mut raw = vec![
+            ("lock_within<u64>".to_owned(), "/app/src/main.rs".to_owned(), 9),
+            ("{closure#0}".to_owned(), "/app/src/main.rs".to_owned(), 20),
+            ("helper".to_owned(), "/other/src/lib.rs".to_owned(), 3),
+            ("app::run".to_owned(), "/app/src/run.rs".to_owned(), 30),
+        ];
+        s.qualify(0, &mut raw);
+        assert_eq!(raw[0].0, "app::lock_within<u64>");
+        assert_eq!(raw[1].0, "app::{closure#0}");
+        assert_eq!(raw[2].0, "helper", "a file of unknown module stays short");
+        assert_eq!(s.modules.get("/app/src/run.rs").map(String::as_str), Some("app"));
     }
 
     #[test]

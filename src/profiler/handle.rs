@@ -7,11 +7,17 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 
 use super::worker::{Control, Shared, Spawned};
+#[cfg(feature = "datadog")]
 use crate::export::datadog::{UploadCounters, UploadStats};
 use crate::record::session::Unwinder;
 
 /// What a running profiler has done so far.
+///
+/// `#[non_exhaustive]`: the `upload` field exists only with the `datadog`
+/// feature, and turning a feature on must not break code that names the
+/// others.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProfilerStats {
     /// Profiles handed to the exporter successfully.
     pub profiles_exported: u64,
@@ -24,6 +30,7 @@ pub struct ProfilerStats {
     /// The last export error, if any.
     pub last_error: Option<String>,
     /// Upload counts, when profiles go to Datadog.
+    #[cfg(feature = "datadog")]
     pub upload: Option<UploadStats>,
     /// The local files written so far, oldest first (the newest 64), for
     /// output to files: the paths to open with `lockprof` or `go tool pprof`.
@@ -37,6 +44,7 @@ pub struct ProfilerHandle {
     control: std::mem::ManuallyDrop<Sender<Control>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
+    #[cfg(feature = "datadog")]
     upload: Option<UploadCounters>,
     description: String,
     uses_frame_pointers: bool,
@@ -58,7 +66,7 @@ impl std::fmt::Debug for ProfilerHandle {
 impl ProfilerHandle {
     pub(super) fn new(
         spawned: Spawned,
-        upload: Option<UploadCounters>,
+        #[cfg(feature = "datadog")] upload: Option<UploadCounters>,
         description: String,
         unwinder: Unwinder,
     ) -> ProfilerHandle {
@@ -66,6 +74,7 @@ impl ProfilerHandle {
             control: std::mem::ManuallyDrop::new(spawned.control),
             thread: Some(spawned.thread),
             shared: spawned.shared,
+            #[cfg(feature = "datadog")]
             upload,
             description,
             uses_frame_pointers: unwinder == Unwinder::FramePointers,
@@ -109,6 +118,7 @@ impl ProfilerHandle {
             events_recorded: self.shared.events_recorded.load(Relaxed),
             events_dropped: self.shared.events_dropped.load(Relaxed),
             last_error: self.shared.last_error.lock().clone(),
+            #[cfg(feature = "datadog")]
             upload: self.upload.as_ref().map(UploadCounters::get),
             files: self.shared.files.lock().iter().cloned().collect(),
         }

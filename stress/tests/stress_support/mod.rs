@@ -1,75 +1,32 @@
-//! Helpers for the tests that run the stress examples: build an example
-//! once, run it with a clean `DD_*` environment, parse its report lines, and
-//! read the lock names of the profiles it wrote.
+//! Helpers for the tests that run the stress programs: run one with a clean
+//! `DD_*` environment, parse its report lines, and read the lock names of the
+//! profiles it wrote.
 #![allow(dead_code)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 
 use lockprof::read::LockProfile;
 
-/// Builds example `name` with this test's profile and features (so lockprof
-/// is not rebuilt) and returns the executable's path. `cargo test` has built
-/// the examples already; this makes `cargo test --test <one>` work too.
-pub fn example(name: &str) -> PathBuf {
-    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(path) = built.get_or_insert_with(HashMap::new).get(name) {
-        return path.clone();
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.args([
-        "build",
-        "--quiet",
-        "--message-format=json-render-diagnostics",
-        "--example",
-        name,
-        "--manifest-path",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-    ]);
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let mut features = Vec::new();
-    if cfg!(feature = "zstd") {
-        features.push("zstd");
-    }
-    if cfg!(feature = "fault-injection") {
-        features.push("fault-injection");
-    }
-    if cfg!(feature = "cli") {
-        features.push("cli");
-    }
-    if cfg!(feature = "tokio") {
-        features.push("tokio");
-    }
-    if !features.is_empty() {
-        command.arg("--features").arg(features.join(","));
-    }
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run cargo build");
-    assert!(output.status.success(), "cargo build --example {name} failed");
-    let path = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo did not report the executable of example {name}"));
-    built
-        .get_or_insert_with(HashMap::new)
-        .insert(name.to_owned(), path.clone());
-    path
+/// The executable of the stress program `name`, which cargo builds, in this
+/// test's profile and features, before it runs the test.
+pub fn program(name: &str) -> PathBuf {
+    PathBuf::from(match name {
+        "lock_profiler_stress" => env!("CARGO_BIN_EXE_lock_profiler_stress"),
+        "run_stress" => env!("CARGO_BIN_EXE_run_stress"),
+        "lock_debug_stress_test" => env!("CARGO_BIN_EXE_lock_debug_stress_test"),
+        "lock_production_stress_test" => env!("CARGO_BIN_EXE_lock_production_stress_test"),
+        "rlock_production_stress_test" => env!("CARGO_BIN_EXE_rlock_production_stress_test"),
+        other => panic!("no stress program {other}"),
+    })
 }
 
-/// A command for example `name` with every `DD_*` variable of the test's
-/// own environment removed, so a developer's agent or API key never leaks in.
+/// A command for stress program `name` with every `DD_*` variable of the
+/// test's own environment removed, so a developer's agent or API key never
+/// leaks in.
 pub fn command(name: &str) -> Command {
-    let mut command = Command::new(example(name));
+    let mut command = Command::new(program(name));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("DD_") {
             command.env_remove(key);
@@ -82,7 +39,7 @@ pub fn command(name: &str) -> Command {
 /// Runs `command`, returning its output; fails the test, showing both
 /// streams, if it did not exit 0.
 pub fn run_ok(command: &mut Command) -> Output {
-    let output = command.output().expect("start the example");
+    let output = command.output().expect("start the program");
     assert!(
         output.status.success(),
         "{command:?} exited with {}\n--- stdout\n{}\n--- stderr\n{}",
@@ -157,9 +114,16 @@ pub fn lock_names_in(dir: &Path) -> BTreeSet<String> {
     names
 }
 
-/// Whether a label names a lock `ident`: `<file>:<line>:<ident>`.
+/// Whether a label names a lock `ident`, or an instance of it:
+/// `<file>:<line>:<ident>` or `<file>:<line>:<ident>[<instance>]`.
 pub fn has_name(names: &BTreeSet<String>, ident: &str) -> bool {
-    names
-        .iter()
-        .any(|label| label.rsplit_once(':').is_some_and(|(_, last)| last == ident))
+    names.iter().any(|label| {
+        label.rsplit_once(':').is_some_and(|(_, last)| {
+            last == ident
+                || last
+                    .strip_prefix(ident)
+                    .and_then(|rest| rest.strip_prefix('['))
+                    .is_some_and(|rest| rest.ends_with(']'))
+        })
+    })
 }

@@ -1,4 +1,4 @@
-//! `examples/lock_debug_stress_test.rs`, run for a few seconds: it reads its
+//! `stress/src/bin/lock_debug_stress_test.rs`, run for a few seconds: it reads its
 //! own profile back, reports every expected lock name as found, and exits 0;
 //! with nothing recorded it reports them missing, blames the collector, and
 //! exits 1. With an agent configured it uploads: to a scripted agent on
@@ -6,9 +6,12 @@
 //! port nobody listens on, it says the upload is the problem.
 
 mod stress_support;
+#[cfg(feature = "datadog")]
+#[path = "../../tests/upload_common/mod.rs"]
 mod upload_common;
 
 use stress_support::{command, run_ok};
+#[cfg(feature = "datadog")]
 use upload_common::{closed_port, Reply, ScriptedAgent};
 
 const EXPECTED: &[&str] = &[
@@ -78,6 +81,21 @@ fn a_short_run_finds_every_expected_name_and_exits_0() {
 }
 
 #[test]
+fn without_an_output_prefix_its_own_temporary_directory_is_removed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let output = run_ok(
+        command("lock_debug_stress_test")
+            .args(["1", "2"])
+            .env("TMPDIR", tmp.path()),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("RESULT: PASS"), "{stdout}");
+    assert!(stdout.contains("(removed "), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{stdout}");
+}
+
+#[test]
 fn names_missing_from_the_local_profile_fail_the_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = command("lock_debug_stress_test")
@@ -85,7 +103,7 @@ fn names_missing_from_the_local_profile_fail_the_run() {
         .env("DD_PROFILING_OUTPUT_PPROF", dir.path().join("debug"))
         .env("DD_PROFILING_CAPTURE_PCT", "0")
         .output()
-        .expect("start the example");
+        .expect("start the program");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     for name in EXPECTED {
@@ -101,6 +119,7 @@ fn names_missing_from_the_local_profile_fail_the_run() {
 }
 
 #[test]
+#[cfg(feature = "datadog")]
 fn with_an_agent_that_accepts_the_upload_is_reported_ok() {
     let agent = ScriptedAgent::start(|_| Reply::Status(200));
     let dir = tempfile::tempdir().expect("tempdir");
@@ -135,6 +154,7 @@ fn with_an_agent_that_accepts_the_upload_is_reported_ok() {
 }
 
 #[test]
+#[cfg(feature = "datadog")]
 fn an_unreachable_agent_is_an_upload_problem_not_a_collector_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = run_ok(

@@ -1,9 +1,9 @@
-//! The named scenario configurations (`examples/stress_configs.toml`) and
+//! The named scenario configurations (`stress/stress_configs.toml`) and
 //! their translation into `lock_profiler_stress` flags.
 
 use std::path::Path;
 
-/// The configurations shipped with the examples, built into the runner.
+/// The configurations shipped with the stress suite, built into the runner.
 pub const BUILTIN: &str = include_str!("../stress_configs.toml");
 
 /// One named configuration: a scenario type and its parameters, in file order.
@@ -102,21 +102,15 @@ pub fn select<'a>(entries: &'a [Entry], selection: Option<&str>) -> Result<Vec<&
         .collect())
 }
 
-/// The lockprof features this example was built with: `lock_profiler_stress`
-/// is built with the same ones, so lockprof itself is not rebuilt.
+/// The features of this package the runner was built with:
+/// `lock_profiler_stress` is built with the same ones, so nothing is rebuilt.
 pub fn enabled_features() -> Vec<&'static str> {
     let mut features = Vec::new();
-    if cfg!(feature = "zstd") {
-        features.push("zstd");
-    }
-    if cfg!(feature = "fault-injection") {
-        features.push("fault-injection");
-    }
-    if cfg!(feature = "cli") {
-        features.push("cli");
-    }
     if cfg!(feature = "tokio") {
         features.push("tokio");
+    }
+    if cfg!(feature = "datadog") {
+        features.push("datadog");
     }
     features
 }

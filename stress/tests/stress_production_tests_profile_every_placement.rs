@@ -5,10 +5,10 @@ mod stress_support;
 
 use stress_support::{command, has_name, lock_names_in, run_ok};
 
-fn run_and_collect(example: &str) -> (String, std::collections::BTreeSet<String>) {
+fn run_and_collect(program: &str) -> (String, std::collections::BTreeSet<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = run_ok(
-        command(example)
+        command(program)
             .args(["1.4", "2"])
             .env("DD_PROFILING_OUTPUT_PPROF", dir.path().join("prod")),
     );

@@ -4,7 +4,7 @@
 //! and one heavily contended field.
 //!
 //! ```text
-//! cargo run --release --example lock_production_stress_test -- [duration_s=120] [workers=8]
+//! cargo run --release -p lockprof-stress --features datadog --bin lock_production_stress_test -- [duration_s=120] [workers=8]
 //! ```
 //!
 //! Sets `DD_SERVICE=lock-production-stress-test`, `DD_ENV=stress-test`,
@@ -14,15 +14,13 @@
 //! where. `scripts/run_lock_production_stress_test.sh` wraps this with checks
 //! of the upload settings.
 
-mod common;
-
 use std::collections::HashMap;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use lockprof::{named, ProfiledMutex as Mutex};
 
-use common::production;
+use lockprof_stress::production;
 
 const SERVICE: &str = "lock-production-stress-test";
 const PHASES: usize = 6;

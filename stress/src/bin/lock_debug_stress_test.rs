@@ -9,27 +9,26 @@
 //! present locally but not in Datadog).
 //!
 //! ```text
-//! cargo run --release --example lock_debug_stress_test -- [duration_s=30] [workers=4]
+//! cargo run --release -p lockprof-stress --features datadog --bin lock_debug_stress_test -- [duration_s=30] [workers=4]
 //! ```
 //!
 //! Profiles are written under `DD_PROFILING_OUTPUT_PPROF` if set, else under
-//! a new directory in the temporary directory (printed). Exits with status 1
-//! if any expected name is missing from the local profile.
-
-mod common;
+//! a new directory in the temporary directory (printed, and removed at the
+//! end). Exits with status 1 if any expected name is missing from the local
+//! profile.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lockprof::read::LockProfile;
 use lockprof::{named, ProfiledMutex as Mutex, ProfiledReentrantMutex, ProfiledRwLock as RwLock, Profiler};
 
-use common::production::{self, env};
-use common::profiles::{self, LockName};
+use lockprof_stress::production::{self, env};
+use lockprof_stress::profiles::{self, LockName};
 
 /// Every name the workloads give a lock, with its placement.
 const EXPECTED: &[(&str, &str)] = &[
@@ -204,12 +203,16 @@ fn main() -> ExitCode {
     }
     production::agentless_when_only_a_key();
     let (duration, workers) = production::parse_args("lock_debug_stress_test", 30.0, 4);
-    let prefix = match env("DD_PROFILING_OUTPUT_PPROF") {
-        Some(prefix) => PathBuf::from(prefix),
-        None => std::env::temp_dir()
-            .join(format!("lockprof-debug-{}", std::process::id()))
-            .join("lock-debug-stress-test"),
+    // A directory of this run's own, removed at the end, unless the
+    // environment names where profiles go.
+    let own_dir = env("DD_PROFILING_OUTPUT_PPROF")
+        .is_none()
+        .then(|| std::env::temp_dir().join(format!("lockprof-debug-{}", std::process::id())));
+    let prefix = match (&own_dir, env("DD_PROFILING_OUTPUT_PPROF")) {
+        (Some(dir), _) => dir.join("lock-debug-stress-test"),
+        (None, prefix) => PathBuf::from(prefix.unwrap_or_default()),
     };
+    let _removed_at_exit = own_dir.map(RemovedAtExit);
 
     let rule = "=".repeat(80);
     println!("{rule}\nLock Debug Stress Test - where do lock names get lost?\n{rule}");
@@ -347,6 +350,21 @@ fn analyze(path: &std::path::Path, profile: &LockProfile) -> Vec<&'static str> {
     missing
 }
 
+/// A directory this run made for its profiles: removed when dropped, at
+/// the end of `main`, with a line saying so.
+struct RemovedAtExit(PathBuf);
+
+impl Drop for RemovedAtExit {
+    fn drop(&mut self) {
+        if std::fs::remove_dir_all(&self.0).is_ok() {
+            println!(
+                "(removed {}; set DD_PROFILING_OUTPUT_PPROF to keep the profiles)",
+                self.0.display()
+            );
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Upload {
     NotTried,
@@ -354,9 +372,20 @@ enum Upload {
     Failed,
 }
 
+/// Without the `datadog` feature this build cannot upload: says so.
+#[cfg(not(feature = "datadog"))]
+fn upload_step(_: Duration, _: usize) -> Upload {
+    println!(
+        "\nStep 3: upload skipped: this build has no uploads \
+         (cargo run --release -p lockprof-stress --features datadog --bin lock_debug_stress_test)"
+    );
+    Upload::NotTried
+}
+
 /// Runs the workloads again under `start_from_env()`, which sends profiles
 /// where the environment says, and reports what the agent or intake did
 /// with them.
+#[cfg(feature = "datadog")]
 fn upload_step(duration: Duration, workers: usize) -> Upload {
     // Local files would win over the upload; step 1 has written them.
     std::env::remove_var("DD_PROFILING_OUTPUT_PPROF");
@@ -376,7 +405,7 @@ fn upload_step(duration: Duration, workers: usize) -> Upload {
     }
     println!("Sending to {output}");
     run_workloads(duration.min(Duration::from_secs(20)), workers);
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let stats = profiler.stop();
     let upload = stats.upload.unwrap_or_default();
     println!(

@@ -4,7 +4,7 @@
 //! `validate_attempt` under the same lock).
 //!
 //! ```text
-//! cargo run --release --example rlock_production_stress_test -- [duration_s=120] [workers=8]
+//! cargo run --release -p lockprof-stress --features datadog --bin rlock_production_stress_test -- [duration_s=120] [workers=8]
 //! ```
 //!
 //! Sets `DD_SERVICE=rlock-production-stress-test`, `DD_ENV=stress-test`,
@@ -12,9 +12,7 @@
 //! starts the profiler with `lockprof::start_from_env()`. Profiles go wherever
 //! the environment sends them (local files by default); the last lines say
 //! where. `scripts/run_lock_production_stress_test.sh` wraps this with checks
-//! of the upload settings (pass it this example's name).
-
-mod common;
+//! of the upload settings (pass it this program's name).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -23,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use lockprof::{named, ProfiledReentrantMutex as ReentrantMutex};
 
-use common::production;
+use lockprof_stress::production;
 
 const SERVICE: &str = "rlock-production-stress-test";
 const PHASES: usize = 7;

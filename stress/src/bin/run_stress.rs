@@ -1,4 +1,4 @@
-//! Runs the named stress configurations of `examples/stress_configs.toml`,
+//! Runs the named stress configurations of `stress/stress_configs.toml`,
 //! each in its own `lock_profiler_stress` process, writes
 //! `results.<name>.json` into a results directory and prints a summary
 //! table; with `--profiling both`, each configuration runs without and then
@@ -6,10 +6,10 @@
 //! durations.
 //!
 //! ```text
-//! cargo run --release --example run_stress -- results/
+//! cargo run --release -p lockprof-stress --bin run_stress -- results/
 //! BENCHMARK_CONFIGS=high-contention-10-threads,deadlock-prone \
-//!     cargo run --release --example run_stress -- results/ --profiling both
-//! cargo run --example run_stress -- --list
+//!     cargo run --release -p lockprof-stress --bin run_stress -- results/ --profiling both
+//! cargo run -p lockprof-stress --bin run_stress -- --list
 //! ```
 //!
 //! `BENCHMARK_CONFIGS` selects configurations by exact name, comma-separated;
@@ -19,8 +19,6 @@
 //! every other `DD_PROFILING_*` variable passes through. Each run's output
 //! goes to `<results>/logs/`.
 
-mod common;
-
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -29,8 +27,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
-use common::config::{self, Entry};
-use common::stats::ScenarioResult;
+use lockprof_stress::cargo;
+use lockprof_stress::config::{self, Entry};
+use lockprof_stress::stats::ScenarioResult;
 
 /// Runs the lock-profiler stress configurations and summarizes them.
 #[derive(Parser, Debug)]
@@ -40,7 +39,7 @@ struct Args {
     /// missing).
     #[arg(required_unless_present = "list")]
     results_dir: Option<PathBuf>,
-    /// Configuration file [default: the built-in examples/stress_configs.toml].
+    /// Configuration file [default: the built-in stress/stress_configs.toml].
     #[arg(long)]
     config: Option<PathBuf>,
     /// Run each configuration with the profiler on, off, or both (off, then
@@ -337,39 +336,23 @@ fn run_one(
 }
 
 /// Builds `lock_profiler_stress` with cargo, in this runner's profile and
-/// features, and returns its path.
+/// features, saying what it does, and returns its path.
 fn build_stress_bin() -> Result<PathBuf, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.args([
-        "build",
-        "--quiet",
-        "--message-format=json-render-diagnostics",
-        "--example",
-        "lock_profiler_stress",
-        "--manifest-path",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-    ]);
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
+    let release = !cfg!(debug_assertions);
+    let features = lockprof_stress::config::enabled_features();
+    let args = cargo::build_args("lock_profiler_stress", release, &features);
+    println!("Building lock_profiler_stress: cargo {}", args.join(" "));
+    let built = cargo::build_bin("lock_profiler_stress", release, &features)?;
+    if built.compiled == 0 {
+        println!("lock_profiler_stress is up to date ({})", human(built.took));
+    } else {
+        println!(
+            "Built lock_profiler_stress: {} crate(s) compiled in {}",
+            built.compiled,
+            human(built.took)
+        );
     }
-    let features = common::config::enabled_features();
-    if !features.is_empty() {
-        command.arg("--features").arg(features.join(","));
-    }
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !output.status.success() {
-        return Err(format!("cargo build exited with {}", output.status));
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "lock_profiler_stress")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| "cargo did not report the executable".to_owned())
+    Ok(built.executable)
 }
 
 fn print_summary(rows: &[Row], both: bool, elapsed: Duration) {

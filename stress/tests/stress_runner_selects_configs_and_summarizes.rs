@@ -1,4 +1,4 @@
-//! `examples/run_stress.rs` and the shipped configurations: the file holds
+//! `stress/src/bin/run_stress.rs` and the shipped configurations: the file holds
 //! the reference suite's entries and parameters; `BENCHMARK_CONFIGS` selects
 //! by exact name and refuses unknown ones; each selected entry runs in its
 //! own process, with and without the profiler, and lands in the results
@@ -6,13 +6,11 @@
 
 mod stress_support;
 
-#[allow(dead_code)]
-#[path = "../examples/common/config.rs"]
-mod config;
-
 use std::collections::BTreeSet;
 
-use stress_support::{command, example, run_ok};
+use lockprof_stress::config;
+
+use stress_support::{command, program, run_ok};
 
 fn int(entry: &config::Entry, key: &str) -> i64 {
     entry
@@ -282,7 +280,7 @@ hold_time_ms = 1000
             .arg("--config")
             .arg(&config_path)
             .args(["--profiling", "both", "--stress-bin"])
-            .arg(example("lock_profiler_stress"))
+            .arg(program("lock_profiler_stress"))
             .env("BENCHMARK_CONFIGS", "tiny-contention,tiny-frequency")
             .env("DD_PROFILING_CAPTURE_PCT", "100"),
     );

@@ -3,7 +3,7 @@
 //! same figures as JSON.
 //!
 //! ```text
-//! cargo run --release --example lock_profiler_stress -- \
+//! cargo run --release -p lockprof-stress --bin lock_profiler_stress -- \
 //!     --scenario-type high_contention --num-threads 50 --num-locks 2 \
 //!     --operations-per-thread 1000 --hold-time-ms 5 --think-time-ms 1
 //! ```
@@ -16,13 +16,11 @@
 //!
 //! Every lock is a lockprof lock with a variable name; the semaphores, events
 //! and the bounded queue are built from `ProfiledMutex` and `ProfiledCondvar`
-//! (`examples/common/primitives.rs`), so their internal locking shows up too.
+//! (`stress/src/primitives.rs`), so their internal locking shows up too.
 //! All threads of a run wait on one start gate and are joined at the end.
 //!
 //! `async_stress` uses `ProfiledAsyncMutex` and needs the `tokio` feature:
-//! `cargo run --release --features tokio --example lock_profiler_stress -- --scenario-type async_stress`.
-
-mod common;
+//! `cargo run --release --features tokio -p lockprof-stress --bin lock_profiler_stress -- --scenario-type async_stress`.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
@@ -39,8 +37,8 @@ use lockprof::{
 };
 use serde_json::{json, Value};
 
-use common::primitives::{BoundedQueue, Event, Semaphore};
-use common::stats::{ScenarioResult, ThreadStats};
+use lockprof_stress::primitives::{BoundedQueue, Event, Semaphore};
+use lockprof_stress::stats::{ScenarioResult, ThreadStats};
 
 /// Runs one lock-profiler stress scenario and prints its figures.
 ///
@@ -215,7 +213,7 @@ fn main() -> ExitCode {
     if args.scenario_type == ScenarioType::AsyncStress && !cfg!(feature = "tokio") {
         eprintln!(
             "async_stress needs lockprof's async locks: \
-             cargo run --release --features tokio --example lock_profiler_stress -- …"
+             cargo run --release --features tokio -p lockprof-stress --bin lock_profiler_stress -- …"
         );
         return ExitCode::from(2);
     }
@@ -254,7 +252,7 @@ fn main() -> ExitCode {
         );
         // The profiler's view of the same run, beside the scenario's own
         // figures: every run checks the profile's accuracy.
-        let totals = common::summary::totals(&stats.files);
+        let totals = lockprof_stress::summary::totals(&stats.files);
         // The scenario's own figures leave out the start gate.
         let (acquired, wait_ns) = totals
             .iter()
@@ -266,7 +264,7 @@ fn main() -> ExitCode {
                 wait_ns as f64 / acquired as f64 / 1e6
             );
         }
-        common::summary::print(&stats.files, 3, false);
+        lockprof_stress::summary::print(&stats.files, 3, false);
     }
     if let Some(path) = &args.output {
         let written = serde_json::to_string_pretty(&result)
@@ -302,7 +300,7 @@ fn high_contention(args: &Args, seeds: &Seeds) -> Outcome {
     let hold_ms = args.hold_time_ms.unwrap_or(5);
     let think_ms = args.think_time_ms.unwrap_or(1);
     let locks: Vec<ProfiledMutex<u64>> = (0..num_locks)
-        .map(|_| named!(contended_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(contended_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, rng: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -340,7 +338,7 @@ fn lock_hierarchy(args: &Args, seeds: &Seeds) -> Outcome {
     let depth = args.hierarchy_depth;
     let hold_ms = args.hold_time_ms.unwrap_or(2);
     let levels: Vec<ProfiledMutex<u64>> = (0..depth)
-        .map(|_| named!(hierarchy_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(hierarchy_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, _: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -387,7 +385,7 @@ fn high_frequency(args: &Args, seeds: &Seeds) -> Outcome {
     let hold_ms = args.hold_time_ms.unwrap_or(0);
     let think_ms = args.think_time_ms.unwrap_or(0);
     let locks: Vec<ProfiledMutex<u64>> = (0..num_locks)
-        .map(|_| named!(hot_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(hot_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, rng: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -432,18 +430,18 @@ enum Primitive<'a> {
 fn mixed_primitives(args: &Args, seeds: &Seeds) -> Outcome {
     let timeout = Duration::from_millis(500);
     let mutexes: Vec<ProfiledMutex<u64>> = (0..5)
-        .map(|_| named!(mixed_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(mixed_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let reentrant: Vec<ProfiledReentrantMutex<Cell<u64>>> = (0..if args.use_rlock { 3 } else { 0 })
-        .map(|_| named!(mixed_rlock = ProfiledReentrantMutex::new(Cell::new(0))))
+        .map(|i| named!(mixed_rlock[i] = ProfiledReentrantMutex::new(Cell::new(0))))
         .collect();
     let semaphores: Vec<Semaphore> = (0..if args.use_semaphore { 3 } else { 0 })
-        .map(|_| named!(mixed_semaphore = Semaphore::new(2)))
+        .map(|i| named!(mixed_semaphore[i] = Semaphore::new(2)))
         .collect();
     named!(let condition_lock = ProfiledMutex::new(0));
     let condition = ProfiledCondvar::new();
     let events: Vec<Event> = (0..if args.use_event { 3 } else { 0 })
-        .map(|_| named!(mixed_event = Event::new(true)))
+        .map(|i| named!(mixed_event[i] = Event::new(true)))
         .collect();
 
     let mut pool: Vec<Primitive<'_>> = mutexes.iter().map(Primitive::Mutex).collect();
@@ -532,7 +530,7 @@ fn long_held_locks(args: &Args, seeds: &Seeds) -> Outcome {
     let hold_ms = args.hold_time_ms.unwrap_or(100);
     let variance = i64::try_from(args.variance_ms).unwrap_or(i64::MAX);
     let locks: Vec<ProfiledMutex<u64>> = (0..num_locks)
-        .map(|_| named!(slow_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(slow_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, rng: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -706,7 +704,7 @@ fn memory_pressure(args: &Args, seeds: &Seeds) -> Outcome {
     let hold_ms = args.hold_time_ms.unwrap_or(10);
     let floats = (args.allocate_mb_per_op * (1 << 20) as f64 / 8.0) as usize;
     let locks: Vec<ProfiledMutex<u64>> = (0..num_locks)
-        .map(|_| named!(allocation_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(allocation_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, rng: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -749,7 +747,7 @@ fn deadlock_prone(args: &Args, seeds: &Seeds) -> Outcome {
     let num_locks = args.num_locks.unwrap_or(5);
     let timeout = Duration::from_millis(args.timeout_ms);
     let locks: Vec<ProfiledMutex<u64>> = (0..num_locks)
-        .map(|_| named!(resource_lock = ProfiledMutex::new(0)))
+        .map(|i| named!(resource_lock[i] = ProfiledMutex::new(0)))
         .collect();
     let worker = |_: usize, rng: &mut Rng| {
         let mut stats = ThreadStats::default();
@@ -811,7 +809,7 @@ fn async_stress(args: &Args, seeds: &Seeds) -> Outcome {
     let num_locks = args.num_locks.unwrap_or(10);
     let locks: Arc<Vec<ProfiledAsyncMutex<u64>>> = Arc::new(
         (0..num_locks)
-            .map(|_| named!(async_lock = ProfiledAsyncMutex::new(0)))
+            .map(|i| named!(async_lock[i] = ProfiledAsyncMutex::new(0)))
             .collect(),
     );
     named!(let start_gate = Arc::new(ProfiledAsyncMutex::new(())));

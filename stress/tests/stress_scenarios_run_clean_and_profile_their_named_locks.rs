@@ -1,4 +1,4 @@
-//! Every scenario of `examples/lock_profiler_stress.rs`, in a tiny
+//! Every scenario of `stress/src/bin/lock_profiler_stress.rs`, in a tiny
 //! configuration, with the profiler on at 100%: the report lines parse, work
 //! was done, nothing timed out where nothing should, the `--output` JSON
 //! agrees with the report, and the written profile holds each of the
@@ -69,6 +69,30 @@ fn high_contention() {
     let args = "--num-threads 4 --num-locks 2 --operations-per-thread 40 --hold-time-ms 1 --think-time-ms 1";
     let report = run_profiled("high_contention", &split(args), &["contended_lock"], false);
     assert_eq!(report.total_operations, 4 * 40);
+}
+
+#[test]
+fn locks_made_in_a_loop_are_told_apart_by_instance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run_ok(
+        command("lock_profiler_stress")
+            .args(split(
+                "--scenario-type high_contention --seed 7 --num-threads 2 --num-locks 3 \
+                 --operations-per-thread 60 --hold-time-ms 0 --think-time-ms 0",
+            ))
+            .env("DD_PROFILING_ENABLED", "1")
+            .env("DD_PROFILING_LOCK_ENABLED", "1")
+            .env("DD_PROFILING_CAPTURE_PCT", "100")
+            .env("DD_PROFILING_OUTPUT_PPROF", dir.path().join("instances")),
+    );
+    let names = lock_names_in(dir.path());
+    for i in 0..3 {
+        let instance = format!("contended_lock[{i}]");
+        assert!(
+            names.iter().any(|n| n.ends_with(&format!(":{instance}"))),
+            "no {instance} in {names:?}"
+        );
+    }
 }
 
 #[test]
@@ -164,7 +188,7 @@ fn async_stress_without_the_tokio_feature_is_refused() {
     let output = command("lock_profiler_stress")
         .args(["--scenario-type", "async_stress"])
         .output()
-        .expect("start the example");
+        .expect("start the program");
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("--features tokio"));
 }
@@ -206,7 +230,7 @@ fn invalid_parameters_are_refused() {
         let output = command("lock_profiler_stress")
             .args(split(args))
             .output()
-            .expect("start the example");
+            .expect("start the program");
         assert_eq!(output.status.code(), Some(2), "{args}: {output:?}");
         assert!(output.stdout.is_empty(), "{args}: no report expected");
     }

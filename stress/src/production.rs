@@ -56,10 +56,10 @@ pub fn env(name: &str) -> Option<String> {
 
 /// `[duration_s] [workers]` from the command line, with defaults; prints the
 /// usage and exits on anything else.
-pub fn parse_args(example: &str, default_duration_s: f64, default_workers: usize) -> (Duration, usize) {
+pub fn parse_args(program: &str, default_duration_s: f64, default_workers: usize) -> (Duration, usize) {
     let usage = format!(
-        "usage: {example} [duration_s={default_duration_s}] [workers={default_workers}]\n\
-         \x20      (cargo run --release --example {example} -- 60 4)"
+        "usage: {program} [duration_s={default_duration_s}] [workers={default_workers}]\n\
+         \x20      (cargo run --release -p lockprof-stress --features datadog --bin {program} -- 60 4)"
     );
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
@@ -100,6 +100,8 @@ pub fn upload_mode(files_win: bool) -> String {
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
     if let Some(prefix) = env("DD_PROFILING_OUTPUT_PPROF").filter(|_| files_win) {
         format!("local files {prefix}.<pid>.<seq>.pprof (DD_PROFILING_OUTPUT_PPROF is set)")
+    } else if !cfg!(feature = "datadog") {
+        "local files: this build has no uploads (build with --features datadog)".to_owned()
     } else if agentless {
         format!(
             "agentless to {} (DD_API_KEY {})",
@@ -206,6 +208,7 @@ pub fn finish(profiler: Option<ProfilerHandle>, started: Instant) {
         "Events: {} recorded, {} dropped",
         stats.events_recorded, stats.events_dropped
     );
+    #[cfg(feature = "datadog")]
     if let Some(upload) = &stats.upload {
         println!(
             "Upload: {} sent, {} failed, {} dropped, {} retries",
