@@ -10,9 +10,7 @@ mod symtab;
 
 #[cfg(feature = "datadog")]
 pub(crate) use builder::without_caused_wait;
-pub(crate) use builder::{
-    build, gzip, PeriodInfo, Sample, SampleKind, Stack, TaskLabels, ThreadLabels,
-};
+pub(crate) use builder::{build, gzip, PeriodInfo, Sample, SampleKind, Stack, TaskLabels, ThreadLabels};
 
 /// The sample types of a lock profile, in the order of `Sample.value`.
 pub(crate) const SAMPLE_TYPES: [(&str, &str); 4] = [
