@@ -36,8 +36,8 @@
 //!
 //! An acquisition that is not sampled reads no clock, captures no stack,
 //! allocates nothing and writes no shared memory beyond the lock itself: one
-//! relaxed load of a global flag and a thread-local countdown. See the README
-//! for measured figures.
+//! relaxed load of a global flag and a thread-local countdown. Measured
+//! figures are in the repository's `docs/performance.md`.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -77,12 +77,23 @@ pub fn build_args(name: &str, release: bool, features: &[&str]) -> Vec<String> {
     args
 }
 
-/// Builds binary `name` of this package with [`command`] (cargo's progress
-/// and diagnostics go to stderr) and says what it built.
-pub fn build_bin(name: &str, release: bool, features: &[&str]) -> Result<Built, String> {
+/// What one `cargo build` did.
+#[derive(Debug, Clone)]
+pub struct Build {
+    /// Cargo's JSON messages.
+    pub messages: Vec<serde_json::Value>,
+    /// Crates (and build scripts) compiled, 0 when everything was up to date.
+    pub compiled: usize,
+    /// How long the build took.
+    pub took: Duration,
+}
+
+/// Runs `cargo` with `args` (which should ask for JSON messages) through
+/// [`command`]; cargo's progress and diagnostics go to stderr.
+pub fn build(args: &[String]) -> Result<Build, String> {
     let started = Instant::now();
     let output = command()
-        .args(build_args(name, release, features))
+        .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -98,14 +109,26 @@ pub fn build_bin(name: &str, release: bool, features: &[&str]) -> Result<Built, 
         .iter()
         .filter(|m| m["reason"] == "compiler-artifact" && m["fresh"] == false)
         .count();
-    let executable = messages
+    Ok(Build {
+        messages,
+        compiled,
+        took: started.elapsed(),
+    })
+}
+
+/// Builds binary `name` of this package (see [`build`]) and says what it
+/// built.
+pub fn build_bin(name: &str, release: bool, features: &[&str]) -> Result<Built, String> {
+    let build = build(&build_args(name, release, features))?;
+    let executable = build
+        .messages
         .iter()
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .ok_or_else(|| format!("cargo did not report the executable of {name}"))?;
     Ok(Built {
         executable,
-        compiled,
-        took: started.elapsed(),
+        compiled: build.compiled,
+        took: build.took,
     })
 }

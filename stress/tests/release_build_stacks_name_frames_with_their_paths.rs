@@ -13,9 +13,17 @@ use stress_support::run_ok;
 
 #[test]
 fn every_frame_of_the_program_has_its_path() {
-    let built = build_bin("lock_profiler_stress", true, &[]).expect("the release build");
+    // A release test run has its own release build (building the README's
+    // would replace it under the other tests).
+    let executable = if cfg!(debug_assertions) {
+        build_bin("lock_profiler_stress", true, &[])
+            .expect("the release build")
+            .executable
+    } else {
+        env!("CARGO_BIN_EXE_lock_profiler_stress").into()
+    };
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut command = std::process::Command::new(&built.executable);
+    let mut command = std::process::Command::new(&executable);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("DD_") {
             command.env_remove(key);

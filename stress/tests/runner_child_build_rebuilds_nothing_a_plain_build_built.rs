@@ -5,13 +5,36 @@
 //! feature the tree holds ring, whose build script re-runs when
 //! `CARGO_MANIFEST_DIR` changes: an inherited one rebuilt ring, rustls and
 //! reqwest both ways.
+//!
+//! The builds here are of this package's library, with the runner's clean
+//! environment (`cargo::command`): building `lock_profiler_stress` with
+//! other features would replace the executable the other tests of this
+//! package run.
 
 use std::process::{Command, Stdio};
 
-use lockprof_stress::cargo::{build_args, build_bin};
+use lockprof_stress::cargo;
 
-const RELEASE: bool = !cfg!(debug_assertions);
-const FEATURES: &[&str] = &["datadog"];
+/// `cargo build` of this package's library with uploads (ring in the tree).
+fn args() -> Vec<String> {
+    let mut args: Vec<String> = [
+        "build",
+        "--message-format=json-render-diagnostics",
+        "--lib",
+        "--features",
+        "datadog",
+    ]
+    .map(String::from)
+    .into();
+    args.extend([
+        "--manifest-path".to_owned(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").to_owned(),
+    ]);
+    if !cfg!(debug_assertions) {
+        args.push("--release".to_owned());
+    }
+    args
+}
 
 /// `cargo build` as from a shell: no `CARGO_*` variable but the user's own
 /// settings. Returns how many crates it compiled.
@@ -36,7 +59,7 @@ fn plain_build() -> usize {
         }
     }
     let output = command
-        .args(build_args("lock_profiler_stress", RELEASE, FEATURES))
+        .args(args())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -56,12 +79,12 @@ fn after_a_plain_build_the_runners_build_compiles_nothing_and_leaves_it_fresh() 
         "cargo sets CARGO_MANIFEST_DIR for tests as for `cargo run`: the case under test"
     );
     plain_build();
-    let built = build_bin("lock_profiler_stress", RELEASE, FEATURES).expect("the runner's build");
+    let build = cargo::build(&args()).expect("the runner's build");
     assert_eq!(
-        built.compiled, 0,
-        "the runner's build recompiled crates: {built:?}"
+        build.compiled, 0,
+        "the runner's build recompiled crates in {:?}",
+        build.took
     );
-    assert!(built.executable.exists(), "{built:?}");
     assert_eq!(
         plain_build(),
         0,
