@@ -239,7 +239,11 @@ fn measure() {
     for (locks, threads) in [(1usize, 2usize), (2, 2), (1, 8), (2, 8), (1, 32), (2, 32)] {
         let pls: Vec<_> = (0..locks).map(|_| parking_lot::Mutex::new([0u64; 4])).collect();
         let lps: Vec<_> = (0..locks).map(|_| ProfiledMutex::new([0u64; 4])).collect();
-        let total = 400_000;
+        // Long enough (tens of ms a batch) to span many scheduler time
+        // slices: with 400,000 acquisitions a batch lasted about one slice
+        // on a 2-core machine, and the ratio measured which threads happened
+        // to share the cores (0.6-1.2 between runs).
+        let total = 4_000_000;
         let (b, l) = interleaved(
             7,
             Some(lockprof::DEFAULT_CAPTURE_PCT),
