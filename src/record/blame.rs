@@ -15,10 +15,23 @@
 //! Only parked waits are charged: the first microseconds a waiter spends
 //! spinning, and the time between its wake-up and its acquisition, are in
 //! its wait but in no holder's charge.
+//!
+//! Read-write and re-entrant locks run on parking_lot's raw locks, whose
+//! queues are their own. Their sampled waiters put their records in a small
+//! process-wide list instead ([`Watched`]), and the lock carries a count of
+//! them that every release looks at before unlocking: a release that finds
+//! one charges the listed waiters as a mutex unlock does, before the lock is
+//! let go (so no waiter can have been woken and left the list in between),
+//! and an acquisition after a wait moves their records on. Several readers
+//! release one after another: each is charged the part of a writer's wait
+//! since the release before it, so a writer waiting behind readers is
+//! charged to the readers that held it, and readers queued behind a waiting
+//! writer are charged to the readers before it and then to its hold.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
-use super::{guarded, recorder, sampler, stack, Mode};
+use super::{clock, guarded, recorder, sampler, stack, Mode};
 use crate::site::LockSite;
 
 /// Records `charges`, made by this thread's unlock of the lock at `site`,
@@ -42,6 +55,115 @@ pub(crate) fn charge_holder(site: &LockSite, mode: Mode, charges: &Charges) {
             recorder::send_caused(site, mode, c.ticks, c.shift, c.peer, frames.frames());
         }
     });
+}
+
+/// Carried by a lock whose raw lock keeps its queue to itself: how many of
+/// its sampled waiters are in the [`WATCHED`] list. Releases read it (one
+/// load of the lock's own memory) and go to [`release_watched`] when it is
+/// not 0.
+#[derive(Debug, Default)]
+pub(crate) struct Watched {
+    waiters: AtomicU32,
+}
+
+impl Watched {
+    pub(crate) const fn new() -> Watched {
+        Watched {
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether a sampled waiter of this lock is listed.
+    #[inline(always)]
+    pub(crate) fn any(&self) -> bool {
+        self.waiters.load(Relaxed) != 0
+    }
+
+    fn key(&self) -> usize {
+        self as *const Watched as usize
+    }
+}
+
+/// Sampled waiters listed at once, over all watched locks; a waiter that
+/// finds the list full waits uncharged. A fixed array: listing allocates
+/// nothing (the waiter may hold other locks, which a global allocator may
+/// take).
+const WATCHED_CAP: usize = 64;
+
+/// The waiters of watched locks: (the lock's [`Watched`], the waiter's
+/// [`WaitRecord`]) as addresses, 0 for a free entry. A record is listed only
+/// while its waiter waits, and read only with this list locked.
+static WATCHED: parking_lot::Mutex<[(usize, usize); WATCHED_CAP]> =
+    parking_lot::const_mutex([(0, 0); WATCHED_CAP]);
+
+/// How long a sampled waiter tries to list itself. The list is locked only
+/// for a few loads and stores; a lock that stays taken is one a forked child
+/// inherited from a thread that is gone, and then the wait goes uncharged.
+const LIST_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Waits through `acquire` with `record` listed for `watched`'s releases to
+/// charge, and unlisted once `acquire` has returned with the lock.
+pub(crate) fn wait_watched(watched: &Watched, record: &WaitRecord, acquire: impl FnOnce()) {
+    let key = watched.key();
+    let entry = WATCHED.try_lock_for(LIST_TIMEOUT).and_then(|mut list| {
+        let i = list.iter().position(|e| e.0 == 0)?;
+        list[i] = (key, record as *const WaitRecord as usize);
+        watched.waiters.fetch_add(1, Relaxed);
+        Some(i)
+    });
+    acquire();
+    let Some(i) = entry else {
+        return;
+    };
+    let at = clock::now();
+    // Blocking: the entry must go before the record does. The list was
+    // locked moments ago by this thread, so it is not a lost lock.
+    let mut list = WATCHED.lock();
+    list[i] = (0, 0);
+    watched.waiters.fetch_sub(1, Relaxed);
+    skip_listed(&list[..], key, at);
+}
+
+/// A hold of `watched`'s lock began at `at` after a wait: the time before,
+/// when the lock was free, is no holder's doing (see [`WaitRecord::skip_to`]).
+#[cold]
+#[inline(never)]
+pub(crate) fn hold_starts_watched(watched: &Watched, at: u64) {
+    if let Some(list) = WATCHED.try_lock_for(LIST_TIMEOUT) {
+        skip_listed(&list[..], watched.key(), at);
+    }
+}
+
+fn skip_listed(list: &[(usize, usize)], key: usize, at: u64) {
+    for &(_, record) in list.iter().filter(|e| e.0 == key) {
+        // SAFETY: a listed record lives until its waiter unlists it, which
+        // needs the list's lock, held by the caller.
+        unsafe { &*(record as *const WaitRecord) }.skip_to(at);
+    }
+}
+
+/// Releases a watched lock through `unlock`, charging its listed waiters
+/// with the part of their wait since they were last charged: charged before
+/// the unlock, so that a waiter it wakes cannot leave the list first, and
+/// recorded with this thread's stack after it ([`charge_holder`]).
+#[cold]
+#[inline(never)]
+pub(crate) fn release_watched(watched: &Watched, site: &LockSite, mode: Mode, unlock: impl FnOnce()) {
+    let mut charges = Charges::new();
+    if let Some(list) = WATCHED.try_lock_for(LIST_TIMEOUT) {
+        let released_at = clock::now();
+        for &(_, record) in list.iter().filter(|e| e.0 == watched.key()) {
+            // SAFETY: as in `skip_listed`: listed, and the list is locked.
+            charges.push(Charge::since(
+                unsafe { &*(record as *const WaitRecord) },
+                released_at,
+            ));
+        }
+    }
+    unlock();
+    if !charges.is_empty() {
+        charge_holder(site, mode, &charges);
+    }
 }
 
 /// What a parked, sampled waiter leaves on its stack for the holders it waits

@@ -4,8 +4,9 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::time::Duration;
 
+use crate::record::blame::{self, WaitRecord, Watched};
 use crate::record::LockHandle;
-use crate::record::{self, Mode, RawAcquire, Ticket};
+use crate::record::{self, clock, Mode, RawAcquire, Ticket};
 use crate::site::LockSite;
 
 type RawReentrant = lock_api::RawReentrantMutex<parking_lot::RawMutex, parking_lot::RawThreadId>;
@@ -31,6 +32,8 @@ type RawReentrant = lock_api::RawReentrantMutex<parking_lot::RawMutex, parking_l
 /// ```
 pub struct ProfiledReentrantMutex<T: ?Sized> {
     raw: RawReentrant,
+    /// Sampled waiters listed for blame (see [`Watched`]).
+    watched: Watched,
     handle: LockHandle,
     data: UnsafeCell<T>,
 }
@@ -52,7 +55,7 @@ pub struct ProfiledReentrantMutexGuard<'a, T: ?Sized + 'a> {
 // SAFETY: sharing the guard shares `&T`.
 unsafe impl<T: ?Sized + Sync> Sync for ProfiledReentrantMutexGuard<'_, T> {}
 
-struct Raw<'a>(&'a RawReentrant);
+struct Raw<'a>(&'a RawReentrant, &'a Watched);
 
 impl RawAcquire for Raw<'_> {
     #[inline(always)]
@@ -67,6 +70,19 @@ impl RawAcquire for Raw<'_> {
     fn try_acquire_for(&self, timeout: Duration) -> bool {
         self.0.try_lock_for(timeout)
     }
+    #[inline(always)]
+    fn acquire_recorded(&self, record: &WaitRecord) {
+        blame::wait_watched(self.1, record, || self.0.lock())
+    }
+    #[inline(always)]
+    fn acquire_slow_timed(&self) -> u64 {
+        self.0.lock();
+        let at = clock::now();
+        if self.1.any() {
+            blame::hold_starts_watched(self.1, at);
+        }
+        at
+    }
 }
 
 impl<T> ProfiledReentrantMutex<T> {
@@ -76,6 +92,7 @@ impl<T> ProfiledReentrantMutex<T> {
     pub const fn new(value: T) -> Self {
         ProfiledReentrantMutex {
             raw: RawReentrant::INIT,
+            watched: Watched::new(),
             handle: LockHandle::caller(),
             data: UnsafeCell::new(value),
         }
@@ -101,7 +118,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
             self.raw.lock();
             Ticket::NONE
         } else {
-            record::lock(Raw(&self.raw), &self.handle, Mode::Exclusive)
+            record::lock(Raw(&self.raw, &self.watched), &self.handle, Mode::Exclusive)
         };
         self.guard(ticket)
     }
@@ -112,7 +129,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
         if self.raw.is_owned_by_current_thread() {
             return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
         }
-        record::try_lock(Raw(&self.raw), &self.handle, Mode::Exclusive).map(|t| self.guard(t))
+        record::try_lock(Raw(&self.raw, &self.watched), &self.handle, Mode::Exclusive).map(|t| self.guard(t))
     }
 
     /// Attempts to acquire, waiting at most `timeout`.
@@ -121,7 +138,13 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
         if self.raw.is_owned_by_current_thread() {
             return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
         }
-        record::lock_for(Raw(&self.raw), &self.handle, Mode::Exclusive, timeout).map(|t| self.guard(t))
+        record::lock_for(
+            Raw(&self.raw, &self.watched),
+            &self.handle,
+            Mode::Exclusive,
+            timeout,
+        )
+        .map(|t| self.guard(t))
     }
 
     // Called only with the lock just acquired by this thread.
@@ -183,7 +206,14 @@ impl<T: ?Sized> Drop for ProfiledReentrantMutexGuard<'_, T> {
         let lock = self.lock;
         record::release(self.ticket, &lock.handle, Mode::Exclusive, || {
             // SAFETY: this guard holds one level of the lock and releases it.
-            unsafe { lock.raw.unlock() }
+            let unlock = || unsafe { lock.raw.unlock() };
+            // A nested release is charged too: the part of the waits since
+            // the holder's release before it.
+            if lock.watched.any() {
+                blame::release_watched(&lock.watched, lock.handle.site(), Mode::Exclusive, unlock)
+            } else {
+                unlock()
+            }
         });
     }
 }

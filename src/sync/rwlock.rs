@@ -8,8 +8,9 @@ use std::time::Duration;
 use lock_api::{RawRwLock as _, RawRwLockTimed as _};
 
 use super::poison;
+use crate::record::blame::{self, WaitRecord, Watched};
 use crate::record::LockHandle;
-use crate::record::{self, Mode, RawAcquire, Ticket};
+use crate::record::{self, clock, Mode, RawAcquire, Ticket};
 use crate::site::LockSite;
 
 /// A reader-writer lock with `std::sync::RwLock`'s API and semantics whose
@@ -25,6 +26,8 @@ use crate::site::LockSite;
 /// ```
 pub struct ProfiledRwLock<T: ?Sized> {
     raw: parking_lot::RawRwLock,
+    /// Sampled waiters listed for blame (see [`Watched`]).
+    watched: Watched,
     poison: poison::Flag,
     handle: LockHandle,
     data: UnsafeCell<T>,
@@ -58,8 +61,8 @@ pub struct ProfiledRwLockWriteGuard<'a, T: ?Sized + 'a> {
 // SAFETY: sharing the guard only shares `&T`.
 unsafe impl<T: ?Sized + Sync> Sync for ProfiledRwLockWriteGuard<'_, T> {}
 
-struct Read<'a>(&'a parking_lot::RawRwLock);
-struct Write<'a>(&'a parking_lot::RawRwLock);
+struct Read<'a>(&'a parking_lot::RawRwLock, &'a Watched);
+struct Write<'a>(&'a parking_lot::RawRwLock, &'a Watched);
 
 impl RawAcquire for Read<'_> {
     #[inline(always)]
@@ -73,6 +76,15 @@ impl RawAcquire for Read<'_> {
     #[inline]
     fn try_acquire_for(&self, timeout: Duration) -> bool {
         self.0.try_lock_shared_for(timeout)
+    }
+    #[inline(always)]
+    fn acquire_recorded(&self, record: &WaitRecord) {
+        blame::wait_watched(self.1, record, || self.0.lock_shared())
+    }
+    #[inline(always)]
+    fn acquire_slow_timed(&self) -> u64 {
+        self.0.lock_shared();
+        hold_starts(self.1)
     }
 }
 
@@ -89,6 +101,26 @@ impl RawAcquire for Write<'_> {
     fn try_acquire_for(&self, timeout: Duration) -> bool {
         self.0.try_lock_exclusive_for(timeout)
     }
+    #[inline(always)]
+    fn acquire_recorded(&self, record: &WaitRecord) {
+        blame::wait_watched(self.1, record, || self.0.lock_exclusive())
+    }
+    #[inline(always)]
+    fn acquire_slow_timed(&self) -> u64 {
+        self.0.lock_exclusive();
+        hold_starts(self.1)
+    }
+}
+
+/// The clock at an acquisition after a wait; the listed waiters' records
+/// are moved on to it, if any.
+#[inline(always)]
+fn hold_starts(watched: &Watched) -> u64 {
+    let at = clock::now();
+    if watched.any() {
+        blame::hold_starts_watched(watched, at);
+    }
+    at
 }
 
 impl<T> ProfiledRwLock<T> {
@@ -98,6 +130,7 @@ impl<T> ProfiledRwLock<T> {
     pub const fn new(value: T) -> Self {
         ProfiledRwLock {
             raw: <parking_lot::RawRwLock as lock_api::RawRwLock>::INIT,
+            watched: Watched::new(),
             poison: poison::Flag::new(),
             handle: LockHandle::caller(),
             data: UnsafeCell::new(value),
@@ -126,14 +159,14 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Acquires shared read access, blocking while a writer holds the lock.
     #[inline]
     pub fn read(&self) -> LockResult<ProfiledRwLockReadGuard<'_, T>> {
-        let ticket = record::lock(Read(&self.raw), &self.handle, Mode::Read);
+        let ticket = record::lock(Read(&self.raw, &self.watched), &self.handle, Mode::Read);
         self.read_guard(ticket)
     }
 
     /// Attempts shared read access without blocking.
     #[inline]
     pub fn try_read(&self) -> TryLockResult<ProfiledRwLockReadGuard<'_, T>> {
-        match record::try_lock(Read(&self.raw), &self.handle, Mode::Read) {
+        match record::try_lock(Read(&self.raw, &self.watched), &self.handle, Mode::Read) {
             Some(ticket) => Ok(self.read_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -142,7 +175,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Attempts shared read access, waiting at most `timeout`.
     #[inline]
     pub fn try_read_for(&self, timeout: Duration) -> TryLockResult<ProfiledRwLockReadGuard<'_, T>> {
-        match record::lock_for(Read(&self.raw), &self.handle, Mode::Read, timeout) {
+        match record::lock_for(Read(&self.raw, &self.watched), &self.handle, Mode::Read, timeout) {
             Some(ticket) => Ok(self.read_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -151,14 +184,14 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Acquires exclusive write access, blocking until it is available.
     #[inline]
     pub fn write(&self) -> LockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        let ticket = record::lock(Write(&self.raw), &self.handle, Mode::Write);
+        let ticket = record::lock(Write(&self.raw, &self.watched), &self.handle, Mode::Write);
         self.write_guard(ticket)
     }
 
     /// Attempts exclusive write access without blocking.
     #[inline]
     pub fn try_write(&self) -> TryLockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        match record::try_lock(Write(&self.raw), &self.handle, Mode::Write) {
+        match record::try_lock(Write(&self.raw, &self.watched), &self.handle, Mode::Write) {
             Some(ticket) => Ok(self.write_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -167,7 +200,12 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Attempts exclusive write access, waiting at most `timeout`.
     #[inline]
     pub fn try_write_for(&self, timeout: Duration) -> TryLockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        match record::lock_for(Write(&self.raw), &self.handle, Mode::Write, timeout) {
+        match record::lock_for(
+            Write(&self.raw, &self.watched),
+            &self.handle,
+            Mode::Write,
+            timeout,
+        ) {
             Some(ticket) => Ok(self.write_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -278,7 +316,12 @@ impl<T: ?Sized> Drop for ProfiledRwLockReadGuard<'_, T> {
         let lock = self.lock;
         record::release(self.ticket, &lock.handle, Mode::Read, || {
             // SAFETY: this guard holds one shared lock and releases it once.
-            unsafe { lock.raw.unlock_shared() }
+            let unlock = || unsafe { lock.raw.unlock_shared() };
+            if lock.watched.any() {
+                blame::release_watched(&lock.watched, lock.handle.site(), Mode::Read, unlock)
+            } else {
+                unlock()
+            }
         });
     }
 }
@@ -290,7 +333,12 @@ impl<T: ?Sized> Drop for ProfiledRwLockWriteGuard<'_, T> {
         lock.poison.done(&self.poison);
         record::release(self.ticket, &lock.handle, Mode::Write, || {
             // SAFETY: this guard holds the exclusive lock and releases it once.
-            unsafe { lock.raw.unlock_exclusive() }
+            let unlock = || unsafe { lock.raw.unlock_exclusive() };
+            if lock.watched.any() {
+                blame::release_watched(&lock.watched, lock.handle.site(), Mode::Write, unlock)
+            } else {
+                unlock()
+            }
         });
     }
 }
