@@ -275,3 +275,64 @@ fn a_reentrant_mutex_charges_its_holder() {
         "quick_section charged {quick} ns of {truth}"
     );
 }
+
+#[inline(never)]
+fn holds_long(lock: &lockprof::ProfiledMutex<u64>, held: &Barrier, hold: Duration) -> (Instant, Instant) {
+    let mut guard = lock.lock().unwrap();
+    let acquired = Instant::now();
+    held.wait();
+    thread::sleep(hold);
+    *guard += 1;
+    let released = Instant::now();
+    drop(guard);
+    (acquired, released)
+}
+
+#[inline(never)]
+fn waits_with_a_timeout(lock: &lockprof::ProfiledMutex<u64>) {
+    let guard = lock
+        .try_lock_for(Duration::from_secs(10))
+        .expect("acquired within 10 s");
+    black_box(*guard);
+}
+
+/// `try_lock_for` waits are charged as `lock` waits are (the stress suite's
+/// scenarios take their locks with a timeout).
+#[test]
+fn waits_with_a_timeout_are_charged_too() {
+    const WAITERS: usize = 3;
+    const ROUNDS: usize = 3;
+    let hold = Duration::from_millis(50);
+    named!(let shared = Arc::new(lockprof::ProfiledMutex::new(0u64)));
+    let name = shared.site().label();
+    let mut truth = 0.0;
+    let profile = profile(100.0, || {
+        for _ in 0..ROUNDS {
+            let held = Arc::new(Barrier::new(WAITERS + 1));
+            let waiters: Vec<_> = (0..WAITERS)
+                .map(|_| {
+                    let (lock, held) = (Arc::clone(&shared), Arc::clone(&held));
+                    thread::spawn(move || {
+                        held.wait();
+                        let began = Instant::now();
+                        waits_with_a_timeout(&lock);
+                        (began, Instant::now())
+                    })
+                })
+                .collect();
+            let hold_span = holds_long(&shared, &held, hold);
+            for wait in waiters.into_iter().map(|t| t.join().unwrap()) {
+                truth += overlap(wait, hold_span);
+            }
+        }
+    });
+    let slow = caused_by(&profile.blame(), &name, "holds_long");
+    assert!(
+        truth > 0.9 * (WAITERS * ROUNDS) as f64 * hold.as_nanos() as f64,
+        "truth {truth}"
+    );
+    assert!(
+        (slow - truth).abs() <= 0.05 * truth,
+        "holds_long charged {slow} ns, timed waits inside its holds {truth} ns"
+    );
+}

@@ -102,8 +102,9 @@ static WATCHED: parking_lot::Mutex<[(usize, usize); WATCHED_CAP]> =
 const LIST_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// Waits through `acquire` with `record` listed for `watched`'s releases to
-/// charge, and unlisted once `acquire` has returned with the lock.
-pub(crate) fn wait_watched(watched: &Watched, record: &WaitRecord, acquire: impl FnOnce()) {
+/// charge, and unlisted once `acquire` has returned (with the lock, or
+/// timed out).
+pub(crate) fn wait_watched<R>(watched: &Watched, record: &WaitRecord, acquire: impl FnOnce() -> R) -> R {
     let key = watched.key();
     let entry = WATCHED.try_lock_for(LIST_TIMEOUT).and_then(|mut list| {
         let i = list.iter().position(|e| e.0 == 0)?;
@@ -111,9 +112,9 @@ pub(crate) fn wait_watched(watched: &Watched, record: &WaitRecord, acquire: impl
         watched.waiters.fetch_add(1, Relaxed);
         Some(i)
     });
-    acquire();
+    let acquired = acquire();
     let Some(i) = entry else {
-        return;
+        return acquired;
     };
     let at = clock::now();
     // Blocking: the entry must go before the record does. The list was
@@ -122,6 +123,7 @@ pub(crate) fn wait_watched(watched: &Watched, record: &WaitRecord, acquire: impl
     list[i] = (0, 0);
     watched.waiters.fetch_sub(1, Relaxed);
     skip_listed(&list[..], key, at);
+    acquired
 }
 
 /// A hold of `watched`'s lock began at `at` after a wait: the time before,

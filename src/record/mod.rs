@@ -137,6 +137,13 @@ pub(crate) trait RawAcquire {
         let _ = record;
         self.acquire()
     }
+    /// [`try_acquire_for`](RawAcquire::try_acquire_for), leaving `record`
+    /// as [`acquire_recorded`](RawAcquire::acquire_recorded) does.
+    #[inline(always)]
+    fn try_acquire_for_recorded(&self, record: &blame::WaitRecord, timeout: Duration) -> bool {
+        let _ = record;
+        self.try_acquire_for(timeout)
+    }
     /// Blocks until acquired, after `try_fast` failed, and returns the
     /// [`clock::now`] of the moment it was: read just before the acquiring
     /// instruction where the raw lock allows, so that the critical section
@@ -392,6 +399,10 @@ fn acquire_sampled(
             Attempt::Block => {
                 raw.acquire();
                 true
+            }
+            Attempt::For(t) if captured => {
+                let record = blame::WaitRecord::new(began, stack.frames().hash, shift);
+                raw.try_acquire_for_recorded(&record, t)
             }
             Attempt::For(t) => raw.try_acquire_for(t),
         };

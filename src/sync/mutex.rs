@@ -77,6 +77,14 @@ impl RawAcquire for Raw<'_> {
             self.0.lock_slow_timed(None, Some(record), || 0);
         }
     }
+    #[inline]
+    fn try_acquire_for_recorded(&self, record: &WaitRecord, timeout: Duration) -> bool {
+        self.0.try_lock_fast()
+            || self
+                .0
+                .lock_slow_timed(std::time::Instant::now().checked_add(timeout), Some(record), || 0)
+                .is_some()
+    }
     #[inline(always)]
     fn acquire_slow_timed(&self) -> u64 {
         // Without a deadline the slow path only returns with the lock.

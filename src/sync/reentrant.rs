@@ -74,6 +74,10 @@ impl RawAcquire for Raw<'_> {
     fn acquire_recorded(&self, record: &WaitRecord) {
         blame::wait_watched(self.1, record, || self.0.lock())
     }
+    #[inline]
+    fn try_acquire_for_recorded(&self, record: &WaitRecord, timeout: Duration) -> bool {
+        blame::wait_watched(self.1, record, || self.0.try_lock_for(timeout))
+    }
     #[inline(always)]
     fn acquire_slow_timed(&self) -> u64 {
         self.0.lock();

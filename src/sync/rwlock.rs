@@ -81,6 +81,10 @@ impl RawAcquire for Read<'_> {
     fn acquire_recorded(&self, record: &WaitRecord) {
         blame::wait_watched(self.1, record, || self.0.lock_shared())
     }
+    #[inline]
+    fn try_acquire_for_recorded(&self, record: &WaitRecord, timeout: Duration) -> bool {
+        blame::wait_watched(self.1, record, || self.0.try_lock_shared_for(timeout))
+    }
     #[inline(always)]
     fn acquire_slow_timed(&self) -> u64 {
         self.0.lock_shared();
@@ -104,6 +108,10 @@ impl RawAcquire for Write<'_> {
     #[inline(always)]
     fn acquire_recorded(&self, record: &WaitRecord) {
         blame::wait_watched(self.1, record, || self.0.lock_exclusive())
+    }
+    #[inline]
+    fn try_acquire_for_recorded(&self, record: &WaitRecord, timeout: Duration) -> bool {
+        blame::wait_watched(self.1, record, || self.0.try_lock_exclusive_for(timeout))
     }
     #[inline(always)]
     fn acquire_slow_timed(&self) -> u64 {
