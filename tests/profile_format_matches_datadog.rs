@@ -155,6 +155,8 @@ fn go_tool_pprof_reads_the_profile() {
         "lock-acquire-wait/nanoseconds",
         "lock-release/count",
         "lock-release-hold/nanoseconds",
+        // lockprof's own blame type, after Datadog's four.
+        "lock-caused-wait/nanoseconds",
     ] {
         assert!(stdout.contains(t), "{t} missing from:\n{stdout}");
     }
