@@ -53,7 +53,6 @@ mod export;
 mod naming;
 mod pprof;
 mod profiler;
-pub mod read;
 mod record;
 mod site;
 mod sync;
@@ -70,6 +69,7 @@ pub use export::{
 };
 pub use export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
 pub use naming::Nameable;
+pub use pprof::read;
 pub use profiler::{start_from_env, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats, StartError};
 pub use record::stack::Unwinder;
 pub use site::LockSite;

@@ -1,10 +1,12 @@
 //! The pprof side: the schema (generated from `proto/profile.proto`),
-//! interning tables, and the encoding of one period into a gzip'd profile.
+//! interning tables, the encoding of one period into a gzip'd profile, and
+//! the reading of profiles back ([`read`], public as `lockprof::read`).
 
 mod builder;
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 #[rustfmt::skip]
 pub(crate) mod proto;
+pub mod read;
 pub(crate) mod symbolize;
 mod symtab;
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use crate::pprof::{labels, proto};
+use super::{labels, proto, CAUSED_WAIT_TYPE, SAMPLE_TYPES};
 
 pub use crate::accuracy::{Figure, LockAccuracy};
 
@@ -506,11 +506,11 @@ fn from_proto(p: &proto::Profile) -> Result<LockProfile, ReadError> {
     }
     let column = |name: &str| sample_types.iter().position(|(t, _)| t == name);
     let columns = [
-        column("lock-acquire"),
-        column("lock-acquire-wait"),
-        column("lock-release"),
-        column("lock-release-hold"),
-        column(crate::pprof::CAUSED_WAIT_TYPE.0),
+        column(SAMPLE_TYPES[0].0),
+        column(SAMPLE_TYPES[1].0),
+        column(SAMPLE_TYPES[2].0),
+        column(SAMPLE_TYPES[3].0),
+        column(CAUSED_WAIT_TYPE.0),
     ];
     if columns.iter().all(Option::is_none) {
         return Err(ReadError::NotLockProfile(
