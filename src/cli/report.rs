@@ -621,7 +621,7 @@ fn folded_frame(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lockprof::read::LabelValue;
+    use lockprof::read::{labels, LabelValue};
     use proptest::prelude::*;
 
     fn frame(function: &str, line: i64) -> Frame {
@@ -646,7 +646,7 @@ mod tests {
             acquire_wait_ns: wait,
             release,
             release_hold_ns: hold,
-            labels: vec![("lock name".to_owned(), LabelValue::Str(name.to_owned()))],
+            labels: vec![(labels::LOCK_NAME.to_owned(), LabelValue::Str(name.to_owned()))],
             frames,
             ..Default::default()
         }
@@ -850,8 +850,11 @@ mod tests {
                 caused_wait_ns: c,
                 // Pairs caused-wait samples with waiter samples now and then.
                 labels: vec![
-                    ("waiter stack id".to_owned(), LabelValue::Num(w.rem_euclid(3))),
-                    ("stack id".to_owned(), LabelValue::Num(r.rem_euclid(3))),
+                    (
+                        labels::WAITER_STACK_ID.to_owned(),
+                        LabelValue::Num(w.rem_euclid(3)),
+                    ),
+                    (labels::STACK_ID.to_owned(), LabelValue::Num(r.rem_euclid(3))),
                 ],
                 frames: f
                     .into_iter()

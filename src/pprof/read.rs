@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use super::{labels, proto, CAUSED_WAIT_TYPE, SAMPLE_TYPES};
+use super::{proto, CAUSED_WAIT_TYPE, SAMPLE_TYPES};
 
+pub use super::labels;
 pub use crate::accuracy::{Figure, LockAccuracy};
 
 /// A decoded lock profile: one entry per pprof sample.

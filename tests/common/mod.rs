@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use lockprof::read::{LockProfile, LockSample};
+use lockprof::read::{labels, LockProfile, LockSample};
 use lockprof::Profiler;
 
 /// One profiler per process: tests in one binary take turns.
@@ -82,7 +82,7 @@ pub fn totals(profile: &LockProfile, lock_name: &str) -> (i64, i64, i64, i64) {
 pub fn totals_for_mode(profile: &LockProfile, lock_name: &str, mode: &str) -> (i64, i64, i64, i64) {
     profile
         .samples_of(lock_name)
-        .filter(|s| s.label_str("lock mode") == Some(mode))
+        .filter(|s| s.label_str(labels::LOCK_MODE) == Some(mode))
         .fold((0, 0, 0, 0), |t, s| {
             (
                 t.0 + s.acquire,
