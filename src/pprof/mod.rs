@@ -34,7 +34,8 @@ pub(crate) const CAUSED_WAIT_TYPE: (&str, &str) = ("lock-caused-wait", "nanoseco
 /// [`LockSample::label_str`](read::LockSample::label_str) and
 /// [`label_num`](read::LockSample::label_num).
 pub mod labels {
-    /// The lock, as `<file>:<line>` or `<file>:<line>:<name>` (a string).
+    /// The lock, as `<file>:<line>` or `<file>:<line>:<name>` (a string;
+    /// parse it with [`LockName`](crate::read::LockName)).
     pub const LOCK_NAME: &str = "lock name";
     /// `read` or `write`, on samples of read-write locks only (a string).
     pub const LOCK_MODE: &str = "lock mode";

@@ -21,6 +21,7 @@ use super::{proto, CAUSED_WAIT_TYPE, SAMPLE_TYPES};
 
 pub use super::labels;
 pub use crate::accuracy::{Figure, LockAccuracy};
+pub use crate::site::LockName;
 
 /// A decoded lock profile: one entry per pprof sample.
 #[derive(Debug, Clone, PartialEq)]

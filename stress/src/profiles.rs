@@ -1,8 +1,9 @@
-//! Finding the profiles a run wrote, and telling named locks from generic
-//! ones in them.
+//! Finding the profiles a run wrote, and the locks named in them.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+use lockprof::read::LockName;
 
 /// The profiles written under `prefix` (`<prefix>.<pid>.<seq>.pprof`), oldest
 /// first.
@@ -32,43 +33,10 @@ pub fn written_under(prefix: &Path) -> Vec<PathBuf> {
     files.into_iter().map(|(_, p)| p).collect()
 }
 
-/// A `lock name` label split into its parts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockName<'a> {
-    /// `file.rs:42:session_lock`: carries the variable name.
-    Named {
-        /// `file.rs:42`.
-        site: &'a str,
-        /// `session_lock`.
-        name: &'a str,
-    },
-    /// `file.rs:42`: only where the lock was created.
-    Generic(&'a str),
-}
-
-impl<'a> LockName<'a> {
-    /// Classifies a label: named if it has a part after `file:line`.
-    pub fn parse(label: &'a str) -> LockName<'a> {
-        match label.rsplit_once(':') {
-            Some((site, last)) if !last.is_empty() && !last.bytes().all(|b| b.is_ascii_digit()) => {
-                LockName::Named { site, name: last }
-            }
-            _ => LockName::Generic(label),
-        }
-    }
-
-    /// The variable name, for a named lock.
-    pub fn name(&self) -> Option<&'a str> {
-        match *self {
-            LockName::Named { name, .. } => Some(name),
-            LockName::Generic(_) => None,
-        }
-    }
-}
-
-/// Whether one of `labels` names a lock `ident` (`…:<ident>`).
+/// Whether one of `labels` names a lock `ident` (`…:<ident>`, or an
+/// instance of it, `…:<ident>[<instance>]`).
 pub fn has_name<'a>(labels: impl IntoIterator<Item = &'a String>, ident: &str) -> bool {
     labels
         .into_iter()
-        .any(|label| LockName::parse(label).name() == Some(ident))
+        .any(|label| LockName::parse(label).is_some_and(|name| name.matches(ident)))
 }

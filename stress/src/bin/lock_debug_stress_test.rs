@@ -24,11 +24,11 @@ use std::process::ExitCode;
 use std::thread::sleep;
 use std::time::Duration;
 
-use lockprof::read::LockProfile;
+use lockprof::read::{LockName, LockProfile};
 use lockprof::{named, ProfiledMutex as Mutex, ProfiledReentrantMutex, ProfiledRwLock as RwLock, Profiler};
 
 use lockprof_stress::production::{self, env};
-use lockprof_stress::profiles::{self, LockName};
+use lockprof_stress::profiles;
 
 /// Every name the workloads give a lock, with its placement.
 const EXPECTED: &[(&str, &str)] = &[
@@ -315,7 +315,7 @@ fn analyze(path: &std::path::Path, profile: &LockProfile) -> Vec<&'static str> {
     }
     let (named, generic): (Vec<_>, Vec<_>) = per_label
         .iter()
-        .partition(|(label, _)| matches!(LockName::parse(label), LockName::Named { .. }));
+        .partition(|(label, _)| LockName::parse(label).is_some_and(|name| name.is_named()));
     println!("\nLock names found: {}", per_label.len());
     println!("  named (carry a variable name): {}", named.len());
     for (label, (acquire, release)) in &named {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use lockprof::read::LockProfile;
+use lockprof::read::{LockName, LockProfile};
 
 /// The executable of the stress program `name`, which cargo builds, in this
 /// test's profile and features, before it runs the test.
@@ -117,13 +117,7 @@ pub fn lock_names_in(dir: &Path) -> BTreeSet<String> {
 /// Whether a label names a lock `ident`, or an instance of it:
 /// `<file>:<line>:<ident>` or `<file>:<line>:<ident>[<instance>]`.
 pub fn has_name(names: &BTreeSet<String>, ident: &str) -> bool {
-    names.iter().any(|label| {
-        label.rsplit_once(':').is_some_and(|(_, last)| {
-            last == ident
-                || last
-                    .strip_prefix(ident)
-                    .and_then(|rest| rest.strip_prefix('['))
-                    .is_some_and(|rest| rest.ends_with(']'))
-        })
-    })
+    names
+        .iter()
+        .any(|label| LockName::parse(label).is_some_and(|name| name.matches(ident)))
 }
