@@ -6,6 +6,7 @@ mod builder;
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 #[rustfmt::skip]
 pub(crate) mod proto;
+pub(crate) mod files;
 pub mod read;
 pub(crate) mod symbolize;
 mod symtab;

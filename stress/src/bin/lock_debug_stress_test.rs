@@ -28,7 +28,6 @@ use lockprof::read::{LockName, LockProfile};
 use lockprof::{named, ProfiledMutex as Mutex, ProfiledReentrantMutex, ProfiledRwLock as RwLock, Profiler};
 
 use lockprof_stress::production::{self, env};
-use lockprof_stress::profiles;
 
 /// Every name the workloads give a lock, with its placement.
 const EXPECTED: &[(&str, &str)] = &[
@@ -247,11 +246,7 @@ fn main() -> ExitCode {
     );
 
     // Step 2: read the newest profile of this process back.
-    let pid = format!(".{}.", std::process::id());
-    let newest = profiles::written_under(&prefix)
-        .into_iter()
-        .rfind(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&pid)));
-    let Some(path) = newest else {
+    let Some(path) = stats.files.last().cloned() else {
         println!("\nNo profile was written under {}.", prefix.display());
         print_diagnosis(false, Upload::NotTried);
         return ExitCode::FAILURE;
@@ -327,10 +322,13 @@ fn analyze(path: &std::path::Path, profile: &LockProfile) -> Vec<&'static str> {
     }
     println!("  samples without a lock name: {unlabeled}");
 
-    let labels: Vec<String> = per_label.keys().map(|l| l.to_string()).collect();
     let missing: Vec<&'static str> = EXPECTED
         .iter()
-        .filter(|(name, _)| !profiles::has_name(&labels, name))
+        .filter(|(name, _)| {
+            !per_label
+                .keys()
+                .any(|label| LockName::parse(label).is_some_and(|lock| lock.matches(name)))
+        })
         .map(|(name, _)| *name)
         .collect();
     println!(
