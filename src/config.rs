@@ -180,7 +180,25 @@ pub(crate) fn env_var(name: &str) -> Result<Option<String>, ConfigError> {
     }
 }
 
-/// Parses a boolean as Datadog's libraries do.
+/// Reads a boolean environment variable as Datadog's libraries do, and as
+/// lockprof reads its own (`DD_PROFILING_ENABLED`, `DD_PROFILING_AGENTLESS`,
+/// …): `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, in any case,
+/// blanks around it ignored. `Ok(None)` when the variable is unset or blank;
+/// the error names the variable and quotes its value.
+///
+/// ```
+/// std::env::set_var("MY_APP_PROFILE", " Yes");
+/// assert_eq!(lockprof::env_bool("MY_APP_PROFILE"), Ok(Some(true)));
+/// std::env::set_var("MY_APP_PROFILE", "maybe");
+/// let err = lockprof::env_bool("MY_APP_PROFILE").unwrap_err();
+/// assert_eq!(err.to_string(), r#"MY_APP_PROFILE="maybe" is not valid: expected true or false"#);
+/// assert_eq!(lockprof::env_bool("MY_APP_UNSET"), Ok(None));
+/// ```
+pub fn env_bool(name: &str) -> Result<Option<bool>, ConfigError> {
+    env_var(name)?.map(|v| parse_bool(name, &v)).transpose()
+}
+
+/// Parses a boolean as Datadog's libraries do: the rule of [`env_bool`].
 pub(crate) fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -260,12 +278,8 @@ pub(crate) fn core_from_env(base: Settings) -> (Settings, Vec<ConfigError>) {
 /// not false.
 pub(crate) fn lock_profiling_enabled() -> (bool, Vec<ConfigError>) {
     let mut errors = Vec::new();
-    let mut flag = |name: &str, default: bool| match env_var(name) {
-        Ok(Some(v)) => parse_bool(name, &v).unwrap_or_else(|e| {
-            errors.push(e);
-            default
-        }),
-        Ok(None) => default,
+    let mut flag = |name: &str, default: bool| match env_bool(name) {
+        Ok(value) => value.unwrap_or(default),
         Err(e) => {
             errors.push(e);
             default

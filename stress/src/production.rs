@@ -45,8 +45,12 @@ pub fn upload_configured() -> bool {
     ["DD_TRACE_AGENT_URL", "DD_AGENT_HOST", "DD_TRACE_AGENT_PORT"]
         .iter()
         .any(|v| env(v).is_some())
-        || env("DD_PROFILING_AGENTLESS")
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        || agentless()
+}
+
+/// Whether `DD_PROFILING_AGENTLESS` is true, as lockprof reads it.
+fn agentless() -> bool {
+    lockprof::env_bool("DD_PROFILING_AGENTLESS").is_ok_and(|on| on == Some(true))
 }
 
 /// An environment variable, if set and not empty.
@@ -96,8 +100,7 @@ pub fn parse_args(program: &str, default_duration_s: f64, default_workers: usize
 /// rules; the profiler's `output()` says where they actually go). With
 /// `files_win` false, `DD_PROFILING_OUTPUT_PPROF` is left out of account.
 pub fn upload_mode(files_win: bool) -> String {
-    let agentless = env("DD_PROFILING_AGENTLESS")
-        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+    let agentless = agentless();
     if let Some(prefix) = env("DD_PROFILING_OUTPUT_PPROF").filter(|_| files_win) {
         format!("local files {prefix}.<pid>.<seq>.pprof (DD_PROFILING_OUTPUT_PPROF is set)")
     } else if !cfg!(feature = "datadog") {

@@ -983,14 +983,6 @@ fn params(value: Value) -> BTreeMap<String, Value> {
 /// Whether the environment asks for lock profiling, as `start_from_env`
 /// reads it; only used to warn when the profiler did not start.
 fn profiling_requested() -> bool {
-    let flag = |name: &str, default: bool| match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        }
-        _ => default,
-    };
+    let flag = |name: &str, default: bool| lockprof::env_bool(name).ok().flatten().unwrap_or(default);
     flag("DD_PROFILING_ENABLED", false) && flag("DD_PROFILING_LOCK_ENABLED", true)
 }
