@@ -274,19 +274,18 @@ pub(crate) fn core_from_env(base: Settings) -> (Settings, Vec<ConfigError>) {
     (s, errors)
 }
 
-/// Whether `DD_PROFILING_ENABLED` is true and `DD_PROFILING_LOCK_ENABLED` is
-/// not false.
-pub(crate) fn lock_profiling_enabled() -> (bool, Vec<ConfigError>) {
-    let mut errors = Vec::new();
-    let mut flag = |name: &str, default: bool| match env_bool(name) {
-        Ok(value) => value.unwrap_or(default),
-        Err(e) => {
-            errors.push(e);
-            default
-        }
-    };
-    let enabled = flag("DD_PROFILING_ENABLED", false) && flag("DD_PROFILING_LOCK_ENABLED", true);
-    (enabled, errors)
+/// Whether the environment turns lock profiling on: `DD_PROFILING_ENABLED`
+/// true and `DD_PROFILING_LOCK_ENABLED` not false. A bad
+/// `DD_PROFILING_ENABLED` is the error (profiling stays off, its default); a
+/// bad `DD_PROFILING_LOCK_ENABLED` is returned beside its default, on.
+pub(crate) fn lock_profiling_enabled() -> Result<(bool, Option<ConfigError>), ConfigError> {
+    if !env_bool("DD_PROFILING_ENABLED")?.unwrap_or(false) {
+        return Ok((false, None));
+    }
+    Ok(match env_bool("DD_PROFILING_LOCK_ENABLED") {
+        Ok(lock) => (lock.unwrap_or(true), None),
+        Err(e) => (true, Some(e)),
+    })
 }
 
 #[cfg(test)]

@@ -70,7 +70,10 @@ pub use export::{
 pub use export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
 pub use naming::Nameable;
 pub use pprof::read;
-pub use profiler::{start_from_env, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats, StartError};
+pub use profiler::{
+    start_from_env, try_start_from_env, NotStarted, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats,
+    StartError,
+};
 pub use record::stack::Unwinder;
 pub use site::LockSite;
 pub use sync::{

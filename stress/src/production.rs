@@ -5,7 +5,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lockprof::ProfilerHandle;
+use lockprof::{NotStarted, ProfilerHandle};
 
 /// Sets `DD_SERVICE`, `DD_ENV`, `DD_VERSION`, 100% capture and lock profiling
 /// on, each only where the environment does not set it already. Called first
@@ -189,17 +189,31 @@ pub fn run_phase(
     );
 }
 
+/// Starts the profiler as the environment says, and says where profiles go
+/// or why it did not start.
+pub fn start() -> Result<ProfilerHandle, NotStarted> {
+    let profiler = lockprof::try_start_from_env();
+    match &profiler {
+        Ok(p) => println!("Profiler started; profiles go to {}", p.output()),
+        Err(why) => println!("The profiler did not start: {why}."),
+    }
+    profiler
+}
+
 /// Stops the profiler (which exports a last profile) and says where the
 /// profiles went and how to look at them.
-pub fn finish(profiler: Option<ProfilerHandle>, started: Instant) {
+pub fn finish(profiler: Result<ProfilerHandle, NotStarted>, started: Instant) {
     let rule = "=".repeat(80);
     println!(
         "\n{rule}\nAll phases completed in {:.2}s\n{rule}",
         started.elapsed().as_secs_f64()
     );
-    let Some(profiler) = profiler else {
-        println!("The profiler did not run (DD_PROFILING_ENABLED / DD_PROFILING_LOCK_ENABLED are off, or it failed to start).");
-        return;
+    let profiler = match profiler {
+        Ok(profiler) => profiler,
+        Err(why) => {
+            println!("The profiler did not run: {why}.");
+            return;
+        }
     };
     let output = profiler.output().to_owned();
     let stats = profiler.stop();

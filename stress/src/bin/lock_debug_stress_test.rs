@@ -3,7 +3,7 @@
 //! and says which expected names are in it. If an agent or an API key is
 //! configured (`DD_AGENT_HOST`, `DD_TRACE_AGENT_URL`, `DD_TRACE_AGENT_PORT`,
 //! or `DD_API_KEY` for agentless), it then runs the workloads again under
-//! `start_from_env()`, which uploads, and says what the agent or intake did
+//! `try_start_from_env()`, which uploads, and says what the agent or intake did
 //! with the profiles. The closing table tells a
 //! collector problem (names missing locally) from an upload problem (names
 //! present locally but not in Datadog).
@@ -380,7 +380,7 @@ fn upload_step(_: Duration, _: usize) -> Upload {
     Upload::NotTried
 }
 
-/// Runs the workloads again under `start_from_env()`, which sends profiles
+/// Runs the workloads again under `try_start_from_env()`, which sends profiles
 /// where the environment says, and reports what the agent or intake did
 /// with them.
 #[cfg(feature = "datadog")]
@@ -391,13 +391,16 @@ fn upload_step(duration: Duration, workers: usize) -> Upload {
         std::env::set_var("DD_PROFILING_ENABLED", "1");
     }
     println!("\nStep 3: upload ({})", production::upload_mode(false));
-    let Some(profiler) = lockprof::start_from_env() else {
-        println!("The profiler did not start from the environment: DD_PROFILING_ENABLED / DD_PROFILING_LOCK_ENABLED off, or a bad setting (agentless without DD_API_KEY?)");
-        return Upload::Failed;
+    let profiler = match lockprof::try_start_from_env() {
+        Ok(profiler) => profiler,
+        Err(why) => {
+            println!("The profiler did not start from the environment: {why}");
+            return Upload::Failed;
+        }
     };
     let output = profiler.output().to_owned();
     if output.starts_with("files ") {
-        println!("start_from_env() chose local files ({output}), not an upload");
+        println!("try_start_from_env() chose local files ({output}), not an upload");
         drop(profiler);
         return Upload::Failed;
     }
