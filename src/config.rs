@@ -207,9 +207,42 @@ pub(crate) fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// Reads the core `DD_PROFILING_*` variables over `base`. Every bad value is
-/// reported and leaves that one setting as it was.
-pub(crate) fn core_from_env(base: Settings) -> (Settings, Vec<ConfigError>) {
+/// The core settings a program set in code, which the environment leaves
+/// alone.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SetInCode {
+    pub(crate) capture_pct: bool,
+    pub(crate) max_samples_per_sec: bool,
+    pub(crate) max_frames: bool,
+    pub(crate) flush_interval: bool,
+    pub(crate) output_pprof: bool,
+}
+
+/// Reads the core `DD_PROFILING_*` variables over `base`, except for the
+/// settings set in code. Every bad value is reported (those of settings set
+/// in code too) and leaves its setting as it was.
+pub(crate) fn core_from_env(base: Settings, in_code: SetInCode) -> (Settings, Vec<ConfigError>) {
+    let (mut s, errors) = read_core_env(base.clone());
+    if in_code.capture_pct {
+        s.capture_pct = base.capture_pct;
+    }
+    if in_code.max_samples_per_sec {
+        s.max_samples_per_sec = base.max_samples_per_sec;
+    }
+    if in_code.max_frames {
+        s.max_frames = base.max_frames;
+    }
+    if in_code.flush_interval {
+        s.flush_interval = base.flush_interval;
+    }
+    if in_code.output_pprof {
+        s.output_pprof = base.output_pprof;
+    }
+    (s, errors)
+}
+
+/// Every core `DD_PROFILING_*` variable over `base`.
+fn read_core_env(base: Settings) -> (Settings, Vec<ConfigError>) {
     let mut s = base;
     let mut errors = Vec::new();
     let mut read = |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), ConfigError>| match env_var(name) {
