@@ -124,7 +124,7 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
     /// Attempts to lock without waiting. A failed attempt is not recorded.
     #[inline]
     pub fn try_lock(&self) -> Result<ProfiledAsyncMutexGuard<'_, T>, AsyncTryLockError> {
-        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Exclusive, task::Holders::One) {
+        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Exclusive) {
             Ok(ticket) => Ok(ProfiledAsyncMutexGuard {
                 lock: self,
                 ticket,
@@ -148,7 +148,7 @@ impl<T: ?Sized> ProfiledAsyncMutex<T> {
     /// attempt is not recorded.
     #[inline]
     pub fn try_lock_owned(self: Arc<Self>) -> Result<OwnedProfiledAsyncMutexGuard<T>, AsyncTryLockError> {
-        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Exclusive, task::Holders::One) {
+        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Exclusive) {
             Ok(ticket) => Ok(OwnedProfiledAsyncMutexGuard {
                 lock: self,
                 ticket,

@@ -284,7 +284,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     /// A failed attempt is not recorded.
     #[inline]
     pub fn try_read(&self) -> Result<ProfiledAsyncRwLockReadGuard<'_, T>, AsyncTryLockError> {
-        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Read, task::Holders::One) {
+        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Read) {
             Ok(ticket) => Ok(ProfiledAsyncRwLockReadGuard {
                 lock: self,
                 ticket,
@@ -311,7 +311,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     pub fn try_read_owned(
         self: Arc<Self>,
     ) -> Result<OwnedProfiledAsyncRwLockReadGuard<T>, AsyncTryLockError> {
-        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Read, task::Holders::One) {
+        match task::try_acquire(&self.sem, 1, &self.handle, Mode::Read) {
             Ok(ticket) => Ok(OwnedProfiledAsyncRwLockReadGuard {
                 lock: self,
                 ticket,
@@ -336,13 +336,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     /// A failed attempt is not recorded.
     #[inline]
     pub fn try_write(&self) -> Result<ProfiledAsyncRwLockWriteGuard<'_, T>, AsyncTryLockError> {
-        match task::try_acquire(
-            &self.sem,
-            MAX_READS,
-            &self.handle,
-            Mode::Write,
-            task::Holders::One,
-        ) {
+        match task::try_acquire(&self.sem, MAX_READS, &self.handle, Mode::Write) {
             Ok(ticket) => Ok(ProfiledAsyncRwLockWriteGuard {
                 lock: self,
                 ticket,
@@ -369,13 +363,7 @@ impl<T: ?Sized> ProfiledAsyncRwLock<T> {
     pub fn try_write_owned(
         self: Arc<Self>,
     ) -> Result<OwnedProfiledAsyncRwLockWriteGuard<T>, AsyncTryLockError> {
-        match task::try_acquire(
-            &self.sem,
-            MAX_READS,
-            &self.handle,
-            Mode::Write,
-            task::Holders::One,
-        ) {
+        match task::try_acquire(&self.sem, MAX_READS, &self.handle, Mode::Write) {
             Ok(ticket) => Ok(OwnedProfiledAsyncRwLockWriteGuard {
                 lock: self,
                 ticket,

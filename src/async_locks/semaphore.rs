@@ -116,7 +116,7 @@ impl ProfiledSemaphore {
 
     /// Acquires `n` permits at once (one acquisition in the profile).
     pub async fn acquire_many(&self, n: u32) -> Result<ProfiledSemaphorePermit<'_>, AcquireError> {
-        let ticket = task::acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many).await?;
+        let ticket = task::acquire(&self.sem, n, &self.handle, Mode::Exclusive).await?;
         Ok(ProfiledSemaphorePermit {
             sem: self,
             permits: n,
@@ -134,7 +134,7 @@ impl ProfiledSemaphore {
     /// Tries to acquire `n` permits without waiting.
     #[inline]
     pub fn try_acquire_many(&self, n: u32) -> Result<ProfiledSemaphorePermit<'_>, TryAcquireError> {
-        let ticket = task::try_acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many)?;
+        let ticket = task::try_acquire(&self.sem, n, &self.handle, Mode::Exclusive)?;
         Ok(ProfiledSemaphorePermit {
             sem: self,
             permits: n,
@@ -152,7 +152,7 @@ impl ProfiledSemaphore {
         self: Arc<Self>,
         n: u32,
     ) -> Result<OwnedProfiledSemaphorePermit, AcquireError> {
-        let ticket = task::acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many).await?;
+        let ticket = task::acquire(&self.sem, n, &self.handle, Mode::Exclusive).await?;
         Ok(OwnedProfiledSemaphorePermit {
             sem: self,
             permits: n,
@@ -174,7 +174,7 @@ impl ProfiledSemaphore {
         self: Arc<Self>,
         n: u32,
     ) -> Result<OwnedProfiledSemaphorePermit, TryAcquireError> {
-        let ticket = task::try_acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many)?;
+        let ticket = task::try_acquire(&self.sem, n, &self.handle, Mode::Exclusive)?;
         Ok(OwnedProfiledSemaphorePermit {
             sem: self,
             permits: n,
