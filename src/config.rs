@@ -180,7 +180,25 @@ pub(crate) fn env_var(name: &str) -> Result<Option<String>, ConfigError> {
     }
 }
 
-/// Parses a boolean as Datadog's libraries do.
+/// Reads a boolean environment variable as Datadog's libraries do, and as
+/// lockprof reads its own (`DD_PROFILING_ENABLED`, `DD_PROFILING_AGENTLESS`,
+/// …): `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, in any case,
+/// blanks around it ignored. `Ok(None)` when the variable is unset or blank;
+/// the error names the variable and quotes its value.
+///
+/// ```
+/// std::env::set_var("MY_APP_PROFILE", " Yes");
+/// assert_eq!(lockprof::env_bool("MY_APP_PROFILE"), Ok(Some(true)));
+/// std::env::set_var("MY_APP_PROFILE", "maybe");
+/// let err = lockprof::env_bool("MY_APP_PROFILE").unwrap_err();
+/// assert_eq!(err.to_string(), r#"MY_APP_PROFILE="maybe" is not valid: expected true or false"#);
+/// assert_eq!(lockprof::env_bool("MY_APP_UNSET"), Ok(None));
+/// ```
+pub fn env_bool(name: &str) -> Result<Option<bool>, ConfigError> {
+    env_var(name)?.map(|v| parse_bool(name, &v)).transpose()
+}
+
+/// Parses a boolean as Datadog's libraries do: the rule of [`env_bool`].
 pub(crate) fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -189,9 +207,42 @@ pub(crate) fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// Reads the core `DD_PROFILING_*` variables over `base`. Every bad value is
-/// reported and leaves that one setting as it was.
-pub(crate) fn core_from_env(base: Settings) -> (Settings, Vec<ConfigError>) {
+/// The core settings a program set in code, which the environment leaves
+/// alone.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SetInCode {
+    pub(crate) capture_pct: bool,
+    pub(crate) max_samples_per_sec: bool,
+    pub(crate) max_frames: bool,
+    pub(crate) flush_interval: bool,
+    pub(crate) output_pprof: bool,
+}
+
+/// Reads the core `DD_PROFILING_*` variables over `base`, except for the
+/// settings set in code. Every bad value is reported (those of settings set
+/// in code too) and leaves its setting as it was.
+pub(crate) fn core_from_env(base: Settings, in_code: SetInCode) -> (Settings, Vec<ConfigError>) {
+    let (mut s, errors) = read_core_env(base.clone());
+    if in_code.capture_pct {
+        s.capture_pct = base.capture_pct;
+    }
+    if in_code.max_samples_per_sec {
+        s.max_samples_per_sec = base.max_samples_per_sec;
+    }
+    if in_code.max_frames {
+        s.max_frames = base.max_frames;
+    }
+    if in_code.flush_interval {
+        s.flush_interval = base.flush_interval;
+    }
+    if in_code.output_pprof {
+        s.output_pprof = base.output_pprof;
+    }
+    (s, errors)
+}
+
+/// Every core `DD_PROFILING_*` variable over `base`.
+fn read_core_env(base: Settings) -> (Settings, Vec<ConfigError>) {
     let mut s = base;
     let mut errors = Vec::new();
     let mut read = |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), ConfigError>| match env_var(name) {
@@ -256,23 +307,18 @@ pub(crate) fn core_from_env(base: Settings) -> (Settings, Vec<ConfigError>) {
     (s, errors)
 }
 
-/// Whether `DD_PROFILING_ENABLED` is true and `DD_PROFILING_LOCK_ENABLED` is
-/// not false.
-pub(crate) fn lock_profiling_enabled() -> (bool, Vec<ConfigError>) {
-    let mut errors = Vec::new();
-    let mut flag = |name: &str, default: bool| match env_var(name) {
-        Ok(Some(v)) => parse_bool(name, &v).unwrap_or_else(|e| {
-            errors.push(e);
-            default
-        }),
-        Ok(None) => default,
-        Err(e) => {
-            errors.push(e);
-            default
-        }
-    };
-    let enabled = flag("DD_PROFILING_ENABLED", false) && flag("DD_PROFILING_LOCK_ENABLED", true);
-    (enabled, errors)
+/// Whether the environment turns lock profiling on: `DD_PROFILING_ENABLED`
+/// true and `DD_PROFILING_LOCK_ENABLED` not false. A bad
+/// `DD_PROFILING_ENABLED` is the error (profiling stays off, its default); a
+/// bad `DD_PROFILING_LOCK_ENABLED` is returned beside its default, on.
+pub(crate) fn lock_profiling_enabled() -> Result<(bool, Option<ConfigError>), ConfigError> {
+    if !env_bool("DD_PROFILING_ENABLED")?.unwrap_or(false) {
+        return Ok((false, None));
+    }
+    Ok(match env_bool("DD_PROFILING_LOCK_ENABLED") {
+        Ok(lock) => (lock.unwrap_or(true), None),
+        Err(e) => (true, Some(e)),
+    })
 }
 
 #[cfg(test)]

@@ -53,14 +53,13 @@ mod export;
 mod naming;
 mod pprof;
 mod profiler;
-pub mod read;
 mod record;
 mod site;
 mod sync;
 mod util;
 
 pub use config::{
-    ConfigError, Settings, DEFAULT_CAPTURE_PCT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_FRAMES,
+    env_bool, ConfigError, Settings, DEFAULT_CAPTURE_PCT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_SAMPLES_PER_SEC, DEFAULT_QUEUE_CAPACITY, MAX_FLUSH_INTERVAL, MAX_QUEUE_CAPACITY,
     MIN_CAPTURE_PCT, MIN_FLUSH_INTERVAL,
 };
@@ -70,7 +69,11 @@ pub use export::{
 };
 pub use export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
 pub use naming::Nameable;
-pub use profiler::{start_from_env, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats, StartError};
+pub use pprof::read;
+pub use profiler::{
+    start_from_env, try_start_from_env, NotStarted, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats,
+    StartError,
+};
 pub use record::stack::Unwinder;
 pub use site::LockSite;
 pub use sync::{

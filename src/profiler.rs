@@ -1,16 +1,21 @@
-//! The profiler: its builder, which starts the profiler thread
-//! (`worker.rs`) and returns the handle that stops it (`handle.rs`).
+//! The profiler: its builder (the Datadog settings in `datadog.rs`), which
+//! starts the profiler thread (`worker.rs`) and returns the handle that
+//! stops it (`handle.rs`); or the environment alone starts it (`from_env.rs`).
 
+#[cfg(feature = "datadog")]
+mod datadog;
+mod from_env;
 mod handle;
 mod worker;
 
+pub use from_env::{start_from_env, try_start_from_env, NotStarted};
 pub use handle::{ProfilerHandle, ProfilerStats};
 
 use std::time::Duration;
 
-use crate::config::{self, ConfigError, Settings};
+use crate::config::{self, ConfigError, SetInCode, Settings};
 #[cfg(feature = "datadog")]
-use crate::export::datadog::settings::{ApiKey, DatadogSettings};
+use crate::export::datadog::settings::DatadogSettings;
 use crate::export::{output, Export};
 use crate::record::session::{Claim, Session, Unwinder};
 
@@ -30,8 +35,8 @@ impl Profiler {
             datadog: DatadogSettings::default(),
             #[cfg(feature = "datadog")]
             upload: None,
-            by_hand: ByHand::default(),
-            env: Env::Apply,
+            in_code: SetInCode::default(),
+            apply_env: true,
             exporter: None,
         }
     }
@@ -51,30 +56,11 @@ pub struct ProfilerBuilder {
     datadog: DatadogSettings,
     #[cfg(feature = "datadog")]
     upload: Option<bool>,
-    by_hand: ByHand,
-    env: Env,
+    in_code: SetInCode,
+    /// Whether [`start`](Self::start) applies the environment: not after
+    /// [`with_env`](Self::with_env) (done) or [`ignore_env`](Self::ignore_env).
+    apply_env: bool,
     exporter: Option<Box<dyn Export>>,
-}
-
-/// What [`ProfilerBuilder::start`] does with the environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Env {
-    /// Applies it.
-    Apply,
-    /// Nothing: [`ProfilerBuilder::with_env`] has applied it already.
-    Applied,
-    /// Nothing: [`ProfilerBuilder::ignore_env`].
-    Ignore,
-}
-
-/// Core settings set by builder methods, which the environment leaves alone.
-#[derive(Debug, Default, Clone, Copy)]
-struct ByHand {
-    capture_pct: bool,
-    max_samples_per_sec: bool,
-    max_frames: bool,
-    flush_interval: bool,
-    output_pprof: bool,
 }
 
 impl std::fmt::Debug for ProfilerBuilder {
@@ -94,7 +80,7 @@ impl ProfilerBuilder {
     /// recorded.
     pub fn capture_pct(mut self, pct: f64) -> Self {
         self.settings.capture_pct = pct;
-        self.by_hand.capture_pct = true;
+        self.in_code.capture_pct = true;
         self
     }
 
@@ -106,14 +92,14 @@ impl ProfilerBuilder {
     /// the profiler's cost stays bounded however fast the locks are taken.
     pub fn max_samples_per_sec(mut self, per_second: u64) -> Self {
         self.settings.max_samples_per_sec = Some(per_second);
-        self.by_hand.max_samples_per_sec = true;
+        self.in_code.max_samples_per_sec = true;
         self
     }
 
     /// Deepest stack kept, 1 to 4096 (default 64).
     pub fn max_frames(mut self, frames: usize) -> Self {
         self.settings.max_frames = frames;
-        self.by_hand.max_frames = true;
+        self.in_code.max_frames = true;
         self
     }
 
@@ -121,7 +107,7 @@ impl ProfilerBuilder {
     /// a day (default 60 s; `DD_PROFILING_UPLOAD_INTERVAL`, in seconds).
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.settings.flush_interval = interval;
-        self.by_hand.flush_interval = true;
+        self.in_code.flush_interval = true;
         self
     }
 
@@ -131,7 +117,7 @@ impl ProfilerBuilder {
     /// `<dir>/<executable>.<pid>.<seq>.pprof`.
     pub fn output_pprof(mut self, prefix: impl Into<std::path::PathBuf>) -> Self {
         self.settings.output_pprof = Some(prefix.into());
-        self.by_hand.output_pprof = true;
+        self.in_code.output_pprof = true;
         self
     }
 
@@ -162,25 +148,9 @@ impl ProfilerBuilder {
     /// does the same, logging the bad values, unless this was called (or
     /// [`ignore_env`](Self::ignore_env)): call it to see the errors.
     pub fn with_env(mut self) -> (Self, Vec<ConfigError>) {
-        self.env = Env::Applied;
-        let hand = self.settings.clone();
-        let (mut settings, errors) = config::core_from_env(self.settings);
-        if self.by_hand.capture_pct {
-            settings.capture_pct = hand.capture_pct;
-        }
-        if self.by_hand.max_frames {
-            settings.max_frames = hand.max_frames;
-        }
-        if self.by_hand.max_samples_per_sec {
-            settings.max_samples_per_sec = hand.max_samples_per_sec;
-        }
-        if self.by_hand.flush_interval {
-            settings.flush_interval = hand.flush_interval;
-        }
-        if self.by_hand.output_pprof {
-            settings.output_pprof = hand.output_pprof;
-        }
-        self.settings = settings;
+        self.apply_env = false;
+        let errors;
+        (self.settings, errors) = config::core_from_env(self.settings, self.in_code);
         #[cfg(feature = "datadog")]
         let errors = errors.into_iter().chain(self.datadog.fill_from_env()).collect();
         (self, errors)
@@ -190,7 +160,7 @@ impl ProfilerBuilder {
     /// and the defaults count (tests, and programs that configure lockprof
     /// from their own configuration).
     pub fn ignore_env(mut self) -> Self {
-        self.env = Env::Ignore;
+        self.apply_env = false;
         self
     }
 
@@ -204,20 +174,14 @@ impl ProfilerBuilder {
     /// logged through `log` and its default kept), then starts profiling.
     /// Fails if a setting made by a method is invalid or a profiler is
     /// already running in this process.
-    pub fn start(self) -> Result<ProfilerHandle, StartError> {
-        let this = if self.env == Env::Apply {
-            let (this, errors) = self.with_env();
+    pub fn start(mut self) -> Result<ProfilerHandle, StartError> {
+        if self.apply_env {
+            let errors;
+            (self, errors) = self.with_env();
             for e in &errors {
                 log::warn!("lockprof: {e}; using the default");
             }
-            this
-        } else {
-            self
-        };
-        this.start_as_set()
-    }
-
-    fn start_as_set(self) -> Result<ProfilerHandle, StartError> {
+        }
         self.settings.validate()?;
         let claim = Claim::take().ok_or(StartError::AlreadyRunning)?;
         let chosen = output::open(output::Request {
@@ -253,123 +217,6 @@ impl ProfilerBuilder {
     }
 }
 
-/// Uploads to Datadog (feature `datadog`, on by default): where to, with
-/// which tags.
-#[cfg(feature = "datadog")]
-impl ProfilerBuilder {
-    /// Whether to upload to Datadog: `true` uploads (to `localhost:8126`
-    /// when no agent is configured), `false` writes local files. Unset, the
-    /// profiler uploads when an agent is configured (`DD_TRACE_AGENT_URL`,
-    /// `DD_AGENT_HOST`, `DD_TRACE_AGENT_PORT` or their methods), agentless
-    /// mode is on, the agent's socket `/var/run/datadog/apm.socket` exists,
-    /// or an agent answers on `localhost:8126` at start; otherwise it writes
-    /// local files. [`output_pprof`](Self::output_pprof) always means files.
-    pub fn upload(mut self, upload: bool) -> Self {
-        self.upload = Some(upload);
-        self
-    }
-
-    /// The `service` tag (`DD_SERVICE`; default: the executable's name).
-    pub fn service(mut self, service: impl Into<String>) -> Self {
-        self.datadog.service = Some(service.into());
-        self
-    }
-
-    /// The `env` tag (`DD_ENV`).
-    pub fn env(mut self, env: impl Into<String>) -> Self {
-        self.datadog.env = Some(env.into());
-        self
-    }
-
-    /// The `version` tag (`DD_VERSION`).
-    pub fn version(mut self, version: impl Into<String>) -> Self {
-        self.datadog.version = Some(version.into());
-        self
-    }
-
-    /// Tags for every profile, each `key:value` (`DD_TAGS`). Malformed ones
-    /// are logged and left out.
-    pub fn tags<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, tags: I) -> Self {
-        let tags: Vec<S> = tags.into_iter().collect();
-        self.datadog.tags = Some(crate::export::datadog::settings::clean_tags(
-            "tags",
-            tags.iter().map(AsRef::as_ref),
-        ));
-        self
-    }
-
-    /// More tags, for profiles only (`DD_PROFILING_TAGS`).
-    pub fn profiling_tags<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, tags: I) -> Self {
-        let tags: Vec<S> = tags.into_iter().collect();
-        self.datadog.profiling_tags = Some(crate::export::datadog::settings::clean_tags(
-            "profiling_tags",
-            tags.iter().map(AsRef::as_ref),
-        ));
-        self
-    }
-
-    /// The agent's URL: `http://host:port`, `https://…` or
-    /// `unix:///path/to/socket` (`DD_TRACE_AGENT_URL`). Checked at start.
-    pub fn agent_url(mut self, url: impl Into<String>) -> Self {
-        self.datadog.agent_url = Some(url.into());
-        self
-    }
-
-    /// The agent's host (`DD_AGENT_HOST`, default `localhost`).
-    pub fn agent_host(mut self, host: impl Into<String>) -> Self {
-        self.datadog.agent_host = Some(host.into());
-        self
-    }
-
-    /// The agent's port (`DD_TRACE_AGENT_PORT`, default 8126).
-    pub fn agent_port(mut self, port: u16) -> Self {
-        self.datadog.agent_port = Some(port);
-        self
-    }
-
-    /// Uploads straight to Datadog's intake, without an agent
-    /// (`DD_PROFILING_AGENTLESS`); needs an API key.
-    pub fn agentless(mut self, agentless: bool) -> Self {
-        self.datadog.agentless = Some(agentless);
-        self
-    }
-
-    /// Whether uploads to Datadog carry lockprof's `lock-caused-wait` sample
-    /// type and its labels (`DD_PROFILING_LOCK_UPLOAD_CAUSED_WAIT`; default
-    /// false: uploads have exactly the four sample types of Datadog's lock
-    /// profile). Local files always carry them.
-    pub fn upload_caused_wait(mut self, upload: bool) -> Self {
-        self.datadog.upload_caused_wait = Some(upload);
-        self
-    }
-
-    /// The API key for agentless uploads (`DD_API_KEY`). Never logged.
-    pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.datadog.api_key = Some(ApiKey::new(key));
-        self
-    }
-
-    /// The Datadog site for agentless uploads (`DD_SITE`, default
-    /// `datadoghq.com`).
-    pub fn site(mut self, site: impl Into<String>) -> Self {
-        self.datadog.site = Some(site.into());
-        self
-    }
-
-    /// Timeout of one upload request, and the longest [`ProfilerHandle::stop`]
-    /// waits for the last upload: 1 ms to an hour
-    /// (`DD_PROFILING_API_TIMEOUT_MS`, default 10 s).
-    pub fn api_timeout(mut self, timeout: Duration) -> Self {
-        self.datadog.api_timeout = Some(timeout);
-        self
-    }
-
-    /// The Datadog settings as they stand.
-    pub fn datadog_settings(&self) -> &DatadogSettings {
-        &self.datadog
-    }
-}
-
 /// Why the profiler did not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -385,26 +232,4 @@ pub enum StartError {
     /// The profiler thread could not be spawned.
     #[error("cannot spawn the profiler thread: {0}")]
     Thread(#[source] std::io::Error),
-}
-
-/// Starts a profiler configured by the environment, as Datadog's libraries
-/// do: only when `DD_PROFILING_ENABLED` is true and
-/// `DD_PROFILING_LOCK_ENABLED` is not false. Bad values are logged and their
-/// defaults used; a failure to start is logged and returns `None`.
-pub fn start_from_env() -> Option<ProfilerHandle> {
-    let (enabled, errors) = config::lock_profiling_enabled();
-    for e in &errors {
-        log::warn!("lockprof: {e}; using the default");
-    }
-    if !enabled {
-        return None;
-    }
-    // `start` applies the environment and logs its bad values.
-    match Profiler::builder().start() {
-        Ok(handle) => Some(handle),
-        Err(e) => {
-            log::error!("lockprof: profiler not started: {e}");
-            None
-        }
-    }
 }

@@ -110,10 +110,102 @@ impl std::hash::Hash for SiteKey {
 
 impl SiteKey {
     pub(crate) fn label(&self) -> String {
-        let file = file_name(self.file);
+        LockName {
+            file: file_name(self.file),
+            line: self.line,
+            name: self.name,
+        }
+        .to_string()
+    }
+}
+
+/// A `lock name` label, split into its parts: `<file>:<line>` for a lock
+/// without a variable name, `<file>:<line>:<name>` for one with a name
+/// (`server.rs:42:session_lock`), where an instance of a lock made in a loop
+/// is `<name>[<instance>]` (see [`named!`](crate::named)). Lockprof writes
+/// these labels, and so do Datadog's profilers.
+///
+/// ```
+/// use lockprof::read::LockName;
+///
+/// let lock = LockName::parse("server.rs:42:shard_lock[2]").unwrap();
+/// assert_eq!((lock.file, lock.line, lock.name), ("server.rs", 42, Some("shard_lock[2]")));
+/// assert_eq!((lock.variable(), lock.instance()), (Some("shard_lock"), Some("2")));
+/// assert!(lock.matches("shard_lock") && lock.matches("shard_lock[2]"));
+/// assert_eq!(lock.to_string(), "server.rs:42:shard_lock[2]");
+/// assert!(!LockName::parse("server.rs:42").unwrap().is_named());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LockName<'a> {
+    /// The file the lock was created in: its name, without directories.
+    pub file: &'a str,
+    /// The line the lock was created on.
+    pub line: u32,
+    /// Everything after `<file>:<line>:`, if the label goes on: the
+    /// variable name (it may hold any character, `:` included). An empty
+    /// one names nothing (see [`is_named`](Self::is_named)).
+    pub name: Option<&'a str>,
+}
+
+impl<'a> LockName<'a> {
+    /// Splits a label at its first `:<line>` (a `:` and digits, then `:` or
+    /// the end), so that a name may hold colons; `None` if it has none (a
+    /// label of another kind, or a sample without a lock name).
+    pub fn parse(label: &'a str) -> Option<LockName<'a>> {
+        label.match_indices(':').find_map(|(at, _)| {
+            let rest = &label[at + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let name = match rest.as_bytes().get(digits) {
+                None => None,
+                Some(b':') => Some(&rest[digits + 1..]),
+                Some(_) => return None,
+            };
+            Some(LockName {
+                file: label.get(..at).filter(|f| !f.is_empty())?,
+                line: rest[..digits].parse().ok()?,
+                name,
+            })
+        })
+    }
+
+    /// Whether the label carries a variable name (`file:line:name`), not
+    /// only where the lock was created.
+    pub fn is_named(&self) -> bool {
+        self.name.is_some_and(|n| !n.is_empty())
+    }
+
+    /// The variable name without its instance: `shard_lock` of
+    /// `shard_lock[2]`, the whole name of a lock without an instance.
+    pub fn variable(&self) -> Option<&'a str> {
+        let name = self.name.filter(|n| !n.is_empty())?;
+        Some(self.split_instance().map_or(name, |(variable, _)| variable))
+    }
+
+    /// The instance of a lock made in a loop: `2` of `shard_lock[2]`.
+    pub fn instance(&self) -> Option<&'a str> {
+        self.split_instance().map(|(_, instance)| instance)
+    }
+
+    fn split_instance(&self) -> Option<(&'a str, &'a str)> {
+        self.name?
+            .strip_suffix(']')?
+            .split_once('[')
+            .filter(|(variable, _)| !variable.is_empty())
+    }
+
+    /// Whether `wanted` names this lock: its whole name, or, for an
+    /// instance, the variable name shared by every instance.
+    pub fn matches(&self, wanted: &str) -> bool {
+        self.is_named() && (self.name == Some(wanted) || self.variable() == Some(wanted))
+    }
+}
+
+impl fmt::Display for LockName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)?;
         match self.name {
-            Some(name) => format!("{file}:{}:{name}", self.line),
-            None => format!("{file}:{}", self.line),
+            Some(name) => write!(f, ":{name}"),
+            None => Ok(()),
         }
     }
 }
@@ -162,6 +254,56 @@ mod tests {
             })
             .collect();
         assert_eq!(hashes.len(), names.len());
+    }
+
+    #[test]
+    fn lock_names_parse_back_into_what_made_them() {
+        for (label, file, line, name) in [
+            ("app.rs:12:queue", "app.rs", 12, Some("queue")),
+            ("app.rs:12", "app.rs", 12, None),
+            ("app.rs:12:", "app.rs", 12, Some("")),
+            (
+                "app.rs:12:back\\slash, colon: and = sign",
+                "app.rs",
+                12,
+                Some("back\\slash, colon: and = sign"),
+            ),
+            ("app.rs:12:3:4", "app.rs", 12, Some("3:4")),
+            ("v1:2.rs:7:x", "v1:2.rs", 7, Some("x")),
+        ] {
+            let parsed = LockName::parse(label).unwrap();
+            assert_eq!(
+                (parsed.file, parsed.line, parsed.name),
+                (file, line, name),
+                "{label}"
+            );
+            assert_eq!(parsed.to_string(), label);
+        }
+        for not_a_lock_name in ["<no lock name>", "app.rs", ":12:x", "app.rs:99999999999:x"] {
+            assert_eq!(LockName::parse(not_a_lock_name), None, "{not_a_lock_name}");
+        }
+    }
+
+    #[test]
+    fn named_labels_have_a_variable_name_after_the_line() {
+        let parse = |label| LockName::parse(label).unwrap();
+        assert!(parse("app.rs:12:queue").is_named());
+        assert!(!parse("app.rs:12").is_named());
+        assert!(!parse("app.rs:12:").is_named());
+        assert_eq!(parse("app.rs:12:queue").variable(), Some("queue"));
+        assert_eq!(parse("app.rs:12").variable(), None);
+    }
+
+    #[test]
+    fn a_variable_name_matches_every_instance_of_it() {
+        let parse = |label| LockName::parse(label).unwrap();
+        assert!(parse("a.rs:3:shard_lock[2]").matches("shard_lock"));
+        assert!(parse("a.rs:3:shard_lock[2]").matches("shard_lock[2]"));
+        assert!(!parse("a.rs:3:shard_lock[2]").matches("shard_lock[1]"));
+        assert!(!parse("a.rs:3:shard_locks").matches("shard_lock"));
+        assert!(!parse("a.rs:3:queue").matches("que"));
+        assert!(!parse("a.rs:3:").matches(""));
+        assert_eq!(parse("a.rs:3:[2]").variable(), Some("[2]"));
     }
 
     #[test]

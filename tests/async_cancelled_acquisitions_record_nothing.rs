@@ -5,6 +5,7 @@
 mod common;
 
 use common::{profile, totals};
+use lockprof::read::labels;
 use lockprof::{named, ProfiledAsyncMutex, ProfiledAsyncRwLock, ProfiledSemaphore};
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -68,6 +69,6 @@ fn dropped_and_timed_out_lock_futures_record_nothing() {
     assert_eq!(totals(&profile, &rw_name).0, 1);
     assert!(profile
         .samples_of(&rw_name)
-        .all(|s| s.label_str("lock mode") == Some("write")));
+        .all(|s| s.label_str(labels::LOCK_MODE) == Some("write")));
     assert_eq!(profile.samples_of(&closed.site().label()).count(), 0);
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{profile, totals, totals_for_mode};
+use lockprof::read::labels;
 use lockprof::{named, ProfiledAsyncMutex, ProfiledAsyncRwLock, ProfiledSemaphore};
 use std::sync::Arc;
 
@@ -54,10 +55,10 @@ fn mutex_acquisitions_and_releases_are_counted_exactly() {
     assert!(held > 0);
     let mut task_ids = std::collections::BTreeSet::new();
     for s in profile.samples_of(&name) {
-        let id = s.label_num("task id").expect("a task id on every sample");
+        let id = s.label_num(labels::TASK_ID).expect("a task id on every sample");
         task_ids.insert(id);
-        assert_eq!(s.label_str("thread name"), Some("tokio-rt-worker"));
-        assert!(s.label_str("task name").is_none());
+        assert_eq!(s.label_str(labels::THREAD_NAME), Some("tokio-rt-worker"));
+        assert!(s.label_str(labels::TASK_NAME).is_none());
     }
     assert_eq!(task_ids.len() as u64, TASKS);
 }

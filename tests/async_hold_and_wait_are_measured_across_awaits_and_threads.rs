@@ -5,6 +5,7 @@
 mod common;
 
 use common::{profile, totals};
+use lockprof::read::labels;
 use lockprof::{named, with_task_name, ProfiledAsyncMutex};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,7 @@ fn a_guard_moved_to_another_thread_records_its_whole_hold_there() {
     let name = moved.site().label();
     let release: Vec<_> = profile.samples_of(&name).filter(|s| s.release > 0).collect();
     assert_eq!(release.len(), 1);
-    assert_eq!(release[0].label_str("thread name"), Some("releaser"));
+    assert_eq!(release[0].label_str(labels::THREAD_NAME), Some("releaser"));
     let held = release[0].release_hold_ns;
     assert!(
         (50 * MS..2000 * MS).contains(&held),
@@ -39,7 +40,7 @@ fn a_guard_moved_to_another_thread_records_its_whole_hold_there() {
     );
     let acquire: Vec<_> = profile.samples_of(&name).filter(|s| s.acquire > 0).collect();
     assert_eq!(acquire.len(), 1);
-    assert_ne!(acquire[0].label_str("thread name"), Some("releaser"));
+    assert_ne!(acquire[0].label_str(labels::THREAD_NAME), Some("releaser"));
 }
 
 #[test]
@@ -96,15 +97,15 @@ fn hold_across_await_is_a_sleep_long_and_wait_starts_at_the_first_poll() {
     // wait, though `early` was created 30 ms before the lock was free.
     let outside: (i64, i64) = profile
         .samples_of(&name)
-        .filter(|s| s.acquire > 0 && s.label_num("task id").is_none())
+        .filter(|s| s.acquire > 0 && s.label_num(labels::TASK_ID).is_none())
         .fold((0, 0), |t, s| (t.0 + s.acquire, t.1 + s.acquire_wait_ns));
     assert_eq!(outside, (3, 0));
     // The waiter's wait, under its task name and id.
     let named: Vec<_> = profile
         .samples_of(&name)
-        .filter(|s| s.label_str("task name") == Some("waiter"))
+        .filter(|s| s.label_str(labels::TASK_NAME) == Some("waiter"))
         .collect();
-    assert!(named.iter().all(|s| s.label_num("task id").is_some()));
+    assert!(named.iter().all(|s| s.label_num(labels::TASK_ID).is_some()));
     let (a, w, r) = named.iter().fold((0, 0, 0), |t, s| {
         (t.0 + s.acquire, t.1 + s.acquire_wait_ns, t.2 + s.release)
     });

@@ -7,6 +7,7 @@
 mod common;
 
 use common::{leaf, profile, totals};
+use lockprof::read::labels;
 use lockprof::{named, with_task_name, ProfiledAsyncMutex, ProfiledAsyncRwLock};
 use std::sync::Arc;
 
@@ -70,12 +71,12 @@ fn in_a_task_the_leaf_is_the_async_fn_and_the_root_is_the_runtime() {
             "{functions:#?}"
         );
         assert_eq!(functions[2], "<tokio runtime>");
-        assert!(s.label_num("task id").is_some());
+        assert!(s.label_num(labels::TASK_ID).is_some());
     }
     assert_eq!(
         profile
             .samples_of(&name)
-            .filter(|s| s.label_str("task name") == Some("updater"))
+            .filter(|s| s.label_str(labels::TASK_NAME) == Some("updater"))
             .map(|s| s.acquire + s.release)
             .sum::<i64>(),
         2
@@ -95,8 +96,8 @@ fn outside_a_task_stacks_are_whole_and_have_no_task_label() {
     let name = m.site().label();
     assert_eq!(totals(&profile, &name).0, 2);
     for s in profile.samples_of(&name) {
-        assert!(s.label_num("task id").is_none());
-        assert!(s.label_str("task name").is_none());
+        assert!(s.label_num(labels::TASK_ID).is_none());
+        assert!(s.label_str(labels::TASK_NAME).is_none());
         assert!(s.frames.iter().all(|f| f.function != "<tokio runtime>"));
         assert!(s
             .frames

@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
 use common::{logs, serial};
-use lockprof::{start_from_env, Profiler, Settings};
+use lockprof::{start_from_env, try_start_from_env, NotStarted, Profiler, Settings, StartError};
 
 const VARS: [&str; 6] = [
     "DD_PROFILING_ENABLED",
@@ -197,5 +197,44 @@ fn bad_switches_warn_and_keep_their_defaults() {
             );
         }
     }
+    clear_env();
+}
+
+#[test]
+fn try_start_from_env_says_why_no_profiler_runs() {
+    let _turn = serial();
+    clear_env();
+    assert!(matches!(try_start_from_env(), Err(NotStarted::Disabled)));
+    std::env::set_var("DD_PROFILING_ENABLED", "true");
+    std::env::set_var("DD_PROFILING_LOCK_ENABLED", "no");
+    assert!(matches!(try_start_from_env(), Err(NotStarted::Disabled)));
+
+    clear_env();
+    std::env::set_var("DD_PROFILING_ENABLED", "maybe");
+    match try_start_from_env() {
+        Err(NotStarted::Invalid(e)) => assert_eq!(
+            (e.name.as_str(), e.value.as_str()),
+            ("DD_PROFILING_ENABLED", "maybe")
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    // On, but a profiler runs already.
+    let dir = tempfile::tempdir().unwrap();
+    let running = Profiler::builder()
+        .ignore_env()
+        .output_pprof(dir.path().join("first"))
+        .start()
+        .unwrap();
+    clear_env();
+    std::env::set_var("DD_PROFILING_ENABLED", "1");
+    std::env::set_var("DD_PROFILING_OUTPUT_PPROF", dir.path().join("second"));
+    assert!(matches!(
+        try_start_from_env(),
+        Err(NotStarted::Failed(StartError::AlreadyRunning))
+    ));
+    running.stop();
+    let second = try_start_from_env().expect("starts once the first has stopped");
+    second.stop();
     clear_env();
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use lockprof::read::{profile_files, run_name, Pick};
 use lockprof::{named, ProfiledMutex as Mutex, Profiler};
 
 const PYTHON_PROFILE: &str = concat!(
@@ -163,11 +164,7 @@ fn top_names_and_stacks_report_known_activity_exactly() {
     let (prefix, a) = write_profile(dir.path());
     let prefix = prefix.to_str().unwrap();
     let dir_arg = dir.path().to_str().unwrap();
-    let file = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "pprof"))
-        .expect("a .pprof file");
+    let file = profile_files(dir.path(), Pick::Newest).expect("a profile file")[0].clone();
     let file = file.to_str().unwrap();
 
     let queue = format!("cli_golden.rs:{}:queue", a.queue_line);
@@ -372,14 +369,7 @@ fn top_names_and_stacks_report_known_activity_exactly() {
 
     // A second run beside it (another pid): `top --all` says which run each
     // row is of, ranked together; --merge sums the runs.
-    let run = file
-        .rsplit_once('/')
-        .unwrap()
-        .1
-        .rsplitn(3, '.')
-        .nth(2)
-        .unwrap()
-        .to_owned();
+    let run = run_name(Path::new(file));
     assert_eq!(run, format!("golden.{}", std::process::id()));
     std::fs::copy(file, dir.path().join("golden.4000000000.0.pprof")).unwrap();
     let table = stdout_of(&["top", "--all", dir_arg]);

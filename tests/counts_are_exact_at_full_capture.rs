@@ -4,6 +4,7 @@
 mod common;
 
 use common::{profile, totals, totals_for_mode};
+use lockprof::read::labels;
 use lockprof::{named, ProfiledMutex, ProfiledReentrantMutex, ProfiledRwLock};
 use std::sync::Arc;
 use std::thread;
@@ -37,7 +38,7 @@ fn mutex_acquire_and_release_counts_equal_the_operations() {
     // One thread label per worker.
     let threads: std::collections::BTreeSet<i64> = profile
         .samples_of(&name)
-        .filter_map(|s| s.label_num("thread id"))
+        .filter_map(|s| s.label_num(labels::THREAD_ID))
         .collect();
     assert_eq!(threads.len(), THREADS);
 }
@@ -73,7 +74,7 @@ fn rwlock_reads_and_writes_are_counted_and_labelled_separately() {
     assert_eq!((r_acq, r_rel), (reads, reads));
     assert!(profile
         .samples_of(&name)
-        .all(|s| s.label_str("lock mode").is_some()));
+        .all(|s| s.label_str(labels::LOCK_MODE).is_some()));
 }
 
 #[test]

@@ -7,6 +7,7 @@
 mod common;
 
 use common::{profiles_in, serial};
+use lockprof::read::ProfileFileName;
 use lockprof::{named, ProfiledMutex, ProfiledRwLock, Profiler};
 use prost::Message;
 use std::collections::HashSet;
@@ -56,8 +57,10 @@ fn sample_types_labels_and_tables_are_as_datadog_writes_them() {
     let dir = tempfile::tempdir().unwrap();
     let (path, names) = write_profile(dir.path());
     let name = path.file_name().unwrap().to_str().unwrap();
-    assert!(
-        name.starts_with(&format!("fmt.{}.", std::process::id())) && name.ends_with(".pprof"),
+    let parsed = ProfileFileName::parse(name).unwrap();
+    assert_eq!(
+        (parsed.prefix, parsed.pid, parsed.extension),
+        ("fmt", std::process::id(), "pprof"),
         "{name}"
     );
 

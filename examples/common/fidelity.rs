@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lockprof::read::{profile_files, LockProfile, LockSample, Pick};
+use lockprof::read::{labels, profile_files, LockProfile, LockSample, Pick};
 use lockprof::{
     named, ProfiledCondvar, ProfiledMutex, ProfiledMutexGuard, ProfiledReentrantMutex, ProfiledRwLock,
     Profiler,
@@ -860,7 +860,7 @@ pub fn measure(workload: Workload, capture_pct: f64, scale: f64, dir: &Path) -> 
     for lock in &truth.locks {
         let samples: Vec<&LockSample> = profile
             .samples_of(&lock.label)
-            .filter(|s| lock.mode.is_none() || s.label_str("lock mode") == lock.mode)
+            .filter(|s| lock.mode.is_none() || s.label_str(labels::LOCK_MODE) == lock.mode)
             .collect();
         let n = lock.tally.count as f64;
         // Sampling each acquisition with probability p, a total scaled by

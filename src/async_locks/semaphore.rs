@@ -1,11 +1,18 @@
-use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::{AcquireError, Semaphore, TryAcquireError};
+use tokio::sync::{AcquireError, TryAcquireError};
 
-use crate::record::LockHandle;
-use crate::record::{task, Mode, Ticket};
+use super::{Raw, Side};
+use crate::record::{Mode, Ticket};
 use crate::site::LockSite;
+
+/// One acquisition of `n` permits.
+fn permits(n: u32) -> Side {
+    Side {
+        permits: n,
+        mode: Mode::Exclusive,
+    }
+}
 
 /// A counting semaphore with `tokio::sync::Semaphore`'s API and semantics
 /// (fair, closable, permits that may be held across `.await` and sent between
@@ -27,30 +34,71 @@ use crate::site::LockSite;
 /// counted exactly; the hold is the permit's lifetime. The errors are
 /// tokio's own.
 pub struct ProfiledSemaphore {
-    sem: Semaphore,
-    handle: LockHandle,
+    raw: Raw,
 }
 
-/// Permits from [`ProfiledSemaphore::acquire`]; returned when dropped.
-#[must_use = "if unused the permits are returned immediately"]
-pub struct ProfiledSemaphorePermit<'a> {
-    sem: &'a ProfiledSemaphore,
-    permits: u32,
-    ticket: Ticket,
+/// A permit type: the semaphore, borrowed or in an `Arc`, the permits and
+/// the acquisition's ticket; the permits go back when it drops.
+macro_rules! permit {
+    ($(#[$attr:meta])* $permit:ident$(<$lt:lifetime>)?($sem:ty)) => {
+        $(#[$attr])*
+        #[must_use = "if unused the permits are returned immediately"]
+        pub struct $permit$(<$lt>)? {
+            sem: $sem,
+            permits: u32,
+            ticket: Ticket,
+        }
+
+        impl$(<$lt>)? $permit$(<$lt>)? {
+            fn new(sem: $sem, permits: u32, ticket: Ticket) -> Self {
+                $permit { sem, permits, ticket }
+            }
+
+            /// Keeps the permits out of the semaphore for good. The hold of a
+            /// forgotten permit is never recorded.
+            pub fn forget(mut self) {
+                self.permits = 0;
+                self.ticket = Ticket::NONE;
+            }
+
+            /// How many permits this holds.
+            pub fn num_permits(&self) -> usize {
+                self.permits as usize
+            }
+        }
+
+        impl$(<$lt>)? Drop for $permit$(<$lt>)? {
+            #[inline]
+            fn drop(&mut self) {
+                self.sem.raw.release(self.ticket, permits(self.permits));
+            }
+        }
+
+        impl$(<$lt>)? std::fmt::Debug for $permit$(<$lt>)? {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($permit))
+                    .field("site", self.sem.site())
+                    .field("permits", &self.permits)
+                    .finish()
+            }
+        }
+    };
 }
 
-/// Permits from [`ProfiledSemaphore::acquire_owned`]: keep the semaphore
-/// alive through an `Arc` and can be moved into a spawned task.
-#[must_use = "if unused the permits are returned immediately"]
-pub struct OwnedProfiledSemaphorePermit {
-    sem: Arc<ProfiledSemaphore>,
-    permits: u32,
-    ticket: Ticket,
+permit! {
+    /// Permits from [`ProfiledSemaphore::acquire`]; returned when dropped.
+    ProfiledSemaphorePermit<'a>(&'a ProfiledSemaphore)
+}
+
+permit! {
+    /// Permits from [`ProfiledSemaphore::acquire_owned`]: keep the semaphore
+    /// alive through an `Arc` and can be moved into a spawned task.
+    OwnedProfiledSemaphorePermit(Arc<ProfiledSemaphore>)
 }
 
 impl ProfiledSemaphore {
     /// The most permits a semaphore can hold (tokio's limit).
-    pub const MAX_PERMITS: usize = Semaphore::MAX_PERMITS;
+    pub const MAX_PERMITS: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
     /// Creates a semaphore with `permits` permits; its site is the caller's
     /// file and line. Usable in `static`s.
@@ -61,8 +109,7 @@ impl ProfiledSemaphore {
     #[inline]
     pub const fn new(permits: usize) -> Self {
         ProfiledSemaphore {
-            sem: Semaphore::const_new(permits),
-            handle: LockHandle::caller(),
+            raw: Raw::new(permits),
         }
     }
 
@@ -76,13 +123,13 @@ impl ProfiledSemaphore {
     /// Gives the semaphore a variable name for profiles (usable in
     /// `static`s).
     pub const fn named(mut self, name: &'static str) -> Self {
-        self.handle = self.handle.named(name);
+        self.raw = self.raw.named(name);
         self
     }
 
     /// The permits available now.
     pub fn available_permits(&self) -> usize {
-        self.sem.available_permits()
+        self.raw.sem.available_permits()
     }
 
     /// Adds `n` permits.
@@ -90,22 +137,22 @@ impl ProfiledSemaphore {
     /// # Panics
     /// As tokio's: if the total would exceed [`MAX_PERMITS`](Self::MAX_PERMITS).
     pub fn add_permits(&self, n: usize) {
-        self.sem.add_permits(n)
+        self.raw.sem.add_permits(n)
     }
 
     /// Removes up to `n` available permits; returns how many were removed.
     pub fn forget_permits(&self, n: usize) -> usize {
-        self.sem.forget_permits(n)
+        self.raw.sem.forget_permits(n)
     }
 
     /// Closes the semaphore: waiting and later acquisitions fail.
     pub fn close(&self) {
-        self.sem.close()
+        self.raw.sem.close()
     }
 
     /// Whether the semaphore is closed.
     pub fn is_closed(&self) -> bool {
-        self.sem.is_closed()
+        self.raw.sem.is_closed()
     }
 
     /// Acquires one permit, waiting (asynchronously) until one is available.
@@ -116,12 +163,8 @@ impl ProfiledSemaphore {
 
     /// Acquires `n` permits at once (one acquisition in the profile).
     pub async fn acquire_many(&self, n: u32) -> Result<ProfiledSemaphorePermit<'_>, AcquireError> {
-        let ticket = task::acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many).await?;
-        Ok(ProfiledSemaphorePermit {
-            sem: self,
-            permits: n,
-            ticket,
-        })
+        let ticket = self.raw.acquire(permits(n)).await?;
+        Ok(ProfiledSemaphorePermit::new(self, n, ticket))
     }
 
     /// Tries to acquire one permit without waiting. A failed attempt is not
@@ -134,12 +177,8 @@ impl ProfiledSemaphore {
     /// Tries to acquire `n` permits without waiting.
     #[inline]
     pub fn try_acquire_many(&self, n: u32) -> Result<ProfiledSemaphorePermit<'_>, TryAcquireError> {
-        let ticket = task::try_acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many)?;
-        Ok(ProfiledSemaphorePermit {
-            sem: self,
-            permits: n,
-            ticket,
-        })
+        let ticket = self.raw.try_acquire(permits(n))?;
+        Ok(ProfiledSemaphorePermit::new(self, n, ticket))
     }
 
     /// Acquires one permit, returning it with an `Arc` of the semaphore.
@@ -152,12 +191,8 @@ impl ProfiledSemaphore {
         self: Arc<Self>,
         n: u32,
     ) -> Result<OwnedProfiledSemaphorePermit, AcquireError> {
-        let ticket = task::acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many).await?;
-        Ok(OwnedProfiledSemaphorePermit {
-            sem: self,
-            permits: n,
-            ticket,
-        })
+        let ticket = self.raw.acquire(permits(n)).await?;
+        Ok(OwnedProfiledSemaphorePermit::new(self, n, ticket))
     }
 
     /// Tries to acquire one permit without waiting, returned with an `Arc` of
@@ -174,48 +209,32 @@ impl ProfiledSemaphore {
         self: Arc<Self>,
         n: u32,
     ) -> Result<OwnedProfiledSemaphorePermit, TryAcquireError> {
-        let ticket = task::try_acquire(&self.sem, n, &self.handle, Mode::Exclusive, task::Holders::Many)?;
-        Ok(OwnedProfiledSemaphorePermit {
-            sem: self,
-            permits: n,
-            ticket,
-        })
+        let ticket = self.raw.try_acquire(permits(n))?;
+        Ok(OwnedProfiledSemaphorePermit::new(self, n, ticket))
     }
 
     /// Where the semaphore was created, and its name.
     pub fn site(&self) -> &LockSite {
-        self.handle.site()
+        self.raw.handle.site()
     }
 }
 
 impl crate::naming::Nameable for ProfiledSemaphore {
     fn set_name(&mut self, name: &'static str) {
-        self.handle.rename(name);
+        self.raw.handle.rename(name);
     }
 }
 
-impl fmt::Debug for ProfiledSemaphore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Debug for ProfiledSemaphore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProfiledSemaphore")
-            .field("site", self.handle.site())
-            .field("permits", &self.sem.available_permits())
+            .field("site", self.raw.handle.site())
+            .field("permits", &self.raw.sem.available_permits())
             .finish_non_exhaustive()
     }
 }
 
 impl<'a> ProfiledSemaphorePermit<'a> {
-    /// Keeps the permits out of the semaphore for good. The hold of a
-    /// forgotten permit is never recorded.
-    pub fn forget(mut self) {
-        self.permits = 0;
-        self.ticket = Ticket::NONE;
-    }
-
-    /// How many permits this holds.
-    pub fn num_permits(&self) -> usize {
-        self.permits as usize
-    }
-
     /// The semaphore the permits came from.
     pub fn semaphore(&self) -> &'a ProfiledSemaphore {
         self.sem
@@ -223,58 +242,8 @@ impl<'a> ProfiledSemaphorePermit<'a> {
 }
 
 impl OwnedProfiledSemaphorePermit {
-    /// Keeps the permits out of the semaphore for good. The hold of a
-    /// forgotten permit is never recorded.
-    pub fn forget(mut self) {
-        self.permits = 0;
-        self.ticket = Ticket::NONE;
-    }
-
-    /// How many permits this holds.
-    pub fn num_permits(&self) -> usize {
-        self.permits as usize
-    }
-
     /// The semaphore the permits came from.
     pub fn semaphore(&self) -> &Arc<ProfiledSemaphore> {
         &self.sem
-    }
-}
-
-impl Drop for ProfiledSemaphorePermit<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        let (sem, permits) = (self.sem, self.permits);
-        task::release(self.ticket, &sem.handle, Mode::Exclusive, || {
-            sem.sem.add_permits(permits as usize)
-        });
-    }
-}
-
-impl Drop for OwnedProfiledSemaphorePermit {
-    #[inline]
-    fn drop(&mut self) {
-        let (sem, permits) = (&*self.sem, self.permits);
-        task::release(self.ticket, &sem.handle, Mode::Exclusive, || {
-            sem.sem.add_permits(permits as usize)
-        });
-    }
-}
-
-impl fmt::Debug for ProfiledSemaphorePermit<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProfiledSemaphorePermit")
-            .field("site", self.sem.site())
-            .field("permits", &self.permits)
-            .finish()
-    }
-}
-
-impl fmt::Debug for OwnedProfiledSemaphorePermit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedProfiledSemaphorePermit")
-            .field("site", self.sem.site())
-            .field("permits", &self.permits)
-            .finish()
     }
 }

@@ -220,8 +220,19 @@ pub(crate) struct DiffArgs {
     pub(crate) json: bool,
 }
 
+/// Why a `--min-wait` is not a duration; each quotes the text given.
+#[derive(Debug, PartialEq, thiserror::Error)]
+enum DurationError {
+    #[error("unknown unit {0:?} (use ns, us, ms or s)")]
+    Unit(String),
+    #[error("not a duration: {0:?}")]
+    NotANumber(String),
+    #[error("duration out of range: {0:?}")]
+    OutOfRange(String),
+}
+
 /// `250ns`, `500us` (or `µs`), `2ms`, `1.5s`; a bare number is nanoseconds.
-fn parse_duration_ns(text: &str) -> Result<u64, String> {
+fn parse_duration_ns(text: &str) -> Result<u64, DurationError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -232,14 +243,16 @@ fn parse_duration_ns(text: &str) -> Result<u64, String> {
         "us" | "µs" => 1e3,
         "ms" => 1e6,
         "s" => 1e9,
-        other => return Err(format!("unknown unit {other:?} (use ns, us, ms or s)")),
+        other => return Err(DurationError::Unit(other.to_owned())),
     };
-    let value: f64 = number.parse().map_err(|_| format!("not a duration: {text:?}"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| DurationError::NotANumber(text.to_owned()))?;
     let ns = value * scale;
     if ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64 {
         Ok(ns as u64)
     } else {
-        Err(format!("duration out of range: {text:?}"))
+        Err(DurationError::OutOfRange(text.to_owned()))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 
-use lockprof::read::{Figure, Frame, LockProfile, LockSample};
+use lockprof::read::{Figure, Frame, LockName, LockProfile, LockSample};
 
 /// What to rank locks and stacks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,23 +29,6 @@ fn non_negative(v: i64) -> u64 {
 
 fn lock_name(s: &LockSample) -> &str {
     s.lock_name.as_deref().unwrap_or(UNLABELLED)
-}
-
-/// `file:line:name` is named; `file:line` (or `file:line:`) is generic.
-pub(crate) fn is_named(label: &str) -> bool {
-    match label.rsplit_once(':') {
-        Some((_, last)) => !last.is_empty() && !last.bytes().all(|b| b.is_ascii_digit()),
-        None => false,
-    }
-}
-
-/// The variable name part of a label, if it has one.
-pub(crate) fn variable_name(label: &str) -> Option<&str> {
-    if is_named(label) {
-        label.rsplit_once(':').map(|(_, n)| n)
-    } else {
-        None
-    }
 }
 
 /// One lock's totals.
@@ -84,7 +67,7 @@ impl LockRow {
     }
 
     pub(crate) fn named(&self) -> bool {
-        is_named(&self.name)
+        LockName::parse(&self.name).is_some_and(|name| name.is_named())
     }
 
     /// Contended acquisitions over all acquisitions, 0 to 1, when the
@@ -476,14 +459,7 @@ pub(crate) fn blame(profile: &LockProfile, lock: Option<&str>, full: bool) -> Ve
 /// whole label, or its variable name, which for an instance
 /// (`shard_lock[2]`, see `named!`) may leave the instance out.
 pub(crate) fn matches_lock(label: &str, wanted: &str) -> bool {
-    label == wanted
-        || variable_name(label).is_some_and(|name| {
-            name == wanted
-                || name
-                    .strip_suffix(']')
-                    .and_then(|n| n.split_once('['))
-                    .is_some_and(|(base, _)| base == wanted)
-        })
+    label == wanted || LockName::parse(label).is_some_and(|name| name.matches(wanted))
 }
 
 /// One lock's change between two profiles.
@@ -621,7 +597,7 @@ fn folded_frame(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lockprof::read::LabelValue;
+    use lockprof::read::{labels, LabelValue};
     use proptest::prelude::*;
 
     fn frame(function: &str, line: i64) -> Frame {
@@ -646,7 +622,7 @@ mod tests {
             acquire_wait_ns: wait,
             release,
             release_hold_ns: hold,
-            labels: vec![("lock name".to_owned(), LabelValue::Str(name.to_owned()))],
+            labels: vec![(labels::LOCK_NAME.to_owned(), LabelValue::Str(name.to_owned()))],
             frames,
             ..Default::default()
         }
@@ -665,12 +641,8 @@ mod tests {
     }
 
     #[test]
-    fn named_labels_have_a_variable_name_after_the_line() {
-        assert!(is_named("app.rs:12:queue"));
-        assert!(!is_named("app.rs:12"));
-        assert!(!is_named("app.rs:12:"));
-        assert!(!is_named(UNLABELLED));
-        assert_eq!(variable_name("app.rs:12:queue"), Some("queue"));
+    fn a_lock_is_found_by_its_label_or_its_variable_name() {
+        assert!(!LockName::parse(UNLABELLED).is_some_and(|n| n.is_named()));
         assert!(matches_lock("app.rs:12:queue", "queue"));
         assert!(matches_lock("app.rs:12", "app.rs:12"));
         assert!(!matches_lock("app.rs:12:queue", "que"));
@@ -850,8 +822,11 @@ mod tests {
                 caused_wait_ns: c,
                 // Pairs caused-wait samples with waiter samples now and then.
                 labels: vec![
-                    ("waiter stack id".to_owned(), LabelValue::Num(w.rem_euclid(3))),
-                    ("stack id".to_owned(), LabelValue::Num(r.rem_euclid(3))),
+                    (
+                        labels::WAITER_STACK_ID.to_owned(),
+                        LabelValue::Num(w.rem_euclid(3)),
+                    ),
+                    (labels::STACK_ID.to_owned(), LabelValue::Num(r.rem_euclid(3))),
                 ],
                 frames: f
                     .into_iter()

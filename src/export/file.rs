@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{EncodedProfile, Export, ExportError};
+use crate::pprof::files;
 
 /// Writes each profile to `<prefix>.<pid>.<seq>.pprof`.
 ///
@@ -47,9 +48,7 @@ impl FileExporter {
 
     /// The path of the profile with sequence number `seq` of this process.
     pub fn path_for(&self, seq: u64) -> PathBuf {
-        let mut name = self.prefix.as_os_str().to_owned();
-        name.push(format!(".{}.{}.pprof", std::process::id(), seq));
-        PathBuf::from(name)
+        files::path_for(&self.prefix, std::process::id(), seq)
     }
 
     /// The last file written, if any.
@@ -105,7 +104,7 @@ impl Export for FileExporter {
     }
 
     fn describe(&self) -> String {
-        format!("files {}.<pid>.<seq>.pprof", self.prefix.display())
+        format!("files {}", files::pattern(&self.prefix))
     }
 
     fn last_file(&self) -> Option<&Path> {

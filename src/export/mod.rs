@@ -81,6 +81,10 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    /// The profile could not be compressed (lockprof's own exporters never
+    /// see it: the profiler reports it in their place).
+    #[error("cannot compress profile: {0}")]
+    Encode(#[source] std::io::Error),
     /// Any other failure, described.
     #[error("{0}")]
     Other(String),

@@ -47,7 +47,6 @@ pub struct ProfilerHandle {
     #[cfg(feature = "datadog")]
     upload: Option<UploadCounters>,
     description: String,
-    uses_frame_pointers: bool,
     unwinder: Unwinder,
     /// The process that started the profiler: a forked child has a copy of
     /// the handle but no profiler thread.
@@ -77,7 +76,6 @@ impl ProfilerHandle {
             #[cfg(feature = "datadog")]
             upload,
             description,
-            uses_frame_pointers: unwinder == Unwinder::FramePointers,
             unwinder,
             pid: std::process::id(),
         }
@@ -95,7 +93,7 @@ impl ProfilerHandle {
     /// Whether stacks are captured by walking frame pointers (fast) rather
     /// than with `backtrace` (see the README's "Stack capture").
     pub fn uses_frame_pointers(&self) -> bool {
-        self.uses_frame_pointers
+        self.unwinder == Unwinder::FramePointers
     }
 
     /// The unwinder chosen at start: [`Unwinder::Auto`]

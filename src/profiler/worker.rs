@@ -168,7 +168,7 @@ impl Worker {
         }) {
             Ok(encoded) => encoded,
             Err(e) => {
-                self.fail(ExportError::Other(format!("cannot compress profile: {e}")));
+                self.fail(ExportError::Encode(e));
                 return;
             }
         };

@@ -15,21 +15,66 @@ use super::labels::TaskLabels;
 use super::{clock, guarded, recorder, sampler, stack, EventKind, LockHandle, Mode, Ticket};
 use crate::site::LockSite;
 
-/// How many can hold the lock at once, which decides how an acquisition
-/// is counted in the lock's exact totals.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Holders {
-    /// A mutex or a write lock: a plain count under the lock.
-    One,
-    /// A semaphore: an atomic count.
-    Many,
+#[inline(always)]
+fn count(handle: &LockHandle, mode: Mode) {
+    // Each thread counts in its own table, so several holders at once
+    // (a semaphore, readers) need nothing more; no sync lock is held here.
+    handle.count_shared(mode);
+}
+
+/// An acquisition after its first try, which [`acquire`] and
+/// [`try_acquire`] share: the sampling decision is made and the permits tried
+/// once, exactly alike for sampled and unsampled acquisitions (as the sync
+/// locks do, so that sampling never changes whether an acquisition waits).
+enum FirstTry {
+    /// No profiler runs: nothing tried, nothing to record.
+    Off,
+    /// The permits are held, and the acquisition booked.
+    Acquired(Ticket),
+    /// The permits are not free (`error` says why); `sampled` holds the
+    /// weight of a sampled acquisition.
+    Busy {
+        error: TryAcquireError,
+        sampled: Option<u8>,
+    },
 }
 
 #[inline(always)]
-fn count(handle: &LockHandle, mode: Mode, _holders: Holders) {
-    // Each thread counts in its own table, so several holders at once
-    // (a semaphore) need nothing more; no sync lock is held here.
-    handle.count_shared(mode);
+fn first_try(sem: &Semaphore, permits: u32, handle: &LockHandle, mode: Mode) -> FirstTry {
+    let Some(session) = sampler::session() else {
+        return FirstTry::Off;
+    };
+    if sampler::tick(session) {
+        return first_try_sampled(sem, permits, handle, mode);
+    }
+    // No clock read and no allocation here: this path runs on every
+    // acquisition while a profiler is running.
+    match sem.try_acquire_many(permits) {
+        Ok(permit) => {
+            permit.forget();
+            count(handle, mode);
+            FirstTry::Acquired(Ticket::NONE)
+        }
+        Err(error) => FirstTry::Busy { error, sampled: None },
+    }
+}
+
+/// [`first_try`] of a sampled acquisition: at the first poll, in the poll of
+/// the user's async fn, on the thread that drew the sample.
+#[cold]
+#[inline(never)]
+fn first_try_sampled(sem: &Semaphore, permits: u32, handle: &LockHandle, mode: Mode) -> FirstTry {
+    let shift = sampler::current_shift();
+    match sem.try_acquire_many(permits) {
+        Ok(permit) => {
+            permit.forget();
+            FirstTry::Acquired(acquired_sampled(handle, mode, 0, shift, capture_stack()))
+        }
+        Err(error) => FirstTry::Busy {
+            error,
+            sampled: Some(shift),
+        },
+    }
 }
 
 /// Acquires `permits` of `sem`, recording as the sampler decides. Not
@@ -39,70 +84,45 @@ pub(crate) async fn acquire(
     permits: u32,
     handle: &LockHandle,
     mode: Mode,
-    holders: Holders,
 ) -> Result<Ticket, AcquireError> {
     // This body runs at the first poll, so the decision (and, when
     // contended, the wait) starts when the task starts waiting.
-    let Some(session) = sampler::session() else {
-        sem.acquire_many(permits).await?.forget();
-        return Ok(Ticket::NONE);
-    };
-    if sampler::tick(session) {
-        return acquire_sampled(sem, permits, handle, mode, holders).await;
+    match first_try(sem, permits, handle, mode) {
+        FirstTry::Off => {
+            sem.acquire_many(permits).await?.forget();
+            Ok(Ticket::NONE)
+        }
+        FirstTry::Acquired(ticket) => Ok(ticket),
+        FirstTry::Busy { sampled: None, .. } => {
+            // Contended: the wait goes into the lock's exact totals (two
+            // clock reads are negligible next to a wait).
+            let start = clock::now();
+            sem.acquire_many(permits).await?.forget();
+            let waited = clock::between(start, clock::now());
+            count(handle, mode);
+            handle.contended(mode, waited);
+            Ok(Ticket::NONE)
+        }
+        FirstTry::Busy {
+            sampled: Some(shift), ..
+        } => {
+            let start = clock::now();
+            let stack = capture_stack();
+            sem.acquire_many(permits).await?.forget();
+            let waited = clock::between(start, clock::now()).max(1);
+            Ok(acquired_sampled(handle, mode, waited, shift, stack))
+        }
     }
-    // No clock read and no allocation here: this path runs on every
-    // acquisition while a profiler is running.
-    if let Ok(permit) = sem.try_acquire_many(permits) {
-        permit.forget();
-        count(handle, mode, holders);
-        return Ok(Ticket::NONE);
-    }
-    // Contended: the wait goes into the lock's exact totals (two clock
-    // reads are negligible next to a wait).
-    let start = clock::now();
-    sem.acquire_many(permits).await?.forget();
-    let waited = clock::between(start, clock::now());
-    count(handle, mode, holders);
-    handle.contended(mode, waited);
-    Ok(Ticket::NONE)
 }
 
 /// [`acquire`] for a semaphore that is never closed: a lock.
 pub(crate) async fn lock(sem: &Semaphore, permits: u32, handle: &LockHandle, mode: Mode) -> Ticket {
-    match acquire(sem, permits, handle, mode, Holders::One).await {
+    match acquire(sem, permits, handle, mode).await {
         Ok(ticket) => ticket,
         // Unreachable: a lock's semaphore is never closed. Waiting
         // forever is what tokio's own lock would do, and never panics.
         Err(_) => std::future::pending().await,
     }
-}
-
-/// A sampled acquisition: the stack is captured at the first poll, in
-/// the poll of the user's async fn, after the permits are tried exactly
-/// as an unsampled acquisition tries them (as the sync locks do, so that
-/// sampling never changes whether this acquisition waits).
-async fn acquire_sampled(
-    sem: &Semaphore,
-    permits: u32,
-    handle: &LockHandle,
-    mode: Mode,
-    holders: Holders,
-) -> Result<Ticket, AcquireError> {
-    // At the first poll, on the thread that drew the sample.
-    let shift = sampler::current_shift();
-    let (stack, waited) = match sem.try_acquire_many(permits) {
-        Ok(permit) => {
-            permit.forget();
-            (capture_stack(), 0)
-        }
-        Err(_) => {
-            let start = clock::now();
-            let stack = capture_stack();
-            sem.acquire_many(permits).await?.forget();
-            (stack, clock::between(start, clock::now()).max(1))
-        }
-    };
-    Ok(acquired_sampled(handle, mode, holders, waited, shift, stack))
 }
 
 /// Tries once; a failed attempt records nothing.
@@ -112,32 +132,15 @@ pub(crate) fn try_acquire(
     permits: u32,
     handle: &LockHandle,
     mode: Mode,
-    holders: Holders,
 ) -> Result<Ticket, TryAcquireError> {
-    let Some(session) = sampler::session() else {
-        sem.try_acquire_many(permits)?.forget();
-        return Ok(Ticket::NONE);
-    };
-    if sampler::tick(session) {
-        return try_acquire_sampled(sem, permits, handle, mode, holders);
+    match first_try(sem, permits, handle, mode) {
+        FirstTry::Off => {
+            sem.try_acquire_many(permits)?.forget();
+            Ok(Ticket::NONE)
+        }
+        FirstTry::Acquired(ticket) => Ok(ticket),
+        FirstTry::Busy { error, .. } => Err(error),
     }
-    sem.try_acquire_many(permits)?.forget();
-    count(handle, mode, holders);
-    Ok(Ticket::NONE)
-}
-
-#[cold]
-#[inline(never)]
-fn try_acquire_sampled(
-    sem: &Semaphore,
-    permits: u32,
-    handle: &LockHandle,
-    mode: Mode,
-    holders: Holders,
-) -> Result<Ticket, TryAcquireError> {
-    let shift = sampler::current_shift();
-    sem.try_acquire_many(permits)?.forget();
-    Ok(acquired_sampled(handle, mode, holders, 0, shift, capture_stack()))
 }
 
 #[cold]
@@ -153,14 +156,13 @@ fn capture_stack() -> Option<stack::Stack> {
 fn acquired_sampled(
     handle: &LockHandle,
     mode: Mode,
-    holders: Holders,
     waited: u64,
     shift: u8,
     stack: Option<stack::Stack>,
 ) -> Ticket {
     let site = handle.site();
     let acquired_at = clock::now();
-    count(handle, mode, holders);
+    count(handle, mode);
     if waited > 0 {
         handle.contended(mode, waited);
     }

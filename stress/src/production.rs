@@ -5,7 +5,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lockprof::ProfilerHandle;
+use lockprof::{NotStarted, ProfilerHandle};
 
 /// Sets `DD_SERVICE`, `DD_ENV`, `DD_VERSION`, 100% capture and lock profiling
 /// on, each only where the environment does not set it already. Called first
@@ -45,8 +45,12 @@ pub fn upload_configured() -> bool {
     ["DD_TRACE_AGENT_URL", "DD_AGENT_HOST", "DD_TRACE_AGENT_PORT"]
         .iter()
         .any(|v| env(v).is_some())
-        || env("DD_PROFILING_AGENTLESS")
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        || agentless()
+}
+
+/// Whether `DD_PROFILING_AGENTLESS` is true, as lockprof reads it.
+fn agentless() -> bool {
+    lockprof::env_bool("DD_PROFILING_AGENTLESS").is_ok_and(|on| on == Some(true))
 }
 
 /// An environment variable, if set and not empty.
@@ -96,8 +100,7 @@ pub fn parse_args(program: &str, default_duration_s: f64, default_workers: usize
 /// rules; the profiler's `output()` says where they actually go). With
 /// `files_win` false, `DD_PROFILING_OUTPUT_PPROF` is left out of account.
 pub fn upload_mode(files_win: bool) -> String {
-    let agentless = env("DD_PROFILING_AGENTLESS")
-        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+    let agentless = agentless();
     if let Some(prefix) = env("DD_PROFILING_OUTPUT_PPROF").filter(|_| files_win) {
         format!("local files {prefix}.<pid>.<seq>.pprof (DD_PROFILING_OUTPUT_PPROF is set)")
     } else if !cfg!(feature = "datadog") {
@@ -186,17 +189,31 @@ pub fn run_phase(
     );
 }
 
+/// Starts the profiler as the environment says, and says where profiles go
+/// or why it did not start.
+pub fn start() -> Result<ProfilerHandle, NotStarted> {
+    let profiler = lockprof::try_start_from_env();
+    match &profiler {
+        Ok(p) => println!("Profiler started; profiles go to {}", p.output()),
+        Err(why) => println!("The profiler did not start: {why}."),
+    }
+    profiler
+}
+
 /// Stops the profiler (which exports a last profile) and says where the
 /// profiles went and how to look at them.
-pub fn finish(profiler: Option<ProfilerHandle>, started: Instant) {
+pub fn finish(profiler: Result<ProfilerHandle, NotStarted>, started: Instant) {
     let rule = "=".repeat(80);
     println!(
         "\n{rule}\nAll phases completed in {:.2}s\n{rule}",
         started.elapsed().as_secs_f64()
     );
-    let Some(profiler) = profiler else {
-        println!("The profiler did not run (DD_PROFILING_ENABLED / DD_PROFILING_LOCK_ENABLED are off, or it failed to start).");
-        return;
+    let profiler = match profiler {
+        Ok(profiler) => profiler,
+        Err(why) => {
+            println!("The profiler did not run: {why}.");
+            return;
+        }
     };
     let output = profiler.output().to_owned();
     let stats = profiler.stop();

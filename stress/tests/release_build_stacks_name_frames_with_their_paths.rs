@@ -7,7 +7,7 @@
 
 mod stress_support;
 
-use lockprof::read::LockProfile;
+use lockprof::read::{profile_files, LockProfile, Pick};
 use lockprof_stress::cargo::build_bin;
 use stress_support::run_ok;
 
@@ -52,11 +52,7 @@ fn every_frame_of_the_program_has_its_path() {
             .env("DD_PROFILING_CAPTURE_PCT", "100")
             .env("DD_PROFILING_OUTPUT_PPROF", dir.path().join("release")),
     );
-    let file = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "pprof"))
-        .expect("a profile");
+    let file = profile_files(dir.path(), Pick::Newest).expect("a profile")[0].clone();
     let profile = LockProfile::from_file(&file).unwrap();
     let frames: Vec<_> = profile
         .samples

@@ -8,6 +8,7 @@ mod stress_support;
 
 use std::collections::BTreeSet;
 
+use lockprof::read::{profile_files, Pick, ProfileFileName};
 use lockprof_stress::config;
 
 use stress_support::{command, program, run_ok};
@@ -333,15 +334,10 @@ hold_time_ms = 1000
     );
 
     // One profiled process per configuration: one pid per profile file.
-    let pids: BTreeSet<String> = std::fs::read_dir(results.join("profiles"))
-        .expect("profiles dir")
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.split('.').nth(1))
-                .map(str::to_owned)
-        })
+    let pids: BTreeSet<u32> = profile_files(&results.join("profiles"), Pick::All)
+        .expect("profiles")
+        .iter()
+        .filter_map(|p| ProfileFileName::parse(p.file_name()?.to_str()?).map(|n| n.pid))
         .collect();
     assert_eq!(pids.len(), 2, "{pids:?}");
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use lockprof::read::{LockProfile, LockSample};
+use lockprof::read::{labels, profile_files, LockProfile, LockSample, Pick};
 use lockprof::Profiler;
 
 /// One profiler per process: tests in one binary take turns.
@@ -17,21 +17,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Every `.pprof` file under `dir`, oldest first.
+/// Every profile file under `dir`, oldest first; none if there is none.
 pub fn profiles_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read profile dir")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pprof"))
-        .collect();
-    files.sort_by_key(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.rsplit('.').nth(1))
-            .and_then(|seq| seq.parse::<u64>().ok())
-            .unwrap_or(0)
-    });
-    files
+    profile_files(dir, Pick::All).unwrap_or_default()
 }
 
 /// Runs `work` under a profiler at `capture_pct` and returns every sample it
@@ -82,7 +70,7 @@ pub fn totals(profile: &LockProfile, lock_name: &str) -> (i64, i64, i64, i64) {
 pub fn totals_for_mode(profile: &LockProfile, lock_name: &str, mode: &str) -> (i64, i64, i64, i64) {
     profile
         .samples_of(lock_name)
-        .filter(|s| s.label_str("lock mode") == Some(mode))
+        .filter(|s| s.label_str(labels::LOCK_MODE) == Some(mode))
         .fold((0, 0, 0, 0), |t, s| {
             (
                 t.0 + s.acquire,

@@ -204,7 +204,11 @@ impl DatadogExporter {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 let _ = thread.join();
-                return Err(ConfigError::new("HTTP client", endpoint.to_string(), e));
+                return Err(ConfigError::new(
+                    "HTTP client",
+                    endpoint.to_string(),
+                    e.to_string(),
+                ));
             }
             Err(_) => {
                 let _ = thread.join();
@@ -294,7 +298,18 @@ impl Drop for DatadogExporter {
     }
 }
 
-fn build_client(endpoint: &Endpoint, timeout: Duration) -> Result<reqwest::blocking::Client, String> {
+/// Why the upload thread has no HTTP client.
+#[derive(Debug, thiserror::Error)]
+enum ClientError {
+    #[error("TLS set-up failed: {0}")]
+    Tls(#[source] rustls::Error),
+    #[error("cannot load the system's TLS roots: {0}")]
+    Roots(#[source] rustls::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+}
+
+fn build_client(endpoint: &Endpoint, timeout: Duration) -> Result<reqwest::blocking::Client, ClientError> {
     let tls = tls_config(endpoint.is_https())?;
     let builder = reqwest::blocking::Client::builder()
         .timeout(timeout)
@@ -310,23 +325,21 @@ fn build_client(endpoint: &Endpoint, timeout: Duration) -> Result<reqwest::block
         Endpoint::Socket { path } => builder.unix_socket(path.as_path()),
         _ => builder,
     };
-    builder
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    builder.build().map_err(ClientError::Build)
 }
 
 /// rustls with the ring provider and the platform's roots. reqwest needs a
 /// TLS configuration even for plain HTTP; when no roots can be loaded and
 /// none are needed, an empty store does.
-fn tls_config(needed: bool) -> Result<rustls::ClientConfig, String> {
+fn tls_config(needed: bool) -> Result<rustls::ClientConfig, ClientError> {
     use rustls_platform_verifier::BuilderVerifierExt;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?;
+        .map_err(ClientError::Tls)?;
     match builder.clone().with_platform_verifier() {
         Ok(b) => Ok(b.with_no_client_auth()),
-        Err(e) if needed => Err(format!("cannot load the system's TLS roots: {e}")),
+        Err(e) if needed => Err(ClientError::Roots(e)),
         Err(_) => Ok(builder
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth()),

@@ -3,7 +3,7 @@
 //! and says which expected names are in it. If an agent or an API key is
 //! configured (`DD_AGENT_HOST`, `DD_TRACE_AGENT_URL`, `DD_TRACE_AGENT_PORT`,
 //! or `DD_API_KEY` for agentless), it then runs the workloads again under
-//! `start_from_env()`, which uploads, and says what the agent or intake did
+//! `try_start_from_env()`, which uploads, and says what the agent or intake did
 //! with the profiles. The closing table tells a
 //! collector problem (names missing locally) from an upload problem (names
 //! present locally but not in Datadog).
@@ -24,11 +24,10 @@ use std::process::ExitCode;
 use std::thread::sleep;
 use std::time::Duration;
 
-use lockprof::read::LockProfile;
+use lockprof::read::{LockName, LockProfile};
 use lockprof::{named, ProfiledMutex as Mutex, ProfiledReentrantMutex, ProfiledRwLock as RwLock, Profiler};
 
 use lockprof_stress::production::{self, env};
-use lockprof_stress::profiles::{self, LockName};
 
 /// Every name the workloads give a lock, with its placement.
 const EXPECTED: &[(&str, &str)] = &[
@@ -247,11 +246,7 @@ fn main() -> ExitCode {
     );
 
     // Step 2: read the newest profile of this process back.
-    let pid = format!(".{}.", std::process::id());
-    let newest = profiles::written_under(&prefix)
-        .into_iter()
-        .rfind(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&pid)));
-    let Some(path) = newest else {
+    let Some(path) = stats.files.last().cloned() else {
         println!("\nNo profile was written under {}.", prefix.display());
         print_diagnosis(false, Upload::NotTried);
         return ExitCode::FAILURE;
@@ -315,7 +310,7 @@ fn analyze(path: &std::path::Path, profile: &LockProfile) -> Vec<&'static str> {
     }
     let (named, generic): (Vec<_>, Vec<_>) = per_label
         .iter()
-        .partition(|(label, _)| matches!(LockName::parse(label), LockName::Named { .. }));
+        .partition(|(label, _)| LockName::parse(label).is_some_and(|name| name.is_named()));
     println!("\nLock names found: {}", per_label.len());
     println!("  named (carry a variable name): {}", named.len());
     for (label, (acquire, release)) in &named {
@@ -327,10 +322,13 @@ fn analyze(path: &std::path::Path, profile: &LockProfile) -> Vec<&'static str> {
     }
     println!("  samples without a lock name: {unlabeled}");
 
-    let labels: Vec<String> = per_label.keys().map(|l| l.to_string()).collect();
     let missing: Vec<&'static str> = EXPECTED
         .iter()
-        .filter(|(name, _)| !profiles::has_name(&labels, name))
+        .filter(|(name, _)| {
+            !per_label
+                .keys()
+                .any(|label| LockName::parse(label).is_some_and(|lock| lock.matches(name)))
+        })
         .map(|(name, _)| *name)
         .collect();
     println!(
@@ -382,7 +380,7 @@ fn upload_step(_: Duration, _: usize) -> Upload {
     Upload::NotTried
 }
 
-/// Runs the workloads again under `start_from_env()`, which sends profiles
+/// Runs the workloads again under `try_start_from_env()`, which sends profiles
 /// where the environment says, and reports what the agent or intake did
 /// with them.
 #[cfg(feature = "datadog")]
@@ -393,13 +391,16 @@ fn upload_step(duration: Duration, workers: usize) -> Upload {
         std::env::set_var("DD_PROFILING_ENABLED", "1");
     }
     println!("\nStep 3: upload ({})", production::upload_mode(false));
-    let Some(profiler) = lockprof::start_from_env() else {
-        println!("The profiler did not start from the environment: DD_PROFILING_ENABLED / DD_PROFILING_LOCK_ENABLED off, or a bad setting (agentless without DD_API_KEY?)");
-        return Upload::Failed;
+    let profiler = match lockprof::try_start_from_env() {
+        Ok(profiler) => profiler,
+        Err(why) => {
+            println!("The profiler did not start from the environment: {why}");
+            return Upload::Failed;
+        }
     };
     let output = profiler.output().to_owned();
     if output.starts_with("files ") {
-        println!("start_from_env() chose local files ({output}), not an upload");
+        println!("try_start_from_env() chose local files ({output}), not an upload");
         drop(profiler);
         return Upload::Failed;
     }

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! The profiler runs when `DD_PROFILING_ENABLED=1 DD_PROFILING_LOCK_ENABLED=1`
-//! are set (through `lockprof::start_from_env`, so every `DD_PROFILING_*`
+//! are set (through `lockprof::try_start_from_env`, so every `DD_PROFILING_*`
 //! variable applies) and not otherwise: the same scenario, run both ways,
 //! measures the profiler's overhead. Acquire times are measured by the
 //! scenario itself, around each acquisition, independently of the profiler.
@@ -217,11 +217,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let requested = profiling_requested();
-    let profiler = lockprof::start_from_env();
-    if requested && profiler.is_none() {
-        eprintln!("lockprof: profiling was requested but did not start; running without it");
-    }
+    let profiler = match lockprof::try_start_from_env() {
+        Ok(profiler) => Some(profiler),
+        Err(lockprof::NotStarted::Disabled) => None,
+        Err(why) => {
+            eprintln!("lockprof: {why}; running without it");
+            None
+        }
+    };
 
     let seeds = Seeds::new(args.seed);
     let started = Instant::now();
@@ -978,19 +981,4 @@ fn params(value: Value) -> BTreeMap<String, Value> {
         Value::Object(map) => map.into_iter().collect(),
         _ => BTreeMap::new(),
     }
-}
-
-/// Whether the environment asks for lock profiling, as `start_from_env`
-/// reads it; only used to warn when the profiler did not start.
-fn profiling_requested() -> bool {
-    let flag = |name: &str, default: bool| match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        }
-        _ => default,
-    };
-    flag("DD_PROFILING_ENABLED", false) && flag("DD_PROFILING_LOCK_ENABLED", true)
 }

@@ -9,7 +9,7 @@
 //!
 //! Sets `DD_SERVICE=rlock-production-stress-test`, `DD_ENV=stress-test`,
 //! `DD_VERSION=1.0.0` and 100% capture unless the environment sets them, and
-//! starts the profiler with `lockprof::start_from_env()`. Profiles go wherever
+//! starts the profiler with `lockprof::try_start_from_env()`. Profiles go wherever
 //! the environment sends them (local files by default); the last lines say
 //! where. `scripts/run_lock_production_stress_test.sh` wraps this with checks
 //! of the upload settings (pass it this program's name).
@@ -284,10 +284,7 @@ fn main() {
         PHASES,
         EXPECTED_NAMES,
     );
-    let profiler = lockprof::start_from_env();
-    if let Some(p) = &profiler {
-        println!("Profiler started; profiles go to {}", p.output());
-    }
+    let profiler = production::start();
 
     let started = Instant::now();
     let phase = duration / PHASES as u32;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use lockprof::read::LockProfile;
+use lockprof::read::{profile_files, LockName, LockProfile, Pick};
 
 /// The executable of the stress program `name`, which cargo builds, in this
 /// test's profile and features, before it runs the test.
@@ -101,29 +101,19 @@ pub fn parse_report(stdout: &str) -> Report {
 /// Every `lock name` label in the profiles under `dir`.
 pub fn lock_names_in(dir: &Path) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    let mut files = 0;
-    for entry in std::fs::read_dir(dir).expect("read the profile directory") {
-        let path = entry.expect("directory entry").path();
-        if path.extension().is_some_and(|e| e == "pprof") {
-            files += 1;
-            let profile = LockProfile::from_file(&path).expect("read a written profile");
-            names.extend(profile.lock_names());
-        }
+    let files = profile_files(dir, Pick::All)
+        .unwrap_or_else(|e| panic!("no profile was written under {}: {e}", dir.display()));
+    for path in files {
+        let profile = LockProfile::from_file(&path).expect("read a written profile");
+        names.extend(profile.lock_names());
     }
-    assert!(files > 0, "no profile was written under {}", dir.display());
     names
 }
 
 /// Whether a label names a lock `ident`, or an instance of it:
 /// `<file>:<line>:<ident>` or `<file>:<line>:<ident>[<instance>]`.
 pub fn has_name(names: &BTreeSet<String>, ident: &str) -> bool {
-    names.iter().any(|label| {
-        label.rsplit_once(':').is_some_and(|(_, last)| {
-            last == ident
-                || last
-                    .strip_prefix(ident)
-                    .and_then(|rest| rest.strip_prefix('['))
-                    .is_some_and(|rest| rest.ends_with(']'))
-        })
-    })
+    names
+        .iter()
+        .any(|label| LockName::parse(label).is_some_and(|name| name.matches(ident)))
 }

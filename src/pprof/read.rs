@@ -1,7 +1,9 @@
 //! Reading lock profiles back: gzip'd, zstd'd or raw pprof, from lockprof or
 //! from Datadog's other profilers; finding the profiles in a directory or under
-//! a `DD_PROFILING_OUTPUT_PPROF` prefix; merging several. Used by tests, the
-//! stress examples and the `lockprof` command.
+//! a `DD_PROFILING_OUTPUT_PPROF` prefix ([`profile_files`]); merging several;
+//! the formats of what lockprof writes: file names ([`ProfileFileName`]),
+//! label keys ([`labels`]) and lock names ([`LockName`]). Used by tests, the
+//! stress programs and the `lockprof` command.
 //!
 //! ```no_run
 //! let profile = lockprof::read::LockProfile::from_file("/tmp/lockprof/app.1234.0.pprof")?;
@@ -17,9 +19,12 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use crate::pprof::{labels, proto};
+use super::{proto, CAUSED_WAIT_TYPE, SAMPLE_TYPES};
 
+pub use super::files::{profile_files, run_name, Pick, ProfileFileName};
+pub use super::labels;
 pub use crate::accuracy::{Figure, LockAccuracy};
+pub use crate::site::LockName;
 
 /// A decoded lock profile: one entry per pprof sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -320,139 +325,6 @@ impl LockProfile {
     }
 }
 
-/// Which of the profiles in a directory or under a prefix to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pick {
-    /// The most recently modified one.
-    Newest,
-    /// All of them, oldest first.
-    All,
-}
-
-/// The profile files that `input` stands for:
-/// - a file: itself (whatever its name);
-/// - a directory: the profile files in it (`*.pprof`, `*.pb`, `*.pb.gz`, …,
-///   or `<name>.<pid>.<seq>` with or without an extension), not recursing;
-/// - otherwise a prefix as given to `DD_PROFILING_OUTPUT_PPROF`: the files
-///   `<prefix>.<pid>.<seq>`, with or without an extension (lockprof writes
-///   `.pprof`).
-///
-/// Of a directory or prefix, `pick` chooses the newest file or all of them.
-pub fn profile_files(input: &Path, pick: Pick) -> Result<Vec<PathBuf>, ReadError> {
-    if input.is_file() {
-        return Ok(vec![input.to_owned()]);
-    }
-    let is_dir = input.is_dir();
-    // `None`: every profile file of a directory; `Some(stem)`: a prefix's.
-    let (dir, stem) = if is_dir {
-        (input.to_owned(), None)
-    } else {
-        let Some(stem) = input.file_name().and_then(|n| n.to_str()) else {
-            return Err(ReadError::NotFound);
-        };
-        let dir = match input.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        (dir, Some(stem))
-    };
-    let matches = |name: &str| match stem {
-        None => is_profile_name(name),
-        Some(stem) => name
-            .strip_prefix(stem)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .is_some_and(is_pid_seq),
-    };
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(_) if !is_dir => return Err(ReadError::NotFound),
-        Err(source) => return Err(ReadError::Io { path: dir, source }),
-    };
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !matches(name) {
-            continue;
-        }
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
-        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-        found.push((modified, entry.path()));
-    }
-    if found.is_empty() {
-        return Err(if is_dir {
-            ReadError::NoProfiles(
-                "directory holds no profile file (*.pprof, *.pb, *.pb.gz, *.pprof.zst, or <prefix>.<pid>.<seq>)"
-                    .to_owned(),
-            )
-        } else {
-            ReadError::NotFound
-        });
-    }
-    found.sort();
-    Ok(match pick {
-        Pick::All => found.into_iter().map(|(_, p)| p).collect(),
-        Pick::Newest => found.pop().map(|(_, p)| p).into_iter().collect(),
-    })
-}
-
-/// The run a profile file belongs to: of `<prefix>.<pid>.<seq>[.ext]`, as
-/// lockprof and Datadog's profilers name them, the file name up to the pid
-/// (`app.1234`: one process); of any other file, its name without the
-/// extension (`before` of `before.pprof`).
-pub fn run_name(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let parts: Vec<&str> = name.split('.').collect();
-    let numeric = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    // From the end: extensions, then the sequence number, then the pid.
-    let extensions = parts.iter().rev().take_while(|p| !numeric(p)).count();
-    let seq = parts.len() - extensions;
-    if seq >= 3 && numeric(parts[seq - 1]) && numeric(parts[seq - 2]) {
-        return parts[..seq - 1].join(".");
-    }
-    match name.find('.') {
-        Some(0) | None => name,
-        Some(i) => name[..i].to_owned(),
-    }
-}
-
-/// `<pid>.<seq>`, then nothing or an extension.
-fn is_pid_seq(rest: &str) -> bool {
-    let mut parts = rest.split('.');
-    let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    digits(parts.next()) && digits(parts.next()) && !rest.ends_with(".tmp")
-}
-
-fn is_profile_name(name: &str) -> bool {
-    if name.starts_with('.') || name.ends_with(".tmp") {
-        return false;
-    }
-    const EXTENSIONS: [&str; 9] = [
-        ".pprof",
-        ".pprof.gz",
-        ".pprof.zst",
-        ".pb",
-        ".pb.gz",
-        ".pb.zst",
-        ".prof",
-        ".prof.gz",
-        ".prof.zst",
-    ];
-    if EXTENSIONS.iter().any(|e| name.ends_with(e)) {
-        return true;
-    }
-    // `<prefix>.<pid>.<seq>` as Datadog's profilers name files.
-    let mut parts = name.rsplit('.');
-    let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    digits(parts.next()) && digits(parts.next()) && parts.next().is_some()
-}
-
 /// Gunzips or un-zstds `bytes` if compressed; returns raw bytes as they are.
 pub(crate) fn decompress(bytes: &[u8]) -> Result<Vec<u8>, ReadError> {
     if bytes.is_empty() {
@@ -506,11 +378,11 @@ fn from_proto(p: &proto::Profile) -> Result<LockProfile, ReadError> {
     }
     let column = |name: &str| sample_types.iter().position(|(t, _)| t == name);
     let columns = [
-        column("lock-acquire"),
-        column("lock-acquire-wait"),
-        column("lock-release"),
-        column("lock-release-hold"),
-        column(crate::pprof::CAUSED_WAIT_TYPE.0),
+        column(SAMPLE_TYPES[0].0),
+        column(SAMPLE_TYPES[1].0),
+        column(SAMPLE_TYPES[2].0),
+        column(SAMPLE_TYPES[3].0),
+        column(CAUSED_WAIT_TYPE.0),
     ];
     if columns.iter().all(Option::is_none) {
         return Err(ReadError::NotLockProfile(
@@ -768,68 +640,6 @@ mod tests {
         );
     }
 
-    fn touch(path: &Path, age_s: u64) {
-        std::fs::write(path, b"x").unwrap();
-        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age_s);
-        std::fs::File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(when)
-            .unwrap();
-    }
-
-    #[test]
-    fn directories_and_prefixes_find_their_profiles_newest_last() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        touch(&d.join("app.10.0.pprof"), 30);
-        touch(&d.join("app.10.1.pprof"), 20);
-        touch(&d.join("app.11.0"), 10); // Datadog's naming without extension.
-        touch(&d.join("other.1.0.pprof"), 5);
-        touch(&d.join("app.10.2.pprof.tmp"), 1);
-        touch(&d.join("notes.txt"), 1);
-        let names = |files: Vec<PathBuf>| -> Vec<String> {
-            files
-                .iter()
-                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-                .collect()
-        };
-        assert_eq!(
-            names(profile_files(d, Pick::Newest).unwrap()),
-            ["other.1.0.pprof"]
-        );
-        assert_eq!(
-            names(profile_files(d, Pick::All).unwrap()),
-            ["app.10.0.pprof", "app.10.1.pprof", "app.11.0", "other.1.0.pprof"]
-        );
-        assert_eq!(
-            names(profile_files(&d.join("app"), Pick::Newest).unwrap()),
-            ["app.11.0"]
-        );
-        assert_eq!(
-            names(profile_files(&d.join("app"), Pick::All).unwrap()),
-            ["app.10.0.pprof", "app.10.1.pprof", "app.11.0"]
-        );
-        assert_eq!(
-            names(profile_files(&d.join("notes.txt"), Pick::Newest).unwrap()),
-            ["notes.txt"]
-        );
-        assert!(matches!(
-            profile_files(&d.join("ap"), Pick::Newest),
-            Err(ReadError::NotFound)
-        ));
-        assert!(matches!(
-            profile_files(&d.join("missing-dir/app"), Pick::Newest),
-            Err(ReadError::NotFound)
-        ));
-        let empty = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            profile_files(empty.path(), Pick::All),
-            Err(ReadError::NoProfiles(_))
-        ));
-    }
-
     #[test]
     fn merge_spans_both_periods_and_keeps_all_samples() {
         let base = LockProfile {
@@ -857,19 +667,5 @@ mod tests {
         assert_eq!(merged.samples.len(), 2);
         assert_eq!(merged.sample_types.len(), 2);
         assert_eq!(merged.comments, ["a", "a"]);
-    }
-
-    #[test]
-    fn run_names_are_the_file_name_up_to_the_pid() {
-        let run = |name: &str| run_name(Path::new("/x").join(name).as_path());
-        assert_eq!(
-            run("lock_profiler_stress.23576.0.pprof"),
-            "lock_profiler_stress.23576"
-        );
-        assert_eq!(run("deadlock-prone.41.12.pprof"), "deadlock-prone.41");
-        assert_eq!(run("app.2.1234.0.pprof.zst"), "app.2.1234");
-        assert_eq!(run("python.1234.7"), "python.1234");
-        assert_eq!(run("before.pprof"), "before");
-        assert_eq!(run("1234.0.pprof"), "1234");
     }
 }
