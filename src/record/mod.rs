@@ -316,16 +316,39 @@ fn lock_for_contended(raw: &impl RawAcquire, handle: &LockHandle, mode: Mode, ti
 /// lengthens the hold seen by other threads.
 #[inline(always)]
 pub(crate) fn release(ticket: Ticket, handle: &LockHandle, mode: Mode, unlock: impl FnOnce()) {
+    release_sending(ticket, handle, mode, unlock, send_release)
+}
+
+/// Sends a sampled release's event (value: the hold), returning whether it
+/// was queued: [`recorder::send`] for the sync locks; the async ones send
+/// their task's labels with it (`recorder::send_task`), which the sync path
+/// must not carry through its stack (see [`recorder::send`]).
+pub(crate) type SendRelease = fn(&LockSite, Mode, u64, u8, stack::Frames<'_>) -> bool;
+
+fn send_release(site: &LockSite, mode: Mode, held: u64, shift: u8, frames: stack::Frames<'_>) -> bool {
+    recorder::send(EventKind::Release, site, mode, held, shift, frames)
+}
+
+/// [`release`], the one release path of every lock type: `send` sends the
+/// sampled release's event.
+#[inline(always)]
+pub(crate) fn release_sending(
+    ticket: Ticket,
+    handle: &LockHandle,
+    mode: Mode,
+    unlock: impl FnOnce(),
+    send: SendRelease,
+) {
     match ticket.0 {
         None => unlock(),
-        Some(_) => release_timed(ticket, handle, mode, unlock),
+        Some(_) => release_timed(ticket, handle, mode, unlock, send),
     }
 }
 
 /// Out of line so that a guard's drop stays small enough to inline.
 #[cold]
 #[inline(never)]
-fn release_timed(ticket: Ticket, handle: &LockHandle, mode: Mode, unlock: impl FnOnce()) {
+fn release_timed(ticket: Ticket, handle: &LockHandle, mode: Mode, unlock: impl FnOnce(), send: SendRelease) {
     let site = handle.site();
     let Some((acquired_at, shift)) = ticket.sampled_at() else {
         // COUNT_AT_RELEASE: no lock held now, so the count may allocate.
@@ -341,6 +364,7 @@ fn release_timed(ticket: Ticket, handle: &LockHandle, mode: Mode, unlock: impl F
         Ticket::held_until(acquired_at, released_at),
         shift,
         ticket.key(),
+        send,
     );
 }
 
@@ -435,11 +459,13 @@ fn acquire_sampled(
 
 #[cold]
 #[inline(never)]
-fn release_sampled(site: &LockSite, mode: Mode, held: u64, shift: u8, key: u64) {
+fn release_sampled(site: &LockSite, mode: Mode, held: u64, shift: u8, key: u64, send: SendRelease) {
     let mut stack = stack::StackBuf::new();
     guarded(|| {
+        // A guard dropped on another thread than its acquisition's (an
+        // async guard) finds no frames to reuse and walks its whole stack.
         stack::capture_release(recorder::max_frames(), &mut stack, key);
-        recorder::send(EventKind::Release, site, mode, held, shift, stack.frames())
+        send(site, mode, held, shift, stack.frames())
     });
 }
 

@@ -188,35 +188,22 @@ fn acquired_sampled(
 }
 
 /// Releases through `unlock`, recording the hold time if the acquisition
-/// was sampled. The guard carries the acquisition time, so this is right
-/// on whichever thread and in whichever task the guard is dropped.
+/// was sampled: the sync locks' release path, sending the task's labels with
+/// the event. The guard carries the acquisition time, so this is right on
+/// whichever thread and in whichever task the guard is dropped.
 #[inline(always)]
 pub(crate) fn release(ticket: Ticket, handle: &LockHandle, mode: Mode, unlock: impl FnOnce()) {
-    let site = handle.site();
-    match ticket.sampled_at() {
-        None => unlock(),
-        Some((acquired_at, shift)) => {
-            let released_at = clock::now();
-            unlock();
-            release_sampled(site, mode, Ticket::held_until(acquired_at, released_at), shift);
-        }
-    }
+    super::release_sending(ticket, handle, mode, unlock, send_release)
 }
 
-#[cold]
-#[inline(never)]
-fn release_sampled(site: &LockSite, mode: Mode, held: u64, shift: u8) {
-    guarded(|| {
-        let mut stack = stack::StackBuf::new();
-        stack::capture_into(recorder::max_frames(), &mut stack);
-        recorder::send_task(
-            EventKind::Release,
-            site,
-            mode,
-            held,
-            shift,
-            stack.frames(),
-            TaskLabels::current(),
-        )
-    });
+fn send_release(site: &LockSite, mode: Mode, held: u64, shift: u8, frames: stack::Frames<'_>) -> bool {
+    recorder::send_task(
+        EventKind::Release,
+        site,
+        mode,
+        held,
+        shift,
+        frames,
+        TaskLabels::current(),
+    )
 }
