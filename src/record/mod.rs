@@ -19,6 +19,7 @@ pub(crate) mod recorder;
 pub(crate) mod report;
 pub(crate) mod sampler;
 pub(crate) mod session;
+pub(crate) mod span;
 pub(crate) mod spread;
 pub(crate) mod stack;
 pub(crate) mod stats;
@@ -503,6 +504,8 @@ pub(crate) struct EventExtra {
     pub(crate) buffered: Option<stack::BufferedStack>,
     /// The async task, for acquisitions by async locks.
     pub(crate) task: Option<labels::TaskLabels>,
+    /// The span the event happened in, when a tracer integration knows it.
+    pub(crate) span: Option<span::SpanLabels>,
 }
 
 #[cfg(test)]

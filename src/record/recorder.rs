@@ -8,12 +8,14 @@
 //! locking thread until they came.
 
 use std::cell::RefCell;
+use std::num::NonZeroU64;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 
 use super::forksafe::ForkSafeMutex;
 use super::labels::{TaskLabels, ThreadMeta};
 use super::queue::{Producer, Queue};
+use super::span::{LocalRoot, SpanLabels};
 use super::spread::Spread;
 use super::stack::{BufferedStack, Frames, Stack};
 use super::{sampler, Event, EventExtra, EventKind, Mode};
@@ -355,6 +357,7 @@ fn send_inner(
                     stack: full_stack.then(|| frames.to_stack()),
                     buffered: None,
                     task,
+                    span: None,
                 }),
             }
         });
@@ -415,6 +418,8 @@ fn send_uncached(session: u32, mut event: Event, stack: Stack, task: Option<Task
         stack: Some(stack),
         buffered: None,
         task,
+        // Its thread-locals are being torn down, a tracer's too, maybe.
+        span: None,
     }));
     push(&mut sink.orphans, event)
 }
@@ -437,9 +442,28 @@ pub(crate) struct SampleKey {
     pub(crate) mode: Mode,
     pub(crate) thread: Arc<ThreadMeta>,
     pub(crate) task: Option<TaskLabels>,
+    /// The span the events happened in.
+    pub(crate) span: Option<SampleSpan>,
     pub(crate) stack: Stack,
     /// For [`EventKind::Caused`], the waiter's stack id; else 0.
     pub(crate) peer: u32,
+}
+
+/// The span of aggregated events, as a profile labels it: its endpoint is
+/// read when the period is taken (see [`span`](super::span)).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SampleSpan {
+    pub(crate) span_id: u64,
+    pub(crate) local_root_span_id: Option<u64>,
+    /// The local root span's endpoint, if it had ended as one by then.
+    pub(crate) endpoint: Option<Arc<str>>,
+}
+
+/// A span as the recorder aggregates by it: its id and its local root's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SpanKey {
+    span_id: NonZeroU64,
+    local_root: Option<NonZeroU64>,
 }
 
 /// An aggregation key as the recorder keeps it between flushes: the thread
@@ -452,6 +476,7 @@ pub(crate) struct RawKey {
     mode: Mode,
     thread: u64,
     task: Option<TaskLabels>,
+    span: Option<SpanKey>,
     stack: u64,
     peer: u32,
 }
@@ -514,6 +539,9 @@ pub(crate) struct Recorder {
     threads: FxHashMap<u64, Arc<ThreadMeta>>,
     /// Events whose stack came by hash but was forgotten meanwhile.
     unresolved: u64,
+    /// The local root spans of this period's events, by id: their
+    /// endpoints are read when the period is taken.
+    roots: FxHashMap<u64, Arc<LocalRoot>>,
 }
 
 /// Distinct stacks the recorder remembers before it forgets them all and has
@@ -528,6 +556,7 @@ impl Recorder {
         // Resolve nothing per event: the thread and stack are checked to be
         // known and aggregated by id and hash; `take` attaches them.
         let mut task = None;
+        let mut span = None;
         if let Some(extra) = event.extra {
             let extra = *extra;
             if let Some(meta) = extra.thread {
@@ -542,6 +571,7 @@ impl Recorder {
                     .or_insert_with(|| buffered.to_stack());
             }
             task = extra.task;
+            span = extra.span.map(|s| self.span_key(s));
         }
         if !self.threads.contains_key(&event.thread) || !self.known.contains_key(&event.stack) {
             self.unresolved += 1;
@@ -558,6 +588,7 @@ impl Recorder {
             mode: event.mode,
             thread: event.thread,
             task,
+            span,
             stack: event.stack,
             peer: event.peer,
         };
@@ -571,6 +602,19 @@ impl Recorder {
         agg.spread.add(1 << shift, event.value_ticks);
     }
 
+    /// The key of `span`, keeping its local root for the flush.
+    fn span_key(&mut self, span: SpanLabels) -> SpanKey {
+        let local_root = span.root.map(|root| {
+            let id = root.id();
+            self.roots.entry(id.get()).or_insert(root);
+            id
+        });
+        SpanKey {
+            span_id: span.span_id,
+            local_root,
+        }
+    }
+
     /// Takes what was aggregated since the last call, converted to
     /// nanoseconds at `ns_per_tick`; keeps the table's capacity so that a
     /// steady workload allocates nothing more. Forgets the known stacks when
@@ -578,7 +622,19 @@ impl Recorder {
     pub(crate) fn take(&mut self, ns_per_tick: f64) -> Taken {
         let recorded = std::mem::take(&mut self.recorded);
         let unresolved = std::mem::take(&mut self.unresolved);
-        let (known, threads) = (&self.known, &self.threads);
+        let (known, threads, roots) = (&self.known, &self.threads, &self.roots);
+        // The endpoints are read now, at the flush: a root span's resource
+        // is final only when it ends, after the events taken under it.
+        let span_of = |key: SpanKey| {
+            let root = key.local_root.map(NonZeroU64::get);
+            SampleSpan {
+                span_id: key.span_id.get(),
+                local_root_span_id: root,
+                endpoint: root
+                    .and_then(|id| roots.get(&id))
+                    .and_then(|r| r.endpoint().cloned()),
+            }
+        };
         let samples = self
             .samples
             .drain()
@@ -591,12 +647,14 @@ impl Recorder {
                     mode: k.mode,
                     thread: Arc::clone(threads.get(&k.thread)?),
                     task: k.task,
+                    span: k.span.map(span_of),
                     stack: known.get(&k.stack)?.clone(),
                     peer: k.peer,
                 };
                 Some((key, agg.in_ns(ns_per_tick)))
             })
             .collect();
+        self.roots.clear();
         if self.known.len() > MAX_KNOWN_STACKS || self.threads.len() > MAX_KNOWN_THREADS {
             self.known = FxHashMap::default();
             self.threads = FxHashMap::default();
@@ -631,6 +689,7 @@ mod tests {
                 stack: full.then(|| stack.clone()),
                 buffered: None,
                 task: None,
+                span: None,
             })),
         }
     }
