@@ -335,7 +335,11 @@ fn send_inner(
         let full_stack = !c.sent.check_and_mark(frames.hash);
         taken = true;
         let task = task.take();
-        let extra = (full_stack || !c.meta_sent || task.is_some()).then(|| {
+        // The one call out of the recording core, on sampled events only:
+        // an Arc's count and a table look-up in the integration, no
+        // allocation.
+        let span = super::span::current();
+        let extra = (full_stack || !c.meta_sent || task.is_some() || span.is_some()).then(|| {
             let thread = (!c.meta_sent).then(|| Arc::clone(&c.meta));
             match c
                 .spare
@@ -346,6 +350,7 @@ fn send_inner(
                 Some(mut extra) => {
                     extra.thread = thread;
                     extra.task = task;
+                    extra.span = span;
                     match (full_stack, &mut extra.buffered) {
                         (true, Some(b)) => b.fill(&frames),
                         _ => extra.buffered = None,
@@ -357,7 +362,7 @@ fn send_inner(
                     stack: full_stack.then(|| frames.to_stack()),
                     buffered: None,
                     task,
-                    span: None,
+                    span,
                 }),
             }
         });

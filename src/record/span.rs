@@ -133,6 +133,103 @@ pub(super) fn after_fork() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::read::LockProfile;
+    use crate::{EncodedProfile, Export, ExportError, ProfiledMutex, Profiler};
+    use std::cell::RefCell;
+    use std::sync::Mutex;
+
+    thread_local! {
+        /// The span the test's provider reports on this thread.
+        static IN_SPAN: RefCell<Option<SpanLabels>> = const { RefCell::new(None) };
+    }
+
+    fn test_provider() -> Option<SpanLabels> {
+        IN_SPAN.with(|s| s.borrow().clone())
+    }
+
+    fn in_span<R>(span_id: u64, root: &Arc<LocalRoot>, f: impl FnOnce() -> R) -> R {
+        IN_SPAN.with(|s| {
+            *s.borrow_mut() = Some(SpanLabels {
+                span_id: NonZeroU64::new(span_id).unwrap(),
+                root: Some(Arc::clone(root)),
+            })
+        });
+        let r = f();
+        IN_SPAN.with(|s| *s.borrow_mut() = None);
+        r
+    }
+
+    #[derive(Clone, Default)]
+    struct Keep(Arc<Mutex<Vec<EncodedProfile>>>);
+
+    impl Export for Keep {
+        fn export(&mut self, profile: &EncodedProfile) -> Result<(), ExportError> {
+            self.0.lock().unwrap().push(profile.clone());
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "kept".into()
+        }
+    }
+
+    /// The path from a provider to a profile, without a tracer: every
+    /// sampled event carries the span it was taken in, the endpoint of a
+    /// root that ended before the flush is read then, and a root still
+    /// running at the flush has none.
+    #[test]
+    fn sampled_events_carry_their_span_and_the_endpoint_known_at_the_flush() {
+        set_provider(test_provider);
+        let kept = Keep::default();
+        let profiler = Profiler::builder()
+            .ignore_env()
+            .capture_pct(100.0)
+            .export(kept.clone())
+            .start()
+            .unwrap();
+        let lock = ProfiledMutex::new(0u32).named("span_test_lock");
+        let id = |n| NonZeroU64::new(n).unwrap();
+        let (request, running) = (Arc::new(LocalRoot::new(id(11))), Arc::new(LocalRoot::new(id(21))));
+        in_span(11, &request, || *lock.lock().unwrap() += 1);
+        in_span(12, &request, || *lock.lock().unwrap() += 1);
+        in_span(22, &running, || *lock.lock().unwrap() += 1);
+        *lock.lock().unwrap() += 1;
+        // The resource is known as the request ends, after its samples.
+        request.end(Some(Arc::from("GET /users/{id}")));
+        profiler.stop();
+
+        let profiles = kept.0.lock().unwrap();
+        assert_eq!(profiles.len(), 1);
+        assert_eq!(profiles[0].endpoint_counts, [("GET /users/{id}".to_owned(), 1)]);
+        let profile = LockProfile::from_bytes(&profiles[0].gzipped_pprof).unwrap();
+        let mut seen: Vec<(&str, Option<i64>, Option<i64>, Option<&str>)> = profile
+            .samples
+            .iter()
+            .filter(|s| s.lock_name.as_deref().is_some_and(|n| n.ends_with(":span_test_lock")))
+            .map(|s| {
+                let kind = if s.acquire > 0 { "acquire" } else { "release" };
+                (
+                    kind,
+                    s.label_num("span id"),
+                    s.label_num("local root span id"),
+                    s.label_str("trace endpoint"),
+                )
+            })
+            .collect();
+        seen.sort();
+        let endpoint = Some("GET /users/{id}");
+        let expected: Vec<_> = ["acquire", "release"]
+            .into_iter()
+            .flat_map(|kind| {
+                [
+                    (kind, None, None, None),
+                    (kind, Some(11), Some(11), endpoint),
+                    (kind, Some(12), Some(11), endpoint),
+                    (kind, Some(22), Some(21), None),
+                ]
+            })
+            .collect();
+        assert_eq!(seen, expected);
+    }
 
     #[test]
     fn a_root_ends_once() {
