@@ -470,7 +470,8 @@ pub(crate) enum EventKind {
 
 /// One sampled event, handed from a locking thread to the recorder: one
 /// cache line, since the line is what a hand-off costs. What is sent only
-/// once per thread or stack, or only by async locks, is boxed in `extra`.
+/// once per thread or stack, or only by async locks or inside a traced
+/// span, is boxed in `extra`.
 #[derive(Debug)]
 #[repr(align(64))]
 pub(crate) struct Event {

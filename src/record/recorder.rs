@@ -80,6 +80,9 @@ struct Cached {
     /// An event's extra part allocated ahead (by [`prepare`]), for the next
     /// new stack sent while a user's lock is held.
     spare: Option<Box<EventExtra>>,
+    /// The same without a stack buffer, for the next event that needs an
+    /// extra part for its labels alone (its span, say).
+    spare_labels: Option<Box<EventExtra>>,
 }
 
 impl Cached {
@@ -94,6 +97,7 @@ impl Cached {
             meta_sent: false,
             sent: SentStacks(None),
             spare: None,
+            spare_labels: None,
         });
         if c.session != session {
             c.session = session;
@@ -244,6 +248,9 @@ pub(crate) fn prepare() {
                 ..Default::default()
             }));
         }
+        if c.spare_labels.is_none() {
+            c.spare_labels = Some(Box::default());
+        }
     });
 }
 
@@ -341,19 +348,23 @@ fn send_inner(
         let span = super::span::current();
         let extra = (full_stack || !c.meta_sent || task.is_some() || span.is_some()).then(|| {
             let thread = (!c.meta_sent).then(|| Arc::clone(&c.meta));
-            match c
-                .spare
-                .take()
-                .filter(|spare| spare.buffered.as_ref().is_some_and(|b| b.fits(&frames)))
-            {
+            let spare = if full_stack {
+                c.spare
+                    .take()
+                    .filter(|spare| spare.buffered.as_ref().is_some_and(|b| b.fits(&frames)))
+            } else {
+                // Labels alone (every sampled event in a span has some): the
+                // stack buffer stays for the next new stack.
+                c.spare_labels.take()
+            };
+            match spare {
                 // Allocates nothing: a user's lock may be held.
                 Some(mut extra) => {
                     extra.thread = thread;
                     extra.task = task;
                     extra.span = span;
-                    match (full_stack, &mut extra.buffered) {
-                        (true, Some(b)) => b.fill(&frames),
-                        _ => extra.buffered = None,
+                    if let (true, Some(b)) = (full_stack, &mut extra.buffered) {
+                        b.fill(&frames);
                     }
                     extra
                 }

@@ -201,10 +201,14 @@ mod tests {
         assert_eq!(profiles.len(), 1);
         assert_eq!(profiles[0].endpoint_counts, [("GET /users/{id}".to_owned(), 1)]);
         let profile = LockProfile::from_bytes(&profiles[0].gzipped_pprof).unwrap();
-        let mut seen: Vec<(&str, Option<i64>, Option<i64>, Option<&str>)> = profile
+        let mut seen: Vec<_> = profile
             .samples
             .iter()
-            .filter(|s| s.lock_name.as_deref().is_some_and(|n| n.ends_with(":span_test_lock")))
+            .filter(|s| {
+                s.lock_name
+                    .as_deref()
+                    .is_some_and(|n| n.ends_with(":span_test_lock"))
+            })
             .map(|s| {
                 let kind = if s.acquire > 0 { "acquire" } else { "release" };
                 (
