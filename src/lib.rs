@@ -51,6 +51,8 @@ mod config;
 mod encode;
 mod export;
 mod naming;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod pprof;
 mod profiler;
 pub mod read;
@@ -70,6 +72,8 @@ pub use export::{
 };
 pub use export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
 pub use naming::Nameable;
+#[cfg(feature = "opentelemetry")]
+pub use otel::ProfilingSpanProcessor;
 pub use profiler::{start_from_env, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats, StartError};
 pub use record::stack::Unwinder;
 pub use site::LockSite;
