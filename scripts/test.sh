@@ -11,7 +11,9 @@
 # `--all-features` builds the `lockprof` command (feature `cli`) and runs its
 # tests, including the bounded fuzzing of the profile decoder and the report
 # builders (proptests with fixed case counts, a few seconds; failures are kept
-# in proptest-regressions/ and replayed first on later runs). The stress
+# in proptest-regressions/ and replayed first on later runs), and Datadog's
+# Rust tracer for the end-to-end test of trace correlation (feature
+# `datadog-tracer-e2e`, against the test agent installed below). The stress
 # suite (stress/) is a default member of the workspace: the commands below
 # cover it too.
 set -euo pipefail

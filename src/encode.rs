@@ -134,6 +134,11 @@ fn as_pprof<'a>(s: &'a WeightedSample, waiters: &FxHashSet<u32>) -> pprof::Sampl
             id: t.id,
             name: t.name.as_deref(),
         }),
+        span: s.span.as_ref().map(|span| pprof::SpanLabels {
+            span_id: span.span_id,
+            local_root_span_id: span.local_root_span_id,
+            endpoint: span.endpoint.as_deref(),
+        }),
         stack: s.stack.as_ref().map(|st| pprof::Stack {
             ips: &st.ips,
             omitted: st.omitted,

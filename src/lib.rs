@@ -32,6 +32,14 @@
 //! measured from the first poll of `lock()`, the hold across `.await`s and
 //! threads until the guard drops.
 //!
+//! ## Which request waited
+//!
+//! With the `opentelemetry` feature, `ProfilingSpanProcessor`, installed in
+//! an OpenTelemetry tracer provider (Datadog's `datadog-opentelemetry`, or
+//! any SDK 0.33 one), gives each sampled event taken inside a span the
+//! labels Datadog links profiles to traces by: `span id`, `local root span
+//! id` and `trace endpoint`.
+//!
 //! ## Cost
 //!
 //! An acquisition that is not sampled reads no clock, captures no stack,
@@ -51,6 +59,8 @@ mod config;
 mod encode;
 mod export;
 mod naming;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod pprof;
 mod profiler;
 mod record;
@@ -69,6 +79,8 @@ pub use export::{
 };
 pub use export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats};
 pub use naming::Nameable;
+#[cfg(feature = "opentelemetry")]
+pub use otel::ProfilingSpanProcessor;
 pub use pprof::read;
 pub use profiler::{
     start_from_env, try_start_from_env, NotStarted, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats,

@@ -13,6 +13,7 @@ fn profile(seq: u64) -> EncodedProfile {
         end: SystemTime::now(),
         seq,
         stats: ProfileStats::default(),
+        endpoint_counts: Vec::new(),
     }
 }
 

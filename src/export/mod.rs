@@ -29,6 +29,10 @@ pub struct EncodedProfile {
     pub seq: u64,
     /// Figures about the period, for diagnostics.
     pub stats: ProfileStats,
+    /// Requests served in the period, per endpoint, by name: the local
+    /// root spans that ended as requests (feature `opentelemetry`; empty
+    /// without it). Uploads send them as `event.json`'s `endpoint_counts`.
+    pub endpoint_counts: Vec<(String, u64)>,
 }
 
 /// Figures about one profile period.

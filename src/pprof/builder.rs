@@ -127,6 +127,8 @@ pub(crate) struct Sample<'a> {
     pub(crate) thread: Option<ThreadLabels<'a>>,
     /// The async task, for acquisitions by async locks.
     pub(crate) task: Option<TaskLabels<'a>>,
+    /// The span the events happened in.
+    pub(crate) span: Option<SpanLabels<'a>>,
     /// `None` for the `<unsampled>` remainder.
     pub(crate) stack: Option<Stack<'a>>,
     pub(crate) count: u64,
@@ -163,6 +165,14 @@ pub(crate) struct ThreadLabels<'a> {
 pub(crate) struct TaskLabels<'a> {
     pub(crate) id: Option<u64>,
     pub(crate) name: Option<&'a str>,
+}
+
+/// The `span id`, `local root span id` and `trace endpoint` labels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpanLabels<'a> {
+    pub(crate) span_id: u64,
+    pub(crate) local_root_span_id: Option<u64>,
+    pub(crate) endpoint: Option<&'a str>,
 }
 
 /// A sampled stack's return addresses, leaf first.
@@ -294,6 +304,15 @@ pub(crate) fn build<'a>(
             }
             if let Some(name) = task.name {
                 label.push(str_label(&mut b, labels::TASK_NAME, name));
+            }
+        }
+        if let Some(span) = s.span {
+            label.push(num_label(&mut b, labels::SPAN_ID, span.span_id));
+            if let Some(root) = span.local_root_span_id {
+                label.push(num_label(&mut b, labels::LOCAL_ROOT_SPAN_ID, root));
+            }
+            if let Some(endpoint) = span.endpoint {
+                label.push(str_label(&mut b, labels::TRACE_ENDPOINT, endpoint));
             }
         }
         if let Some(id) = s.stack_id {

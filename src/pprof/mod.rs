@@ -13,7 +13,9 @@ mod symtab;
 
 #[cfg(feature = "datadog")]
 pub(crate) use builder::without_caused_wait;
-pub(crate) use builder::{build, gzip, PeriodInfo, Sample, SampleKind, Stack, TaskLabels, ThreadLabels};
+pub(crate) use builder::{
+    build, gzip, PeriodInfo, Sample, SampleKind, SpanLabels, Stack, TaskLabels, ThreadLabels,
+};
 
 /// The sample types of a lock profile, in the order of `Sample.value`.
 pub(crate) const SAMPLE_TYPES: [(&str, &str); 4] = [
@@ -57,4 +59,11 @@ pub mod labels {
     pub const WAITER_STACK_ID: &str = "waiter stack id";
     /// On a `lock-acquire` sample whose stack waited on a holder (a number).
     pub const STACK_ID: &str = "stack id";
+    /// The span the events happened in (a number: Datadog's span id, its 64
+    /// bits as pprof's signed number), with the `opentelemetry` feature.
+    pub const SPAN_ID: &str = "span id";
+    /// Its local root span's id (a number, like `span id`).
+    pub const LOCAL_ROOT_SPAN_ID: &str = "local root span id";
+    /// The local root span's resource, when it served a request (a string).
+    pub const TRACE_ENDPOINT: &str = "trace endpoint";
 }

@@ -150,6 +150,11 @@ impl Worker {
     fn flush(&mut self) {
         let period = self.session.take_period();
         let (start, end) = (period.start, period.end);
+        let endpoint_counts = period
+            .endpoint_counts
+            .iter()
+            .map(|(endpoint, n)| (endpoint.to_string(), *n))
+            .collect();
         let stats = ProfileStats {
             events_recorded: period.recorded,
             events_dropped: period.dropped,
@@ -181,6 +186,7 @@ impl Worker {
                 samples: encoded.samples,
                 ..stats
             },
+            endpoint_counts,
         };
         match self.exporter.export(&profile) {
             Ok(()) => {

@@ -85,6 +85,7 @@ pub(crate) fn period(stacks: usize, depth: usize) -> Period {
                 mode: Mode::Exclusive,
                 thread: Arc::clone(&thread),
                 task: None,
+                span: None,
                 stack: stack.clone(),
                 peer: 0,
             };
@@ -115,5 +116,6 @@ pub(crate) fn period(stacks: usize, depth: usize) -> Period {
         max_frames: 64,
         truncated_walks: 0,
         uncounted: 0,
+        endpoint_counts: Vec::new(),
     }
 }

@@ -19,6 +19,7 @@ pub(crate) mod recorder;
 pub(crate) mod report;
 pub(crate) mod sampler;
 pub(crate) mod session;
+pub(crate) mod span;
 pub(crate) mod spread;
 pub(crate) mod stack;
 pub(crate) mod stats;
@@ -506,7 +507,8 @@ pub(crate) enum EventKind {
 
 /// One sampled event, handed from a locking thread to the recorder: one
 /// cache line, since the line is what a hand-off costs. What is sent only
-/// once per thread or stack, or only by async locks, is boxed in `extra`.
+/// once per thread or stack, or only by async locks or inside a traced
+/// span, is boxed in `extra`.
 #[derive(Debug)]
 #[repr(align(64))]
 pub(crate) struct Event {
@@ -540,6 +542,8 @@ pub(crate) struct EventExtra {
     pub(crate) buffered: Option<stack::BufferedStack>,
     /// The async task, for acquisitions by async locks.
     pub(crate) task: Option<labels::TaskLabels>,
+    /// The span the event happened in, when a tracer integration knows it.
+    pub(crate) span: Option<span::SpanLabels>,
 }
 
 #[cfg(test)]

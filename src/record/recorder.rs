@@ -8,12 +8,14 @@
 //! locking thread until they came.
 
 use std::cell::RefCell;
+use std::num::NonZeroU64;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 
 use super::forksafe::ForkSafeMutex;
 use super::labels::{TaskLabels, ThreadMeta};
 use super::queue::{Producer, Queue};
+use super::span::{LocalRoot, SpanLabels};
 use super::spread::Spread;
 use super::stack::{BufferedStack, Frames, Stack};
 use super::{sampler, Event, EventExtra, EventKind, Mode};
@@ -78,6 +80,9 @@ struct Cached {
     /// An event's extra part allocated ahead (by [`prepare`]), for the next
     /// new stack sent while a user's lock is held.
     spare: Option<Box<EventExtra>>,
+    /// The same without a stack buffer, for the next event that needs an
+    /// extra part for its labels alone (its span, say).
+    spare_labels: Option<Box<EventExtra>>,
 }
 
 impl Cached {
@@ -92,6 +97,7 @@ impl Cached {
             meta_sent: false,
             sent: SentStacks(None),
             spare: None,
+            spare_labels: None,
         });
         if c.session != session {
             c.session = session;
@@ -242,6 +248,9 @@ pub(crate) fn prepare() {
                 ..Default::default()
             }));
         }
+        if c.spare_labels.is_none() {
+            c.spare_labels = Some(Box::default());
+        }
     });
 }
 
@@ -333,20 +342,29 @@ fn send_inner(
         let full_stack = !c.sent.check_and_mark(frames.hash);
         taken = true;
         let task = task.take();
-        let extra = (full_stack || !c.meta_sent || task.is_some()).then(|| {
+        // The one call out of the recording core, on sampled events only:
+        // an Arc's count and a table look-up in the integration, no
+        // allocation.
+        let span = super::span::current();
+        let extra = (full_stack || !c.meta_sent || task.is_some() || span.is_some()).then(|| {
             let thread = (!c.meta_sent).then(|| Arc::clone(&c.meta));
-            match c
-                .spare
-                .take()
-                .filter(|spare| spare.buffered.as_ref().is_some_and(|b| b.fits(&frames)))
-            {
+            let spare = if full_stack {
+                c.spare
+                    .take()
+                    .filter(|spare| spare.buffered.as_ref().is_some_and(|b| b.fits(&frames)))
+            } else {
+                // Labels alone (every sampled event in a span has some): the
+                // stack buffer stays for the next new stack.
+                c.spare_labels.take()
+            };
+            match spare {
                 // Allocates nothing: a user's lock may be held.
                 Some(mut extra) => {
                     extra.thread = thread;
                     extra.task = task;
-                    match (full_stack, &mut extra.buffered) {
-                        (true, Some(b)) => b.fill(&frames),
-                        _ => extra.buffered = None,
+                    extra.span = span;
+                    if let (true, Some(b)) = (full_stack, &mut extra.buffered) {
+                        b.fill(&frames);
                     }
                     extra
                 }
@@ -355,6 +373,7 @@ fn send_inner(
                     stack: full_stack.then(|| frames.to_stack()),
                     buffered: None,
                     task,
+                    span,
                 }),
             }
         });
@@ -415,6 +434,8 @@ fn send_uncached(session: u32, mut event: Event, stack: Stack, task: Option<Task
         stack: Some(stack),
         buffered: None,
         task,
+        // Its thread-locals are being torn down, a tracer's too, maybe.
+        span: None,
     }));
     push(&mut sink.orphans, event)
 }
@@ -437,9 +458,28 @@ pub(crate) struct SampleKey {
     pub(crate) mode: Mode,
     pub(crate) thread: Arc<ThreadMeta>,
     pub(crate) task: Option<TaskLabels>,
+    /// The span the events happened in.
+    pub(crate) span: Option<SampleSpan>,
     pub(crate) stack: Stack,
     /// For [`EventKind::Caused`], the waiter's stack id; else 0.
     pub(crate) peer: u32,
+}
+
+/// The span of aggregated events, as a profile labels it: its endpoint is
+/// read when the period is taken (see [`span`](super::span)).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SampleSpan {
+    pub(crate) span_id: u64,
+    pub(crate) local_root_span_id: Option<u64>,
+    /// The local root span's endpoint, if it had ended as one by then.
+    pub(crate) endpoint: Option<Arc<str>>,
+}
+
+/// A span as the recorder aggregates by it: its id and its local root's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SpanKey {
+    span_id: NonZeroU64,
+    local_root: Option<NonZeroU64>,
 }
 
 /// An aggregation key as the recorder keeps it between flushes: the thread
@@ -452,6 +492,7 @@ pub(crate) struct RawKey {
     mode: Mode,
     thread: u64,
     task: Option<TaskLabels>,
+    span: Option<SpanKey>,
     stack: u64,
     peer: u32,
 }
@@ -514,6 +555,9 @@ pub(crate) struct Recorder {
     threads: FxHashMap<u64, Arc<ThreadMeta>>,
     /// Events whose stack came by hash but was forgotten meanwhile.
     unresolved: u64,
+    /// The local root spans of this period's events, by id: their
+    /// endpoints are read when the period is taken.
+    roots: FxHashMap<u64, Arc<LocalRoot>>,
 }
 
 /// Distinct stacks the recorder remembers before it forgets them all and has
@@ -528,6 +572,7 @@ impl Recorder {
         // Resolve nothing per event: the thread and stack are checked to be
         // known and aggregated by id and hash; `take` attaches them.
         let mut task = None;
+        let mut span = None;
         if let Some(extra) = event.extra {
             let extra = *extra;
             if let Some(meta) = extra.thread {
@@ -542,6 +587,7 @@ impl Recorder {
                     .or_insert_with(|| buffered.to_stack());
             }
             task = extra.task;
+            span = extra.span.map(|s| self.span_key(s));
         }
         if !self.threads.contains_key(&event.thread) || !self.known.contains_key(&event.stack) {
             self.unresolved += 1;
@@ -558,6 +604,7 @@ impl Recorder {
             mode: event.mode,
             thread: event.thread,
             task,
+            span,
             stack: event.stack,
             peer: event.peer,
         };
@@ -571,6 +618,19 @@ impl Recorder {
         agg.spread.add(1 << shift, event.value_ticks);
     }
 
+    /// The key of `span`, keeping its local root for the flush.
+    fn span_key(&mut self, span: SpanLabels) -> SpanKey {
+        let local_root = span.root.map(|root| {
+            let id = root.id();
+            self.roots.entry(id.get()).or_insert(root);
+            id
+        });
+        SpanKey {
+            span_id: span.span_id,
+            local_root,
+        }
+    }
+
     /// Takes what was aggregated since the last call, converted to
     /// nanoseconds at `ns_per_tick`; keeps the table's capacity so that a
     /// steady workload allocates nothing more. Forgets the known stacks when
@@ -578,7 +638,19 @@ impl Recorder {
     pub(crate) fn take(&mut self, ns_per_tick: f64) -> Taken {
         let recorded = std::mem::take(&mut self.recorded);
         let unresolved = std::mem::take(&mut self.unresolved);
-        let (known, threads) = (&self.known, &self.threads);
+        let (known, threads, roots) = (&self.known, &self.threads, &self.roots);
+        // The endpoints are read now, at the flush: a root span's resource
+        // is final only when it ends, after the events taken under it.
+        let span_of = |key: SpanKey| {
+            let root = key.local_root.map(NonZeroU64::get);
+            SampleSpan {
+                span_id: key.span_id.get(),
+                local_root_span_id: root,
+                endpoint: root
+                    .and_then(|id| roots.get(&id))
+                    .and_then(|r| r.endpoint().cloned()),
+            }
+        };
         let samples = self
             .samples
             .drain()
@@ -591,12 +663,14 @@ impl Recorder {
                     mode: k.mode,
                     thread: Arc::clone(threads.get(&k.thread)?),
                     task: k.task,
+                    span: k.span.map(span_of),
                     stack: known.get(&k.stack)?.clone(),
                     peer: k.peer,
                 };
                 Some((key, agg.in_ns(ns_per_tick)))
             })
             .collect();
+        self.roots.clear();
         if self.known.len() > MAX_KNOWN_STACKS || self.threads.len() > MAX_KNOWN_THREADS {
             self.known = FxHashMap::default();
             self.threads = FxHashMap::default();
@@ -631,6 +705,7 @@ mod tests {
                 stack: full.then(|| stack.clone()),
                 buffered: None,
                 task: None,
+                span: None,
             })),
         }
     }

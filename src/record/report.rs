@@ -61,7 +61,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::labels::{TaskLabels, ThreadMeta};
-use super::recorder::{Aggregate, SampleKey};
+use super::recorder::{Aggregate, SampleKey, SampleSpan};
 use super::spread::{ht_count_se, ht_se, ratio_se, Sums};
 use super::stack::Stack;
 use super::stats::Totals;
@@ -80,6 +80,8 @@ pub(crate) struct WeightedSample {
     pub(crate) thread: Option<Arc<ThreadMeta>>,
     /// The async task, for acquisitions by async locks.
     pub(crate) task: Option<TaskLabels>,
+    /// The span the events happened in.
+    pub(crate) span: Option<SampleSpan>,
     pub(crate) stack: Option<Stack>,
     pub(crate) count: u64,
     pub(crate) total_ns: u64,
@@ -176,7 +178,11 @@ pub(crate) fn weigh<S: std::hash::BuildHasher>(
     sorted.sort_unstable_by(|(ka, ia), (kb, ib)| {
         ka.cmp(kb).then_with(|| {
             let (a, b) = (&samples[*ia as usize].0, &samples[*ib as usize].0);
-            a.stack.ips.cmp(&b.stack.ips).then(a.task.cmp(&b.task))
+            a.stack
+                .ips
+                .cmp(&b.stack.ips)
+                .then(a.task.cmp(&b.task))
+                .then_with(|| a.span.cmp(&b.span))
         })
     });
     let mut samples: Vec<Option<(SampleKey, Aggregate)>> = samples.into_iter().map(Some).collect();
@@ -225,6 +231,7 @@ pub(crate) fn weigh<S: std::hash::BuildHasher>(
                     mode,
                     thread: None,
                     task: None,
+                    span: None,
                     stack: None,
                     count: residual_count,
                     total_ns,
@@ -250,6 +257,7 @@ pub(crate) fn weigh<S: std::hash::BuildHasher>(
                 mode,
                 thread: Some(key.thread),
                 task: key.task,
+                span: key.span,
                 stack: Some(key.stack),
                 count,
                 total_ns,
@@ -265,6 +273,7 @@ pub(crate) fn weigh<S: std::hash::BuildHasher>(
             mode: k.mode,
             thread: Some(k.thread),
             task: k.task,
+            span: k.span,
             stack: Some(k.stack),
             count: (a.weight as f64 * inverse_p).round() as u64,
             total_ns: (a.total_ns as f64 * caused_scale(k.site, k.mode)).round() as u64,
@@ -282,6 +291,7 @@ pub(crate) fn weigh<S: std::hash::BuildHasher>(
                     .cmp(&b.stack.as_ref().map(|s| &s.ips))
             })
             .then(a.peer.cmp(&b.peer))
+            .then_with(|| a.span.cmp(&b.span))
     });
     out.extend(caused);
     out
@@ -442,6 +452,7 @@ mod tests {
                 name: String::new(),
             }),
             task: None,
+            span: None,
             stack: Stack::new(&[ip], 0),
             peer: 0,
         }

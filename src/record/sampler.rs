@@ -313,6 +313,23 @@ pub(crate) fn enter<R>(f: impl FnOnce() -> R) -> Option<R> {
         .flatten()
 }
 
+/// Runs `f` so that no lock it takes on this thread is sampled, nested or
+/// not: for the profiler's own bookkeeping that runs on a user's thread
+/// outside [`enter`] (a tracer integration's tables), which may allocate,
+/// and a global allocator may take a profiled lock.
+#[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+pub(crate) fn unrecorded<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = LOCAL.try_with(|l| l.busy.set(self.0));
+        }
+    }
+    let previous = LOCAL.try_with(|l| l.busy.replace(true)).unwrap_or(true);
+    let _restore = Restore(previous);
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +383,24 @@ mod tests {
             mark_profiler_thread();
             assert_eq!(enter(|| ()), None);
             assert_eq!(enter(|| ()), None, "still marked after a refused enter");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn unrecorded_code_runs_even_nested_and_restores_the_flag() {
+        std::thread::spawn(|| {
+            assert!(!inside_profiler());
+            let nested = unrecorded(|| {
+                assert!(inside_profiler());
+                let inner = unrecorded(inside_profiler);
+                (inner, inside_profiler(), enter(|| ()))
+            });
+            assert_eq!(nested, (true, true, None));
+            assert!(!inside_profiler());
+            assert_eq!(enter(|| unrecorded(|| 5)), Some(5));
+            assert!(!inside_profiler());
         })
         .join()
         .unwrap();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::recorder::{self, Aggregate, Recorder, SampleKey};
 use super::stats::{self, Totals};
-use super::{clock, sampler, stack, Mode, INTERNAL_PANICS};
+use super::{clock, sampler, span, stack, Mode, INTERNAL_PANICS};
 use crate::site::SiteKey;
 use crate::util::fxhash::FxHashMap;
 
@@ -112,6 +112,7 @@ impl Session {
             // fork stay locked here for good.
             recorder::after_fork();
             stats::after_fork();
+            span::after_fork();
         }
         let unwinder = stack::select(settings.unwinder);
         clock::select();
@@ -122,6 +123,8 @@ impl Session {
             clock::ticks_per_sec(),
         );
         stats::reset_baseline();
+        // Requests that ended while no profiler ran are no one's.
+        let _ = span::take_endpoint_counts();
         let events = recorder::open(id, settings.queue_capacity, settings.max_frames);
         let session = Session {
             events,
@@ -180,6 +183,7 @@ impl Session {
             max_frames: self.max_frames,
             truncated_walks: stack::truncated_walks(),
             uncounted: stats::overflowed(),
+            endpoint_counts: span::take_endpoint_counts(),
         }
     }
 
@@ -232,6 +236,8 @@ pub(crate) struct Period {
     /// Acquisitions not counted, of lock names beyond the first
     /// [`MAX_LOCK_NAMES`], since the process started.
     pub(crate) uncounted: u64,
+    /// Requests served in the period, per endpoint (see [`span`]).
+    pub(crate) endpoint_counts: Vec<(std::sync::Arc<str>, u64)>,
 }
 
 /// Lock names whose acquisitions are counted exactly.

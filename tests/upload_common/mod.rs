@@ -1,7 +1,10 @@
 //! Helpers shared by the upload tests: a raw HTTP client, a multipart parser,
-//! a scripted agent on loopback, and a small locking workload.
+//! a scripted agent on loopback, Datadog's test agent, and a small locking
+//! workload.
 
 #![allow(dead_code)]
+
+pub mod test_agent;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

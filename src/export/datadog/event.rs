@@ -95,7 +95,7 @@ pub(crate) fn event_json(
         ("end", Value::String(rfc3339(profile.end))),
         ("family", json!("rust")),
         ("version", json!("4")),
-        ("endpoint_counts", Value::Null),
+        ("endpoint_counts", endpoint_counts(&profile.endpoint_counts)),
         ("internal", internal),
         ("info", json!({ "profiler": { "settings": settings } })),
     ];
@@ -111,6 +111,20 @@ pub(crate) fn event_json(
     }
     out.push(b'}');
     out
+}
+
+/// `endpoint_counts` as Datadog's profilers send it: requests per endpoint,
+/// `{"GET /users": 12}`, or `null` when there were none.
+fn endpoint_counts(counts: &[(String, u64)]) -> Value {
+    if counts.is_empty() {
+        return Value::Null;
+    }
+    Value::Object(
+        counts
+            .iter()
+            .map(|(endpoint, n)| (endpoint.clone(), json!(n)))
+            .collect(),
+    )
 }
 
 /// The version of the compiler that built this crate (`1.83.0`).
@@ -224,6 +238,7 @@ mod tests {
             end: UNIX_EPOCH + Duration::from_secs(1),
             seq: 3,
             stats: crate::export::ProfileStats::default(),
+            endpoint_counts: Vec::new(),
         };
         let tags = FixedTags::new("svc", Some("prod"), None, None, &["a:b".to_owned()]);
         let bytes = event_json(&profile, &tags, &json!({"x": 1}), &UploadStats::default());
@@ -252,6 +267,29 @@ mod tests {
             "{tags}"
         );
         assert!(tags.ends_with(",profile_seq:3,a:b"), "{tags}");
+    }
+
+    #[test]
+    fn endpoint_counts_are_a_map_of_requests_or_null() {
+        let mut profile = EncodedProfile {
+            gzipped_pprof: Vec::new(),
+            start: UNIX_EPOCH,
+            end: UNIX_EPOCH,
+            seq: 0,
+            stats: crate::export::ProfileStats::default(),
+            endpoint_counts: Vec::new(),
+        };
+        let tags = FixedTags::new("svc", None, None, None, &[]);
+        let event = |p: &EncodedProfile| -> Value {
+            serde_json::from_slice(&event_json(p, &tags, &json!({}), &UploadStats::default())).unwrap()
+        };
+        // As ddtrace 4.16 sends it without requests (tests/data/).
+        assert_eq!(event(&profile)["endpoint_counts"], Value::Null);
+        profile.endpoint_counts = vec![("GET /users/{id}".to_owned(), 3), ("checkout".to_owned(), 1)];
+        assert_eq!(
+            event(&profile)["endpoint_counts"],
+            json!({"GET /users/{id}": 3, "checkout": 1})
+        );
     }
 
     #[test]

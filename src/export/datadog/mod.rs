@@ -636,6 +636,7 @@ mod tests {
             end: SystemTime::now(),
             seq: 7,
             stats: ProfileStats::default(),
+            endpoint_counts: Vec::new(),
         };
         exporter.export(&profile).unwrap();
         exporter.finish();
