@@ -367,9 +367,36 @@ struct Uploader {
 enum Outcome {
     Sent,
     /// Worth another try: transport error, timeout, 5xx, 408, 429.
-    Retry(String),
+    Retry(SendError),
     /// Refused for good.
-    Refused(String),
+    Refused(SendError),
+}
+
+/// Why one upload did not go through, as logged. Never holds the API key:
+/// texts that came back from the network are redacted first.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("the profiler stopped before it could be sent")]
+    Stopped,
+    #[error("DD_API_KEY holds characters not allowed in a header")]
+    KeyNotAHeader,
+    /// Timeout, connection or request failure (redacted).
+    #[error("{0}")]
+    Transport(String),
+    /// 408, 429 and 5xx.
+    #[error("HTTP {code} from {to}")]
+    Busy { code: u16, to: String },
+    #[error("HTTP {code} from {to}: the API key was refused (check DD_API_KEY{where_})")]
+    KeyRefused {
+        code: u16,
+        to: String,
+        where_: &'static str,
+    },
+    #[error("HTTP 404 from {to}: the agent is too old to accept profiles, or the URL is wrong")]
+    NotFound { to: String },
+    /// Any other status, with the start of the answer's body (redacted).
+    #[error("HTTP {code} from {to}: {body}")]
+    Status { code: u16, to: String, body: String },
 }
 
 impl Uploader {
@@ -487,7 +514,7 @@ impl Uploader {
         if let Some(stop_by) = self.queue.pending.lock().stop_by {
             timeout = timeout.min(stop_by.saturating_duration_since(Instant::now()));
             if timeout.is_zero() {
-                return Outcome::Refused("the profiler stopped before it could be sent".into());
+                return Outcome::Refused(SendError::Stopped);
             }
         }
         let mut request = self
@@ -504,16 +531,14 @@ impl Uploader {
         if let Endpoint::Agentless { key, .. } = &self.endpoint {
             let mut value = match reqwest::header::HeaderValue::from_str(key.expose()) {
                 Ok(v) => v,
-                Err(_) => {
-                    return Outcome::Refused("DD_API_KEY holds characters not allowed in a header".into())
-                }
+                Err(_) => return Outcome::Refused(SendError::KeyNotAHeader),
             };
             value.set_sensitive(true);
             request = request.header("DD-API-KEY", value);
         }
         let response = match request.send() {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry(self.redact(&transport_error(&e))),
+            Err(e) => return Outcome::Retry(SendError::Transport(self.redact(&transport_error(&e)))),
         };
         let status = response.status();
         if status.is_success() {
@@ -522,21 +547,20 @@ impl Uploader {
         let code = status.as_u16();
         let body: String = response.text().unwrap_or_default().chars().take(200).collect();
         let body = self.redact(body.trim());
-        let to = &self.endpoint;
+        let to = self.endpoint.to_string();
         match code {
-            408 | 429 | 500..=599 => Outcome::Retry(format!("HTTP {code} from {to}")),
-            401 | 403 => Outcome::Refused(format!(
-                "HTTP {code} from {to}: the API key was refused (check DD_API_KEY{})",
-                if to.is_agentless() {
+            408 | 429 | 500..=599 => Outcome::Retry(SendError::Busy { code, to }),
+            401 | 403 => Outcome::Refused(SendError::KeyRefused {
+                code,
+                where_: if self.endpoint.is_agentless() {
                     ""
                 } else {
                     " in the agent's configuration"
-                }
-            )),
-            404 => Outcome::Refused(format!(
-                "HTTP 404 from {to}: the agent is too old to accept profiles, or the URL is wrong"
-            )),
-            _ => Outcome::Refused(format!("HTTP {code} from {to}: {body}")),
+                },
+                to,
+            }),
+            404 => Outcome::Refused(SendError::NotFound { to }),
+            _ => Outcome::Refused(SendError::Status { code, to, body }),
         }
     }
 
