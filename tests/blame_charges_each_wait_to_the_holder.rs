@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::profile;
+use common::{caused_by, profile};
 use lockprof::read::{Blame, LockProfile};
 use lockprof::{named, ProfiledCondvar, ProfiledMutex};
 
@@ -103,14 +103,6 @@ fn holder_with<'a>(blame: &'a [Blame], lock: &str, function: &str) -> Option<&'a
         .iter()
         .filter(|b| b.lock_name == lock)
         .find(|b| b.holder.iter().any(|f| f.function.contains(function)))
-}
-
-fn caused_by(blame: &[Blame], lock: &str, function: &str) -> f64 {
-    blame
-        .iter()
-        .filter(|b| b.lock_name == lock && b.holder.iter().any(|f| f.function.contains(function)))
-        .map(|b| b.caused_wait_ns as f64)
-        .sum()
 }
 
 #[test]

@@ -11,17 +11,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::profile;
+use common::{caused_by, profile};
 use lockprof::read::Blame;
-use lockprof::{named, ProfiledReentrantMutex, ProfiledRwLock};
-
-fn caused_by(blame: &[Blame], lock: &str, function: &str) -> f64 {
-    blame
-        .iter()
-        .filter(|b| b.lock_name == lock && b.holder.iter().any(|f| f.function.contains(function)))
-        .map(|b| b.caused_wait_ns as f64)
-        .sum()
-}
+use lockprof::{named, ProfiledMutex, ProfiledReentrantMutex, ProfiledRwLock};
 
 fn total_caused(blame: &[Blame], lock: &str) -> f64 {
     blame
@@ -211,14 +203,63 @@ fn readers_queued_behind_a_waiting_writer_are_charged_to_its_hold() {
     assert!(total <= by_writer + by_first + by_late + 1e6, "total {total}");
 }
 
+/// `waiters` threads wait in `wait` while the main thread holds in `hold`
+/// (which returns when it acquired and released), `rounds` times, at
+/// capture 100 %. Returns the charge to `hold_name`'s stack, the charge to
+/// `wait_name`'s, and the true total of the waits inside the holds.
+fn one_holder_many_waiters<L: Send + Sync + 'static>(
+    lock: L,
+    hold: fn(&L, &Barrier) -> (Instant, Instant),
+    wait: fn(&L),
+    (hold_name, wait_name): (&str, &str),
+    name: String,
+) -> (f64, f64, f64) {
+    const WAITERS: usize = 3;
+    const ROUNDS: usize = 3;
+    let shared = Arc::new(lock);
+    let mut truth = 0.0;
+    let profile = profile(100.0, || {
+        for _ in 0..ROUNDS {
+            let held = Arc::new(Barrier::new(WAITERS + 1));
+            let waiters: Vec<_> = (0..WAITERS)
+                .map(|_| {
+                    let (lock, held) = (Arc::clone(&shared), Arc::clone(&held));
+                    thread::spawn(move || {
+                        held.wait();
+                        let began = Instant::now();
+                        wait(&lock);
+                        (began, Instant::now())
+                    })
+                })
+                .collect();
+            let hold_span = hold(&shared, &held);
+            for waited in waiters.into_iter().map(|t| t.join().unwrap()) {
+                truth += overlap(waited, hold_span);
+            }
+        }
+    });
+    let blame = profile.blame();
+    assert!(
+        truth > 0.9 * (WAITERS * ROUNDS) as f64 * HOLD.as_nanos() as f64,
+        "truth {truth}"
+    );
+    (
+        caused_by(&blame, &name, hold_name),
+        caused_by(&blame, &name, wait_name),
+        truth,
+    )
+}
+
+const HOLD: Duration = Duration::from_millis(50);
+
 #[inline(never)]
-fn slow_section(lock: &ProfiledReentrantMutex<u64>, held: &Barrier, hold: Duration) -> (Instant, Instant) {
+fn slow_section(lock: &ProfiledReentrantMutex<u64>, held: &Barrier) -> (Instant, Instant) {
     let outer = lock.lock();
     let acquired = Instant::now();
     held.wait();
     // Re-entered while held: still one hold.
     let inner = lock.lock();
-    thread::sleep(hold);
+    thread::sleep(HOLD);
     black_box(*inner);
     drop(inner);
     let released = Instant::now();
@@ -233,38 +274,14 @@ fn quick_section(lock: &ProfiledReentrantMutex<u64>) {
 
 #[test]
 fn a_reentrant_mutex_charges_its_holder() {
-    const WAITERS: usize = 3;
-    const ROUNDS: usize = 3;
-    let hold = Duration::from_millis(50);
-    named!(let shared = Arc::new(ProfiledReentrantMutex::new(0u64)));
-    let name = shared.site().label();
-    let mut truth = 0.0;
-    let profile = profile(100.0, || {
-        for _ in 0..ROUNDS {
-            let held = Arc::new(Barrier::new(WAITERS + 1));
-            let waiters: Vec<_> = (0..WAITERS)
-                .map(|_| {
-                    let (lock, held) = (Arc::clone(&shared), Arc::clone(&held));
-                    thread::spawn(move || {
-                        held.wait();
-                        let began = Instant::now();
-                        quick_section(&lock);
-                        (began, Instant::now())
-                    })
-                })
-                .collect();
-            let hold_span = slow_section(&shared, &held, hold);
-            for wait in waiters.into_iter().map(|t| t.join().unwrap()) {
-                truth += overlap(wait, hold_span);
-            }
-        }
-    });
-    let blame = profile.blame();
-    let slow = caused_by(&blame, &name, "slow_section");
-    let quick = caused_by(&blame, &name, "quick_section");
-    assert!(
-        truth > 0.9 * (WAITERS * ROUNDS) as f64 * hold.as_nanos() as f64,
-        "truth {truth}"
+    named!(let lock = ProfiledReentrantMutex::new(0u64));
+    let name = lock.site().label();
+    let (slow, quick, truth) = one_holder_many_waiters(
+        lock,
+        slow_section,
+        quick_section,
+        ("slow_section", "quick_section"),
+        name,
     );
     assert!(
         (slow - truth).abs() <= 0.05 * truth,
@@ -277,11 +294,11 @@ fn a_reentrant_mutex_charges_its_holder() {
 }
 
 #[inline(never)]
-fn holds_long(lock: &lockprof::ProfiledMutex<u64>, held: &Barrier, hold: Duration) -> (Instant, Instant) {
+fn holds_long(lock: &ProfiledMutex<u64>, held: &Barrier) -> (Instant, Instant) {
     let mut guard = lock.lock().unwrap();
     let acquired = Instant::now();
     held.wait();
-    thread::sleep(hold);
+    thread::sleep(HOLD);
     *guard += 1;
     let released = Instant::now();
     drop(guard);
@@ -289,7 +306,7 @@ fn holds_long(lock: &lockprof::ProfiledMutex<u64>, held: &Barrier, hold: Duratio
 }
 
 #[inline(never)]
-fn waits_with_a_timeout(lock: &lockprof::ProfiledMutex<u64>) {
+fn patient_waiter(lock: &ProfiledMutex<u64>) {
     let guard = lock
         .try_lock_for(Duration::from_secs(10))
         .expect("acquired within 10 s");
@@ -300,39 +317,21 @@ fn waits_with_a_timeout(lock: &lockprof::ProfiledMutex<u64>) {
 /// scenarios take their locks with a timeout).
 #[test]
 fn waits_with_a_timeout_are_charged_too() {
-    const WAITERS: usize = 3;
-    const ROUNDS: usize = 3;
-    let hold = Duration::from_millis(50);
-    named!(let shared = Arc::new(lockprof::ProfiledMutex::new(0u64)));
-    let name = shared.site().label();
-    let mut truth = 0.0;
-    let profile = profile(100.0, || {
-        for _ in 0..ROUNDS {
-            let held = Arc::new(Barrier::new(WAITERS + 1));
-            let waiters: Vec<_> = (0..WAITERS)
-                .map(|_| {
-                    let (lock, held) = (Arc::clone(&shared), Arc::clone(&held));
-                    thread::spawn(move || {
-                        held.wait();
-                        let began = Instant::now();
-                        waits_with_a_timeout(&lock);
-                        (began, Instant::now())
-                    })
-                })
-                .collect();
-            let hold_span = holds_long(&shared, &held, hold);
-            for wait in waiters.into_iter().map(|t| t.join().unwrap()) {
-                truth += overlap(wait, hold_span);
-            }
-        }
-    });
-    let slow = caused_by(&profile.blame(), &name, "holds_long");
-    assert!(
-        truth > 0.9 * (WAITERS * ROUNDS) as f64 * hold.as_nanos() as f64,
-        "truth {truth}"
+    named!(let lock = ProfiledMutex::new(0u64));
+    let name = lock.site().label();
+    let (slow, patient, truth) = one_holder_many_waiters(
+        lock,
+        holds_long,
+        patient_waiter,
+        ("holds_long", "patient_waiter"),
+        name,
     );
     assert!(
         (slow - truth).abs() <= 0.05 * truth,
         "holds_long charged {slow} ns, timed waits inside its holds {truth} ns"
+    );
+    assert!(
+        patient <= 0.02 * truth,
+        "patient_waiter charged {patient} ns of {truth}"
     );
 }

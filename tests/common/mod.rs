@@ -95,3 +95,13 @@ pub fn label(file: &str, line: u32, name: &str) -> String {
 pub fn leaf(sample: &LockSample) -> &lockprof::read::Frame {
     sample.frames.first().expect("sample has a stack")
 }
+
+/// The caused wait charged to holders of `lock` whose stack has `function`,
+/// in nanoseconds (`lockprof blame`'s rows, summed).
+pub fn caused_by(blame: &[lockprof::read::Blame], lock: &str, function: &str) -> f64 {
+    blame
+        .iter()
+        .filter(|b| b.lock_name == lock && b.holder.iter().any(|f| f.function.contains(function)))
+        .map(|b| b.caused_wait_ns as f64)
+        .sum()
+}
