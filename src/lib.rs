@@ -55,6 +55,8 @@ mod pprof;
 mod profiler;
 pub mod read;
 mod record;
+#[cfg(feature = "http")]
+mod serve;
 mod site;
 mod sync;
 mod util;
@@ -72,6 +74,8 @@ pub use export::{EncodedProfile, Export, ExportError, FileExporter, ProfileStats
 pub use naming::Nameable;
 pub use profiler::{start_from_env, Profiler, ProfilerBuilder, ProfilerHandle, ProfilerStats, StartError};
 pub use record::stack::Unwinder;
+#[cfg(feature = "http")]
+pub use serve::{ServeSettings, MAX_WINDOW_SECONDS};
 pub use site::LockSite;
 pub use sync::{
     ProfiledCondvar, ProfiledMutex, ProfiledMutexGuard, ProfiledReentrantMutex, ProfiledReentrantMutexGuard,

@@ -46,6 +46,8 @@ pub struct ProfilerHandle {
     shared: Arc<Shared>,
     #[cfg(feature = "datadog")]
     upload: Option<UploadCounters>,
+    #[cfg(feature = "http")]
+    http_addr: Option<std::net::SocketAddr>,
     description: String,
     uses_frame_pointers: bool,
     unwinder: Unwinder,
@@ -67,6 +69,7 @@ impl ProfilerHandle {
     pub(super) fn new(
         spawned: Spawned,
         #[cfg(feature = "datadog")] upload: Option<UploadCounters>,
+        #[cfg(feature = "http")] http_addr: Option<std::net::SocketAddr>,
         description: String,
         unwinder: Unwinder,
     ) -> ProfilerHandle {
@@ -76,6 +79,8 @@ impl ProfilerHandle {
             shared: spawned.shared,
             #[cfg(feature = "datadog")]
             upload,
+            #[cfg(feature = "http")]
+            http_addr,
             description,
             uses_frame_pointers: unwinder == Unwinder::FramePointers,
             unwinder,
@@ -103,6 +108,15 @@ impl ProfilerHandle {
     /// pointers.
     pub fn unwinder(&self) -> Unwinder {
         self.unwinder
+    }
+
+    /// Where the on-demand endpoint listens (feature `http`; `None` when
+    /// [`ProfilerBuilder::serve`](super::ProfilerBuilder::serve) was not
+    /// asked): its port, when 0 was asked. The endpoint stops with the
+    /// profiler.
+    #[cfg(feature = "http")]
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr
     }
 
     /// Where profiles go, in words.

@@ -234,6 +234,116 @@ pub(crate) struct Period {
     pub(crate) uncounted: u64,
 }
 
+/// Consecutive periods summed into one, as if they had been taken at once:
+/// the profiler cuts a period into sub-periods when an on-demand profile
+/// starts or ends (feature `http`), and each profile made of them (the
+/// periodic one, an on-demand window, the cumulative one) is the sum of its
+/// sub-periods. Every count and time is a sum of the sub-periods' own, so a
+/// count read in one sub-period is in each sum that holds it exactly once.
+#[cfg(feature = "http")]
+#[derive(Debug, Clone)]
+pub(crate) struct PeriodSum {
+    period: Period,
+    /// Where each sample key is in `period.samples`.
+    index: FxHashMap<SumKey, usize>,
+}
+
+/// A [`SampleKey`] as the sum finds it: the thread by id and the stack by
+/// hash, as the recorder aggregates them.
+#[cfg(feature = "http")]
+type SumKey = (
+    super::EventKind,
+    SiteKey,
+    Mode,
+    u64,
+    Option<super::labels::TaskLabels>,
+    u64,
+    u32,
+);
+
+#[cfg(feature = "http")]
+impl PeriodSum {
+    /// A sum of one period.
+    pub(crate) fn new(first: Period) -> PeriodSum {
+        let index = first
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (sum_key(k), i))
+            .collect();
+        PeriodSum { period: first, index }
+    }
+
+    /// Adds the period that follows the last one added.
+    pub(crate) fn add(&mut self, next: &Period) {
+        let sum = &mut self.period;
+        for (key, agg) in &next.samples {
+            match self.index.get(&sum_key(key)) {
+                Some(&i) => {
+                    if let Some((_, a)) = sum.samples.get_mut(i) {
+                        a.events = a.events.saturating_add(agg.events);
+                        a.weight = a.weight.saturating_add(agg.weight);
+                        a.total_ns = a.total_ns.saturating_add(agg.total_ns);
+                        a.spread.merge(&agg.spread);
+                    }
+                }
+                None => {
+                    self.index.insert(sum_key(key), sum.samples.len());
+                    sum.samples.push((key.clone(), *agg));
+                }
+            }
+        }
+        for (key, t) in &next.totals {
+            let s = sum.totals.entry(*key).or_default();
+            s.acquired = add_known(s.acquired, t.acquired);
+            s.contended = s.contended.saturating_add(t.contended);
+            s.wait_ns = add_known(s.wait_ns, t.wait_ns);
+        }
+        sum.end = next.end;
+        sum.duration = sum.duration.saturating_add(next.duration);
+        sum.recorded = sum.recorded.saturating_add(next.recorded);
+        sum.dropped = sum.dropped.saturating_add(next.dropped);
+        sum.internal_panics = sum.internal_panics.saturating_add(next.internal_panics);
+        // The same all session long, or counted since the process started:
+        // the latest is the sum's.
+        sum.capture_pct = next.capture_pct;
+        sum.max_frames = next.max_frames;
+        sum.truncated_walks = next.truncated_walks;
+        sum.uncounted = next.uncounted;
+    }
+
+    /// The periods summed so far, as one.
+    pub(crate) fn period(&self) -> &Period {
+        &self.period
+    }
+
+    pub(crate) fn into_period(self) -> Period {
+        self.period
+    }
+}
+
+#[cfg(feature = "http")]
+fn sum_key(k: &SampleKey) -> SumKey {
+    (
+        k.kind,
+        k.site,
+        k.mode,
+        k.thread.id,
+        k.task.clone(),
+        k.stack.hash,
+        k.peer,
+    )
+}
+
+/// Two exact totals of consecutive periods: known if either is.
+#[cfg(feature = "http")]
+fn add_known(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Lock names whose acquisitions are counted exactly.
 pub(crate) const MAX_LOCK_NAMES: usize = stats::MAX_SITES;
 
