@@ -368,3 +368,85 @@ fn install_fork_handler() {
         });
     }
 }
+
+#[cfg(all(test, feature = "http"))]
+mod tests {
+    use super::*;
+    use crate::record::labels::ThreadMeta;
+    use crate::record::stack::Stack;
+    use crate::record::EventKind;
+
+    fn period(samples: &[(usize, u64, u64)], acquired: u64, ms: u64) -> Period {
+        let thread = ThreadMeta::current();
+        let site = SiteKey {
+            file: "a.rs",
+            line: 1,
+            column: 1,
+            name: Some("l"),
+        };
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
+        Period {
+            start: at,
+            end: at + Duration::from_millis(ms),
+            duration: Duration::from_millis(ms),
+            samples: samples
+                .iter()
+                .map(|&(ip, events, total_ns)| {
+                    let key = SampleKey {
+                        kind: EventKind::Acquire,
+                        site,
+                        mode: Mode::Exclusive,
+                        thread: std::sync::Arc::clone(&thread),
+                        task: None,
+                        stack: Stack::new(&[ip], 0),
+                        peer: 0,
+                    };
+                    let agg = Aggregate {
+                        events,
+                        weight: events,
+                        total_ns,
+                        spread: Default::default(),
+                    };
+                    (key, agg)
+                })
+                .collect(),
+            totals: [(
+                (site, Mode::Exclusive),
+                Totals {
+                    acquired: Some(acquired),
+                    contended: 1,
+                    wait_ns: Some(10),
+                },
+            )]
+            .into_iter()
+            .collect(),
+            recorded: samples.iter().map(|s| s.1).sum(),
+            dropped: 1,
+            internal_panics: 0,
+            capture_pct: 100.0,
+            max_frames: 64,
+            truncated_walks: 0,
+            uncounted: 0,
+        }
+    }
+
+    #[test]
+    fn a_sum_of_periods_is_the_period_they_make_together() {
+        let mut sum = PeriodSum::new(period(&[(1, 2, 20), (2, 1, 5)], 3, 100));
+        sum.add(&period(&[(2, 4, 40), (3, 1, 1)], 5, 250));
+        let p = sum.into_period();
+        let mut samples: Vec<(usize, u64, u64)> = p
+            .samples
+            .iter()
+            .map(|(k, a)| (k.stack.ips[0], a.events, a.total_ns))
+            .collect();
+        samples.sort();
+        assert_eq!(samples, [(1, 2, 20), (2, 5, 45), (3, 1, 1)]);
+        let t = p.totals.values().next().copied().unwrap_or_default();
+        assert_eq!((t.acquired, t.contended, t.wait_ns), (Some(8), 2, Some(20)));
+        assert_eq!((p.recorded, p.dropped), (8, 2));
+        assert_eq!(p.duration, Duration::from_millis(350));
+        assert_eq!(p.start, SystemTime::UNIX_EPOCH + Duration::from_secs(1));
+        assert_eq!(p.end, p.start + Duration::from_millis(250));
+    }
+}

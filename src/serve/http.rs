@@ -200,7 +200,8 @@ mod tests {
             (405, "method POST is not allowed: use GET")
         );
         assert_eq!(refused(parse(b"\x16\x03\x01 hello\r\n\r\n")).0, 400);
-        assert_eq!(refused(parse(&[b'a'; MAX_HEAD])).0, 400);
+        assert_eq!(refused(parse(b"GET /a\x01b HTTP/1.1\r\n\r\n")).0, 400);
+        assert_eq!(refused(parse(&[b'a'; MAX_HEAD])).0, 431);
         let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
         long.resize(MAX_HEAD, b'a');
         assert_eq!(refused(parse(&long)).0, 431);
