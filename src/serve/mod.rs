@@ -10,10 +10,11 @@
 //! thread waits out a window.
 //!
 //! Written on `std::net` rather than with a server crate: the small ones
-//! start a thread per open connection, and a thousand connections to a
-//! debugging port must not start a thousand threads in the host program.
-//! Here one thread accepts and [`server::HANDLERS`] threads read and write,
-//! whatever comes; `httparse` parses the request head.
+//! (tiny_http) start a thread per open connection, and a thousand
+//! connections to a debugging port must not start a thousand threads in
+//! the host program. Here one thread accepts and reads requests and
+//! [`server::WRITERS`] threads write responses, whatever comes; `httparse`
+//! parses the request head.
 
 mod http;
 mod server;

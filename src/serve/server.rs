@@ -1,11 +1,17 @@
-//! The endpoint's threads and sockets: one thread accepts, [`HANDLERS`]
-//! threads read requests and write responses. Everything is bounded: the
-//! connections waiting for a handler ([`QUEUE`]; beyond, a 503), the
-//! profiles asked and not yet written ([`MAX_IN_PROGRESS`]; beyond, a 429),
-//! the time a client may take to send its request ([`HEAD_TIMEOUT`]) and to
-//! read the response ([`WRITE_TIMEOUT`]). A window's handler does not wait
-//! for it: the profiler thread queues the response for any handler to
-//! write when the window ends.
+//! The endpoint's threads and sockets: one thread accepts connections and
+//! reads their requests, without blocking on any of them; [`WRITERS`]
+//! threads write the responses. Everything is bounded: the connections
+//! whose request is being read ([`MAX_READING`]; beyond, a 503 at once),
+//! the profiles asked and not yet written ([`MAX_IN_PROGRESS`]; beyond, a
+//! 429), the time a client may take to send its request ([`HEAD_TIMEOUT`];
+//! then a 408) and to read the response ([`WRITE_TIMEOUT`]). No thread
+//! waits out a window: the profiler thread queues the response for a writer
+//! when the window ends.
+//!
+//! Requests are read from non-blocking sockets, polled every
+//! [`READ_POLL`] while some are being read (the thread blocks in `accept`
+//! when none are): a client that connects and sends nothing holds one of
+//! [`MAX_READING`] places for [`HEAD_TIMEOUT`], never a thread.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -15,17 +21,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::http::{self, Parsed, Refusal};
 use super::{Answer, Ask, Reply};
 use crate::record::session::mark_profiler_thread;
 
-/// Threads that read requests and write responses.
-pub(crate) const HANDLERS: usize = 4;
-/// Accepted connections waiting for a handler; beyond, the accepting thread
-/// answers 503 itself.
-pub(crate) const QUEUE: usize = 64;
+/// Threads that write responses.
+pub(crate) const WRITERS: usize = 2;
+/// Connections whose request is being read; beyond, a new connection is
+/// answered 503 at once.
+pub(crate) const MAX_READING: usize = 64;
 /// Profiles asked of the profiler thread and not yet written (open windows
 /// included); beyond, 429.
 pub(crate) const MAX_IN_PROGRESS: usize = 32;
@@ -33,35 +39,37 @@ pub(crate) const MAX_IN_PROGRESS: usize = 32;
 pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest one write of a response may wait for the client to read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections answered 503 by the accepting thread, kept open a little
-/// while the client reads the answer: closed at once with its request
-/// unread, a socket sends a reset that can destroy the answer in flight.
+/// How often requests being read are polled.
+const READ_POLL: Duration = Duration::from_millis(2);
+/// Connections answered at once, kept open until their client closes (or
+/// newer ones push them out): closed with bytes of its request unread, a
+/// socket sends a reset, which a client may see before the answer.
 const CLOSING: usize = 64;
-/// How long a handler waits for a client to close after the response.
-const LINGER: Duration = Duration::from_millis(200);
 
 /// The endpoint, listening. Dropping it stops it: no thread of it is left.
 #[derive(Debug)]
 pub(crate) struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    /// Dropped to wake the handlers at stop.
+    /// Dropped to stop the writers.
     stop: Option<Sender<()>>,
-    accept: Option<JoinHandle<()>>,
-    handlers: Vec<JoinHandle<()>>,
+    /// Keeps the profiler thread's channel open whatever the reader does.
+    _asks: Sender<Ask>,
+    reader: Option<JoinHandle<()>>,
+    writers: Vec<JoinHandle<()>>,
 }
 
 #[derive(Debug)]
 struct Shared {
-    /// Set at stop, under `busy`'s lock.
+    /// Set at stop, under `writing`'s lock.
     stopping: AtomicBool,
-    /// Each handler's connection while it reads or writes: shut down at
-    /// stop, so that no slow client holds the stop up.
-    busy: parking_lot::Mutex<Vec<Option<TcpStream>>>,
+    /// Each writer's connection while it writes: shut down at stop, so that
+    /// no slow client holds the stop up.
+    writing: parking_lot::Mutex<Vec<Option<TcpStream>>>,
     in_progress: AtomicUsize,
 }
 
-/// A response queued for a handler to write.
+/// A response queued for a writer.
 struct Queued {
     stream: TcpStream,
     bytes: Vec<u8>,
@@ -88,17 +96,6 @@ impl Drop for InProgress {
     }
 }
 
-/// What every handler holds.
-struct Handler {
-    slot: usize,
-    shared: Arc<Shared>,
-    conns: Receiver<TcpStream>,
-    writes: Receiver<Queued>,
-    write_tx: Sender<Queued>,
-    asks: Sender<Ask>,
-    stop: Receiver<()>,
-}
-
 impl Server {
     /// Listens on `addr` and starts the threads; the profiler thread reads
     /// the returned channel.
@@ -107,39 +104,43 @@ impl Server {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             stopping: AtomicBool::new(false),
-            busy: parking_lot::Mutex::new((0..HANDLERS).map(|_| None).collect()),
+            writing: parking_lot::Mutex::new((0..WRITERS).map(|_| None).collect()),
             in_progress: AtomicUsize::new(0),
         });
         let (asks_tx, asks) = crossbeam_channel::bounded(MAX_IN_PROGRESS);
-        let (conns_tx, conns) = crossbeam_channel::bounded(QUEUE);
-        let (write_tx, writes) = crossbeam_channel::bounded(MAX_IN_PROGRESS);
-        let (stop_tx, stop) = crossbeam_channel::bounded(0);
+        // Never full: a queued response holds one of the in-progress places.
+        let (writes_tx, writes) = crossbeam_channel::bounded(MAX_IN_PROGRESS);
+        let (stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
         // Stopped by its drop if a thread fails to start.
         let mut server = Server {
             addr,
             shared: Arc::clone(&shared),
             stop: Some(stop_tx),
-            accept: None,
-            handlers: Vec::with_capacity(HANDLERS),
+            _asks: asks_tx.clone(),
+            reader: None,
+            writers: Vec::with_capacity(WRITERS),
         };
-        for slot in 0..HANDLERS {
-            let handler = Handler {
+        for slot in 0..WRITERS {
+            let writer = Writer {
                 slot,
                 shared: Arc::clone(&shared),
-                conns: conns.clone(),
                 writes: writes.clone(),
-                write_tx: write_tx.clone(),
-                asks: asks_tx.clone(),
                 stop: stop.clone(),
             };
             server
-                .handlers
-                .push(spawn(format!("lockprof-http-{slot}"), move || handler.run())?);
+                .writers
+                .push(spawn(format!("lockprof-http-{slot}"), move || writer.run())?);
         }
-        let accepting = Arc::clone(&shared);
-        server.accept = Some(spawn("lockprof-http".to_owned(), move || {
-            accept(&listener, &conns_tx, &accepting)
-        })?);
+        let reader = Reader {
+            listener,
+            shared,
+            asks: asks_tx,
+            writes: writes_tx,
+            reading: Vec::with_capacity(MAX_READING),
+            closing: VecDeque::with_capacity(CLOSING),
+            failing: false,
+        };
+        server.reader = Some(spawn("lockprof-http".to_owned(), move || reader.run())?);
         Ok((server, asks))
     }
 
@@ -150,18 +151,18 @@ impl Server {
 
     fn stop(&mut self) {
         {
-            let mut busy = self.shared.busy.lock();
+            let mut writing = self.shared.writing.lock();
             self.shared.stopping.store(true, Release);
-            for stream in busy.iter_mut().filter_map(Option::take) {
+            for stream in writing.iter_mut().filter_map(Option::take) {
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }
-        self.stop = None;
-        if let Some(accept) = self.accept.take() {
-            // Blocked in `accept`: a connection of our own wakes it.
+        if let Some(reader) = self.reader.take() {
+            // Blocked in `accept` when it reads nothing: a connection of our
+            // own wakes it.
             match TcpStream::connect_timeout(&wake_addr(self.addr), Duration::from_secs(1)) {
                 Ok(_) => {
-                    let _ = accept.join();
+                    let _ = reader.join();
                 }
                 Err(e) => log::warn!(
                     "lockprof: cannot wake the endpoint's accepting thread ({e}); {} stays bound until the process exits",
@@ -169,8 +170,9 @@ impl Server {
                 ),
             }
         }
-        for handler in self.handlers.drain(..) {
-            let _ = handler.join();
+        self.stop = None;
+        for writer in self.writers.drain(..) {
+            let _ = writer.join();
         }
     }
 }
@@ -200,140 +202,145 @@ fn wake_addr(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The accepting thread: hands each connection to the handlers, or answers
-/// 503 when too many wait.
-fn accept(listener: &TcpListener, conns: &Sender<TcpStream>, shared: &Shared) {
-    let mut closing: VecDeque<TcpStream> = VecDeque::with_capacity(CLOSING);
-    let mut failing = false;
-    loop {
-        let accepted = listener.accept();
-        if shared.stopping.load(Acquire) {
-            return;
+/// A connection whose request is being read.
+struct Reading {
+    stream: TcpStream,
+    head: Vec<u8>,
+    deadline: Instant,
+}
+
+/// The accepting thread.
+struct Reader {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    asks: Sender<Ask>,
+    writes: Sender<Queued>,
+    reading: Vec<Reading>,
+    closing: VecDeque<TcpStream>,
+    /// Whether `accept` failed last time (logged once per run of failures).
+    failing: bool,
+}
+
+impl Reader {
+    fn run(mut self) {
+        loop {
+            // Nothing to read: wait for a connection, using no CPU.
+            let accepted = self.accept(self.reading.is_empty());
+            if self.shared.stopping.load(Acquire) {
+                return;
+            }
+            let read = self.read();
+            if !accepted && !read {
+                std::thread::sleep(READ_POLL);
+            }
         }
-        match accepted {
-            Ok((stream, _)) => {
-                failing = false;
-                match conns.try_send(stream) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(stream)) => {
+    }
+
+    /// Accepts the connections that wait, after waiting for one if `wait`;
+    /// returns whether there were any.
+    fn accept(&mut self, wait: bool) -> bool {
+        let mut any = false;
+        let mut blocking = wait;
+        if self.listener.set_nonblocking(!blocking).is_err() {
+            return false;
+        }
+        loop {
+            let accepted = self.listener.accept();
+            if blocking {
+                blocking = false;
+                if self.listener.set_nonblocking(true).is_err() {
+                    return any;
+                }
+            }
+            match accepted {
+                Ok((stream, _)) => {
+                    any = true;
+                    self.failing = false;
+                    if self.reading.len() < MAX_READING && stream.set_nonblocking(true).is_ok() {
+                        self.reading.push(Reading {
+                            stream,
+                            head: Vec::new(),
+                            deadline: Instant::now() + HEAD_TIMEOUT,
+                        });
+                    } else {
                         let busy = Refusal::new(
                             503,
                             format!(
-                                "too many connections: {QUEUE} already wait for the endpoint; retry later"
+                                "too many connections: {MAX_READING} requests are being read; retry later"
                             ),
                         );
-                        refuse_at_once(stream, &busy, &mut closing);
+                        self.refuse(stream, &busy);
                     }
-                    Err(TrySendError::Disconnected(_)) => return,
+                    if self.shared.stopping.load(Acquire) {
+                        return any;
+                    }
                 }
-            }
-            Err(e) => {
-                // Out of file descriptors, say: the connection waits in the
-                // backlog; try again shortly rather than spin.
-                if !failing {
-                    log::warn!("lockprof: the on-demand endpoint cannot accept a connection: {e}");
-                    failing = true;
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return any,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of file descriptors, say: the connection waits in
+                    // the backlog; try again shortly rather than spin.
+                    if !self.failing {
+                        log::warn!("lockprof: the on-demand endpoint cannot accept a connection: {e}");
+                        self.failing = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    return any;
                 }
-                std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
-}
 
-/// Answers without reading more than what has arrived and without blocking:
-/// the accepting thread must go on accepting.
-fn refuse_at_once(stream: TcpStream, refusal: &Refusal, closing: &mut VecDeque<TcpStream>) {
-    if stream.set_nonblocking(true).is_ok() {
-        let mut sink = [0u8; 4096];
-        let _ = (&stream).read(&mut sink);
-        let _ = (&stream).write(&refusal.response());
-        let _ = stream.shutdown(Shutdown::Write);
-    }
-    if closing.len() == CLOSING {
-        closing.pop_front();
-    }
-    closing.push_back(stream);
-}
-
-impl Handler {
-    fn run(self) {
-        loop {
-            // Responses first: theirs are the requests that came first.
-            if let Ok(write) = self.writes.try_recv() {
-                self.write(write);
+    /// Reads what has arrived of each request, and acts on those complete
+    /// or too late; returns whether any moved.
+    fn read(&mut self) -> bool {
+        let now = Instant::now();
+        let mut moved = false;
+        let mut i = 0;
+        while i < self.reading.len() {
+            let r = &mut self.reading[i];
+            let outcome = match read_some(&r.stream, &mut r.head) {
+                Ok(true) => {
+                    moved = true;
+                    match http::parse(&r.head) {
+                        Parsed::Partial if now < r.deadline => None,
+                        Parsed::Partial => Some(Err(Some(timed_out()))),
+                        Parsed::Profile(window) => Some(Ok(window)),
+                        Parsed::Refused(refusal) => Some(Err(Some(refusal))),
+                    }
+                }
+                Ok(false) if now < r.deadline => None,
+                Ok(false) => Some(Err(Some(timed_out()))),
+                // The client went away: nothing to answer.
+                Err(()) => Some(Err(None)),
+            };
+            let Some(outcome) = outcome else {
+                i += 1;
                 continue;
-            }
-            crossbeam_channel::select! {
-                recv(self.writes) -> write => if let Ok(write) = write { self.write(write) },
-                recv(self.conns) -> conn => match conn {
-                    Ok(stream) => self.serve(stream),
-                    Err(_) => break,
-                },
-                recv(self.stop) -> _ => break,
-            }
-        }
-        // Stopping: the responses queued still go out (the profiler
-        // stopped, mostly); the connections waiting are told.
-        while let Ok(write) = self.writes.try_recv() {
-            self.write(write);
-        }
-        let stopping = Refusal::new(503, "the profiler is stopping");
-        while let Ok(stream) = self.conns.try_recv() {
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-            let _ = (&stream).write_all(&stopping.response());
-        }
-    }
-
-    /// Registers `stream` as this handler's, unless the server is stopping.
-    fn register(&self, stream: &TcpStream) -> bool {
-        let mut busy = self.shared.busy.lock();
-        if self.shared.stopping.load(Acquire) {
-            return false;
-        }
-        if let Some(slot) = busy.get_mut(self.slot) {
-            *slot = stream.try_clone().ok();
-        }
-        true
-    }
-
-    fn unregister(&self) {
-        if let Some(slot) = self.shared.busy.lock().get_mut(self.slot) {
-            *slot = None;
-        }
-    }
-
-    fn serve(&self, stream: TcpStream) {
-        if !self.register(&stream) {
-            return;
-        }
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        match read_request(&stream) {
-            Ok(window) => {
-                self.unregister();
-                self.ask(stream, window);
-            }
-            Err(refusal) => {
-                if let Some(refusal) = refusal {
-                    respond(&stream, &refusal.response());
-                }
-                self.unregister();
+            };
+            moved = true;
+            let done = self.reading.swap_remove(i);
+            match outcome {
+                Ok(window) => self.ask(done.stream, window),
+                Err(Some(refusal)) => self.refuse(done.stream, &refusal),
+                Err(None) => {}
             }
         }
+        moved
     }
 
-    /// Asks the profiler thread for the profile; its answer is written by
-    /// whichever handler is free then.
-    fn ask(&self, stream: TcpStream, window: Option<Duration>) {
+    /// Asks the profiler thread for the profile; its answer is written by a
+    /// writer.
+    fn ask(&mut self, stream: TcpStream, window: Option<Duration>) {
         let Some(progress) = InProgress::take(&self.shared) else {
             let busy = Refusal::new(
                 429,
                 format!("too many profiles in progress ({MAX_IN_PROGRESS}); retry when one ends"),
             );
-            respond(&stream, &busy.response());
+            self.refuse(stream, &busy);
             return;
         };
-        let writes = self.write_tx.clone();
+        let writes = self.writes.clone();
         let reply = Reply::new(move |answer| {
             let bytes = match answer {
                 Some(Answer::Profile(pprof)) => http::profile_response(&pprof),
@@ -342,7 +349,6 @@ impl Handler {
                 }
                 None => Refusal::new(503, "the profiler stopped before the profile was ready").response(),
             };
-            // Never full: a write holds one of the MAX_IN_PROGRESS tokens.
             let _ = writes.try_send(Queued {
                 stream,
                 bytes,
@@ -353,72 +359,115 @@ impl Handler {
         let _ = self.asks.try_send(Ask { window, reply });
     }
 
-    fn write(&self, write: Queued) {
-        if self.register(&write.stream) {
-            respond(&write.stream, &write.bytes);
-            self.unregister();
-        } else {
-            let _ = write.stream.set_write_timeout(Some(Duration::from_millis(100)));
-            let _ = (&write.stream).write_all(&write.bytes);
+    /// Answers without blocking: the few hundred bytes of a refusal fit in a
+    /// new socket's buffer.
+    fn refuse(&mut self, stream: TcpStream, refusal: &Refusal) {
+        if stream.set_nonblocking(true).is_ok() {
+            let _ = drain(&stream);
+            let _ = (&stream).write(&refusal.response());
+            let _ = stream.shutdown(Shutdown::Write);
         }
+        // Those whose client has closed go quietly.
+        self.closing.retain(|s| drain(s).is_ok());
+        if self.closing.len() == CLOSING {
+            self.closing.pop_front();
+        }
+        self.closing.push_back(stream);
     }
 }
 
-/// Reads the request head: the profile asked for, or the refusal to send
-/// (`None`: the client went away, nothing to answer).
-fn read_request(mut stream: &TcpStream) -> Result<Option<Duration>, Option<Refusal>> {
-    let deadline = Instant::now() + HEAD_TIMEOUT;
-    let mut buf = Vec::with_capacity(512);
+fn timed_out() -> Refusal {
+    Refusal::new(
+        408,
+        format!("no complete request within {} s", HEAD_TIMEOUT.as_secs()),
+    )
+}
+
+/// Reads what has arrived on a non-blocking socket into `head`, up to
+/// [`http::MAX_HEAD`]: whether anything came; `Err` when the client closed
+/// or the socket failed.
+fn read_some(mut stream: &TcpStream, head: &mut Vec<u8>) -> Result<bool, ()> {
     let mut chunk = [0u8; 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timed_out = || {
-            Some(Refusal::new(
-                408,
-                format!("no complete request within {} s", HEAD_TIMEOUT.as_secs()),
-            ))
-        };
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return Err(timed_out());
-        }
+    let mut any = false;
+    while head.len() < http::MAX_HEAD {
         match stream.read(&mut chunk) {
-            Ok(0) => return Err(None),
+            Ok(0) => return Err(()),
             Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                match http::parse(&buf) {
-                    Parsed::Partial => {}
-                    Parsed::Profile(window) => return Ok(window),
-                    Parsed::Refused(refusal) => return Err(Some(refusal)),
-                }
+                head.extend_from_slice(&chunk[..n]);
+                any = true;
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(timed_out())
-            }
-            Err(_) => return Err(None),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(any)
+}
+
+/// Reads and discards what has arrived on a non-blocking socket; `Err` when
+/// the client has closed (or the socket failed).
+fn drain(mut stream: &TcpStream) -> Result<(), ()> {
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return Err(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err(()),
         }
     }
 }
 
-/// Writes a whole response, then lets the client close first: closed with
-/// bytes of its request unread, the socket would send a reset that can
-/// destroy the response before the client reads it.
-fn respond(mut stream: &TcpStream, bytes: &[u8]) {
-    if stream.write_all(bytes).is_err() {
-        return;
-    }
-    let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
-    let mut sink = [0u8; 4096];
-    let mut drained = 0;
-    while drained < 64 * 1024 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
+/// A thread that writes the profiles' responses.
+struct Writer {
+    slot: usize,
+    shared: Arc<Shared>,
+    writes: Receiver<Queued>,
+    stop: Receiver<()>,
+}
+
+impl Writer {
+    fn run(self) {
+        loop {
+            crossbeam_channel::select! {
+                recv(self.writes) -> queued => if let Ok(queued) = queued { self.write(queued) },
+                recv(self.stop) -> _ => break,
+            }
         }
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => drained += n,
+        // Stopping: the responses queued still go out (that the profiler
+        // stopped, mostly), each given little time.
+        while let Ok(queued) = self.writes.try_recv() {
+            self.write(queued);
+        }
+    }
+
+    fn write(&self, queued: Queued) {
+        let stream = &queued.stream;
+        let timeout = {
+            let mut writing = self.shared.writing.lock();
+            if self.shared.stopping.load(Acquire) {
+                Duration::from_millis(100)
+            } else {
+                if let Some(slot) = writing.get_mut(self.slot) {
+                    *slot = stream.try_clone().ok();
+                }
+                WRITE_TIMEOUT
+            }
+        };
+        if stream.set_nonblocking(false).is_ok()
+            && stream.set_write_timeout(Some(timeout)).is_ok()
+            && (&*stream).write_all(&queued.bytes).is_ok()
+        {
+            let _ = stream.shutdown(Shutdown::Write);
+            // What the client sent beyond its request head is read before
+            // the close, which would otherwise send a reset.
+            if stream.set_nonblocking(true).is_ok() {
+                let _ = drain(stream);
+            }
+        }
+        if let Some(slot) = self.shared.writing.lock().get_mut(self.slot) {
+            *slot = None;
         }
     }
 }

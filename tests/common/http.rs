@@ -13,19 +13,49 @@ pub struct Response {
 }
 
 impl Response {
+    /// Whether the body has the `Content-Length` the head announced.
+    fn complete(&self) -> bool {
+        self.head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .is_some_and(|n| self.body.len() >= n)
+    }
+
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-/// Sends `request` as given and reads the response to the end.
+/// Sends `request` as given and reads the response.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     stream.write_all(request)?;
+    read_response(&mut stream)
+}
+
+/// Reads one response: its head, then `Content-Length` bytes (to the end
+/// without one). A reset after the whole response is not an error, as for
+/// any HTTP client.
+pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes)?;
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => match parse(&bytes) {
+                Ok(r) if r.complete() => return Ok(r),
+                _ => return Err(e),
+            },
+        }
+        if parse(&bytes).is_ok_and(|r| r.complete()) {
+            break;
+        }
+    }
     parse(&bytes)
 }
 
