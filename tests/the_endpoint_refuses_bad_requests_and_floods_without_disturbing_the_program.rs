@@ -166,9 +166,14 @@ fn bad_requests_get_a_4xx_and_a_line_saying_what_is_wrong() {
     }
     workload.assert_running("after the idle connections");
 
-    // Still answering.
+    // Still answering; a client that closes its end once the request is
+    // sent (`printf 'GET …' | nc`) is answered too.
     let ok = http::get(addr, "/debug/pprof/lock");
     assert_eq!(ok.status, 200, "{}", ok.text());
+    let mut half_closed = TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(&mut half_closed, b"GET /debug/pprof/lock HTTP/1.0\r\n\r\n").unwrap();
+    half_closed.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(http::read_response(&mut half_closed).unwrap().status, 200);
     drop(workload);
     handle.stop();
 }

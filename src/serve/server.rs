@@ -1,7 +1,8 @@
 //! The endpoint's threads and sockets: one thread accepts connections and
 //! reads their requests, without blocking on any of them; [`WRITERS`]
 //! threads write the responses. Everything is bounded: the connections
-//! whose request is being read ([`MAX_READING`]; beyond, a 503 at once),
+//! whose request is being read ([`MAX_READING`]; beyond, they wait, then a
+//! 503),
 //! the profiles asked and not yet written ([`MAX_IN_PROGRESS`]; beyond, a
 //! 429), the time a client may take to send its request ([`HEAD_TIMEOUT`];
 //! then a 408) and to read the response ([`WRITE_TIMEOUT`]). No thread
@@ -29,9 +30,11 @@ use crate::record::session::mark_profiler_thread;
 
 /// Threads that write responses.
 pub(crate) const WRITERS: usize = 2;
-/// Connections whose request is being read; beyond, a new connection is
-/// answered 503 at once.
+/// Connections whose request is being read. Beyond, new connections wait
+/// in the kernel's backlog (which holds no descriptor of the host program);
+/// when no place has come free for [`FULL_WAIT`], they are answered 503.
 pub(crate) const MAX_READING: usize = 64;
+const FULL_WAIT: Duration = Duration::from_secs(1);
 /// Profiles asked of the profiler thread and not yet written (open windows
 /// included); beyond, 429.
 pub(crate) const MAX_IN_PROGRESS: usize = 32;
@@ -137,6 +140,7 @@ impl Server {
             asks: asks_tx,
             writes: writes_tx,
             reading: Vec::with_capacity(MAX_READING),
+            full_since: None,
             closing: VecDeque::with_capacity(CLOSING),
             failing: false,
         };
@@ -216,6 +220,8 @@ struct Reader {
     asks: Sender<Ask>,
     writes: Sender<Queued>,
     reading: Vec<Reading>,
+    /// Since when `reading` has been full.
+    full_since: Option<Instant>,
     closing: VecDeque<TcpStream>,
     /// Whether `accept` failed last time (logged once per run of failures).
     failing: bool,
@@ -239,6 +245,12 @@ impl Reader {
     /// Accepts the connections that wait, after waiting for one if `wait`;
     /// returns whether there were any.
     fn accept(&mut self, wait: bool) -> bool {
+        if self.reading.len() < MAX_READING {
+            self.full_since = None;
+        } else if self.full_since.get_or_insert_with(Instant::now).elapsed() < FULL_WAIT {
+            // Let them wait in the backlog while the requests read go on.
+            return false;
+        }
         let mut any = false;
         let mut blocking = wait;
         if self.listener.set_nonblocking(!blocking).is_err() {
@@ -299,20 +311,21 @@ impl Reader {
         let mut i = 0;
         while i < self.reading.len() {
             let r = &mut self.reading[i];
-            let outcome = match read_some(&r.stream, &mut r.head) {
-                Ok(true) => {
-                    moved = true;
-                    match http::parse(&r.head) {
-                        Parsed::Partial if now < r.deadline => None,
-                        Parsed::Partial => Some(Err(Some(timed_out()))),
-                        Parsed::Profile(window) => Some(Ok(window)),
-                        Parsed::Refused(refusal) => Some(Err(Some(refusal))),
-                    }
-                }
-                Ok(false) if now < r.deadline => None,
-                Ok(false) => Some(Err(Some(timed_out()))),
-                // The client went away: nothing to answer.
-                Err(()) => Some(Err(None)),
+            let (arrived, ended) = read_some(&r.stream, &mut r.head);
+            moved |= arrived;
+            let parsed = if arrived {
+                http::parse(&r.head)
+            } else {
+                Parsed::Partial
+            };
+            let outcome = match parsed {
+                Parsed::Profile(window) => Some(Ok(window)),
+                Parsed::Refused(refusal) => Some(Err(Some(refusal))),
+                // The client went away before its request was whole:
+                // nothing to answer.
+                Parsed::Partial if ended => Some(Err(None)),
+                Parsed::Partial if now < r.deadline => None,
+                Parsed::Partial => Some(Err(Some(timed_out()))),
             };
             let Some(outcome) = outcome else {
                 i += 1;
@@ -384,24 +397,25 @@ fn timed_out() -> Refusal {
 }
 
 /// Reads what has arrived on a non-blocking socket into `head`, up to
-/// [`http::MAX_HEAD`]: whether anything came; `Err` when the client closed
-/// or the socket failed.
-fn read_some(mut stream: &TcpStream, head: &mut Vec<u8>) -> Result<bool, ()> {
+/// [`http::MAX_HEAD`]: whether anything came, and whether the client has
+/// closed its end (a request sent whole is still answered) or the socket
+/// failed.
+fn read_some(mut stream: &TcpStream, head: &mut Vec<u8>) -> (bool, bool) {
     let mut chunk = [0u8; 1024];
-    let mut any = false;
+    let mut arrived = false;
     while head.len() < http::MAX_HEAD {
         match stream.read(&mut chunk) {
-            Ok(0) => return Err(()),
+            Ok(0) => return (arrived, true),
             Ok(n) => {
                 head.extend_from_slice(&chunk[..n]);
-                any = true;
+                arrived = true;
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(_) => return Err(()),
+            Err(_) => return (arrived, true),
         }
     }
-    Ok(any)
+    (arrived, false)
 }
 
 /// Reads and discards what has arrived on a non-blocking socket; `Err` when
