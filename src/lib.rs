@@ -23,6 +23,15 @@
 //! command (feature `cli`: `lockprof top FILE`), with
 //! `go tool pprof -raw FILE`, or in code with [`read::LockProfile`].
 //!
+//! ## On-demand profiles
+//!
+//! With the `http` feature, `ProfilerBuilder::serve("127.0.0.1:6061")` (or
+//! `DD_PROFILING_LOCK_SERVE`) serves `GET /debug/pprof/lock?seconds=N`, a
+//! profile of the next N seconds, and `GET /debug/pprof/lock`, everything
+//! since the start, in the files' format: `go tool pprof
+//! 'http://127.0.0.1:6061/debug/pprof/lock?seconds=30'`. Loopback only,
+//! unless `serve_non_loopback(true)`: the endpoint has no authentication.
+//!
 //! ## Async locks
 //!
 //! With the `tokio` feature, `ProfiledAsyncMutex`, `ProfiledAsyncRwLock`
@@ -64,6 +73,8 @@ mod otel;
 mod pprof;
 mod profiler;
 mod record;
+#[cfg(feature = "http")]
+mod serve;
 mod site;
 mod sync;
 mod util;
@@ -87,6 +98,8 @@ pub use profiler::{
     StartError,
 };
 pub use record::stack::Unwinder;
+#[cfg(feature = "http")]
+pub use serve::{ServeSettings, MAX_WINDOW_SECONDS};
 pub use site::LockSite;
 pub use sync::{
     ProfiledCondvar, ProfiledMutex, ProfiledMutexGuard, ProfiledReentrantMutex, ProfiledReentrantMutexGuard,

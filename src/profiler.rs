@@ -6,6 +6,8 @@
 mod datadog;
 mod from_env;
 mod handle;
+#[cfg(feature = "http")]
+mod on_demand;
 mod worker;
 
 pub use from_env::{start_from_env, try_start_from_env, NotStarted};
@@ -18,6 +20,8 @@ use crate::config::{self, ConfigError, SetInCode, Settings};
 use crate::export::datadog::settings::DatadogSettings;
 use crate::export::{output, Export};
 use crate::record::session::{Claim, Session, Unwinder};
+#[cfg(feature = "http")]
+use crate::serve::ServeSettings;
 
 /// Entry point: `Profiler::builder().capture_pct(5.0).start()`.
 #[derive(Debug)]
@@ -37,6 +41,8 @@ impl Profiler {
             upload: None,
             in_code: SetInCode::default(),
             apply_env: true,
+            #[cfg(feature = "http")]
+            serve: ServeSettings::default(),
             exporter: None,
         }
     }
@@ -60,6 +66,8 @@ pub struct ProfilerBuilder {
     /// Whether [`start`](Self::start) applies the environment: not after
     /// [`with_env`](Self::with_env) (done) or [`ignore_env`](Self::ignore_env).
     apply_env: bool,
+    #[cfg(feature = "http")]
+    serve: ServeSettings,
     exporter: Option<Box<dyn Export>>,
 }
 
@@ -69,6 +77,8 @@ impl std::fmt::Debug for ProfilerBuilder {
         d.field("settings", &self.settings);
         #[cfg(feature = "datadog")]
         d.field("datadog", &self.datadog).field("upload", &self.upload);
+        #[cfg(feature = "http")]
+        d.field("serve", &self.serve);
         d.field("exporter", &self.exporter.as_ref().map(|e| e.describe()))
             .finish()
     }
@@ -152,7 +162,9 @@ impl ProfilerBuilder {
         let errors;
         (self.settings, errors) = config::core_from_env(self.settings, self.in_code);
         #[cfg(feature = "datadog")]
-        let errors = errors.into_iter().chain(self.datadog.fill_from_env()).collect();
+        let errors: Vec<ConfigError> = errors.into_iter().chain(self.datadog.fill_from_env()).collect();
+        #[cfg(feature = "http")]
+        let errors = errors.into_iter().chain(self.serve.fill_from_env()).collect();
         (self, errors)
     }
 
@@ -183,6 +195,8 @@ impl ProfilerBuilder {
             }
         }
         self.settings.validate()?;
+        #[cfg(feature = "http")]
+        let serve_at = self.serve.socket_addr("serve")?;
         let claim = Claim::take().ok_or(StartError::AlreadyRunning)?;
         let chosen = output::open(output::Request {
             settings: &self.settings,
@@ -195,10 +209,28 @@ impl ProfilerBuilder {
         let exporter = chosen.exporter;
         let settings = self.settings;
         let description = exporter.describe();
+        // Bound before the session opens: a port in use fails the start.
+        #[cfg(feature = "http")]
+        let on_demand = match serve_at {
+            Some(addr) => {
+                let (server, asks) =
+                    crate::serve::Server::start(addr).map_err(|source| StartError::Serve { addr, source })?;
+                Some(on_demand::OnDemand::new(server, asks))
+            }
+            None => None,
+        };
+        #[cfg(feature = "http")]
+        let serving = on_demand.as_ref().map(on_demand::OnDemand::addr);
         let (session, sampling) = Session::open(claim, &settings.session());
         let unwinder = session.unwinder();
-        let spawned =
-            worker::spawn(session, exporter, settings.flush_interval).map_err(StartError::Thread)?;
+        let spawned = worker::spawn(
+            session,
+            exporter,
+            settings.flush_interval,
+            #[cfg(feature = "http")]
+            on_demand,
+        )
+        .map_err(StartError::Thread)?;
         // Sampling starts only once everything above is in place.
         sampling.start();
         log::debug!(
@@ -207,13 +239,60 @@ impl ProfilerBuilder {
             unwinder,
             description
         );
+        #[cfg(feature = "http")]
+        if let Some(addr) = serving {
+            log::debug!(
+                "lockprof: on-demand profiles at http://{addr}{}",
+                crate::serve::PATH
+            );
+        }
         Ok(ProfilerHandle::new(
             spawned,
             #[cfg(feature = "datadog")]
             chosen.upload,
+            #[cfg(feature = "http")]
+            serving,
             description,
             unwinder,
         ))
+    }
+}
+
+/// The on-demand endpoint (feature `http`).
+#[cfg(feature = "http")]
+impl ProfilerBuilder {
+    /// Serves on-demand lock profiles over HTTP at `addr`, an IP address and
+    /// port (`DD_PROFILING_LOCK_SERVE`): `GET /debug/pprof/lock?seconds=N`
+    /// answers with a profile of the next N seconds (1 to
+    /// [`MAX_WINDOW_SECONDS`](crate::MAX_WINDOW_SECONDS)), and
+    /// `GET /debug/pprof/lock` with everything since the profiler started,
+    /// both gzip'd pprof as the files are: `go tool pprof
+    /// http://127.0.0.1:6061/debug/pprof/lock?seconds=30`, or `lockprof top`
+    /// with the same URL. The periodic profiles are unaffected.
+    ///
+    /// The endpoint has no authentication: an address other than loopback
+    /// (`127.0.0.1`, `[::1]`, `localhost`) is refused unless
+    /// [`serve_non_loopback`](Self::serve_non_loopback) allows it. Port 0
+    /// picks a free port: [`ProfilerHandle::http_addr`] tells which.
+    /// [`start`](Self::start) fails if the address is malformed or cannot be
+    /// bound.
+    pub fn serve(mut self, addr: impl Into<String>) -> Self {
+        self.serve.addr = Some(addr.into());
+        self
+    }
+
+    /// Allows [`serve`](Self::serve) on an address other than loopback
+    /// (`DD_PROFILING_LOCK_SERVE_NON_LOOPBACK`; default false). Anyone who
+    /// reaches the port then reads your lock names and call stacks, and can
+    /// make the profiler encode profiles: put it behind a firewall.
+    pub fn serve_non_loopback(mut self, allow: bool) -> Self {
+        self.serve.non_loopback = Some(allow);
+        self
+    }
+
+    /// The endpoint's settings as they stand.
+    pub fn serve_settings(&self) -> &ServeSettings {
+        &self.serve
     }
 }
 
@@ -232,4 +311,15 @@ pub enum StartError {
     /// The profiler thread could not be spawned.
     #[error("cannot spawn the profiler thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// The on-demand endpoint could not listen on its address (feature
+    /// `http`).
+    #[cfg(feature = "http")]
+    #[error("cannot serve on-demand profiles at {addr}: {source}")]
+    Serve {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why: the address is in use, say.
+        #[source]
+        source: std::io::Error,
+    },
 }

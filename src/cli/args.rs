@@ -11,15 +11,19 @@ Inputs:
   PROFILE is a file (gzip'd, zstd'd or raw pprof), a directory (its newest
   profile; all of them with --all), or a prefix as given to
   DD_PROFILING_OUTPUT_PPROF (files <prefix>.<pid>.<seq>[.pprof]; newest, or
-  all with --all). Several profiles are merged, except by `top`, which
-  shows a row per run (<prefix>.<pid>: one process) and lock, with a RUN
-  column, when they come from several runs (--merge: merged).
+  all with --all), or the http:// URL of a running program's on-demand
+  endpoint (lockprof's feature `http`; ?seconds=N: the next N seconds).
+  Several profiles are merged, except by `top`, which shows a row per run
+  (<prefix>.<pid>: one process) and lock, with a RUN column, when they come
+  from several runs (--merge: merged).
 
 Examples:
   lockprof top /tmp/lockprof/app                       newest profile of program app
   lockprof top -n 5 --by hold results/profiles/        newest in a directory, by hold time
   lockprof top --all results/profiles/                 every run's locks, a RUN column
   lockprof top --all --merge --json /tmp/lockprof/app  app's profiles merged, as JSON
+  lockprof top http://127.0.0.1:6061/debug/pprof/lock?seconds=5
+                                                       the next 5 seconds of a running program
   lockprof stacks --lock session_lock app.1234.0.pprof
   lockprof names --expect queue,session_lock app.1234.0.pprof
   lockprof flamegraph --by wait -o wait.svg /tmp/lockprof/app
@@ -77,7 +81,8 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct Inputs {
-    /// Profile files, directories or DD_PROFILING_OUTPUT_PPROF prefixes.
+    /// Profile files, directories, DD_PROFILING_OUTPUT_PPROF prefixes, or
+    /// http:// URLs of a running program's on-demand endpoint.
     #[arg(required = true, value_name = "PROFILE")]
     pub(crate) files: Vec<PathBuf>,
     /// Of a directory or prefix, read every profile, not the newest (`top`:

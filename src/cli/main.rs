@@ -4,6 +4,7 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod args;
+mod fetch;
 mod input;
 mod render;
 mod report;

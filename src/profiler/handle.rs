@@ -46,6 +46,8 @@ pub struct ProfilerHandle {
     shared: Arc<Shared>,
     #[cfg(feature = "datadog")]
     upload: Option<UploadCounters>,
+    #[cfg(feature = "http")]
+    http_addr: Option<std::net::SocketAddr>,
     description: String,
     unwinder: Unwinder,
     /// The process that started the profiler: a forked child has a copy of
@@ -66,6 +68,7 @@ impl ProfilerHandle {
     pub(super) fn new(
         spawned: Spawned,
         #[cfg(feature = "datadog")] upload: Option<UploadCounters>,
+        #[cfg(feature = "http")] http_addr: Option<std::net::SocketAddr>,
         description: String,
         unwinder: Unwinder,
     ) -> ProfilerHandle {
@@ -75,6 +78,8 @@ impl ProfilerHandle {
             shared: spawned.shared,
             #[cfg(feature = "datadog")]
             upload,
+            #[cfg(feature = "http")]
+            http_addr,
             description,
             unwinder,
             pid: std::process::id(),
@@ -101,6 +106,15 @@ impl ProfilerHandle {
     /// pointers.
     pub fn unwinder(&self) -> Unwinder {
         self.unwinder
+    }
+
+    /// Where the on-demand endpoint listens (feature `http`; `None` when
+    /// [`ProfilerBuilder::serve`](super::ProfilerBuilder::serve) was not
+    /// asked): its port, when 0 was asked. The endpoint stops with the
+    /// profiler.
+    #[cfg(feature = "http")]
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr
     }
 
     /// Where profiles go, in words.

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+#[cfg(feature = "http")]
+use super::on_demand::OnDemand;
 use crate::encode::Encoder;
 use crate::export::{EncodedProfile, Export, ExportError, ProfileStats};
 use crate::record::session::{self, Session};
@@ -51,11 +53,12 @@ pub(super) struct Spawned {
 }
 
 /// Starts the profiler thread: it reads `session` and hands a profile to
-/// `exporter` every `interval`.
+/// `exporter` every `interval` (and answers `on_demand`'s server).
 pub(super) fn spawn(
     session: Session,
     exporter: Box<dyn Export>,
     interval: Duration,
+    #[cfg(feature = "http")] on_demand: Option<OnDemand>,
 ) -> std::io::Result<Spawned> {
     let shared = Arc::new(Shared::default());
     let (control, control_rx) = crossbeam_channel::bounded(4);
@@ -66,6 +69,8 @@ pub(super) fn spawn(
         shared: Arc::clone(&shared),
         session,
         encoder: Encoder::default(),
+        #[cfg(feature = "http")]
+        on_demand,
     };
     let thread = std::thread::Builder::new()
         .name("lockprof".into())
@@ -85,6 +90,18 @@ struct Worker {
     shared: Arc<Shared>,
     session: Session,
     encoder: Encoder,
+    #[cfg(feature = "http")]
+    on_demand: Option<OnDemand>,
+}
+
+/// What woke the profiler thread.
+enum Woken {
+    Control(Control),
+    #[cfg(feature = "http")]
+    Ask(crate::serve::Ask),
+    Timeout,
+    /// The handle is gone.
+    Disconnected,
 }
 
 impl Worker {
@@ -116,24 +133,33 @@ impl Worker {
                 self.flush();
                 deadline = next_deadline(deadline, interval, Instant::now());
             }
+            #[cfg(feature = "http")]
+            self.end_windows();
             // Read after every flush, however late the schedule: a flush
             // slower than the interval must not keep `stop` and `flush`
             // waiting.
             let wait = deadline.saturating_duration_since(Instant::now()).min(poll);
-            match self.control.recv_timeout(wait) {
-                Ok(Control::Flush(ack)) => {
+            #[cfg(feature = "http")]
+            let wait = match self.on_demand.as_ref().and_then(OnDemand::next_end) {
+                Some(end) => wait.min(end.saturating_duration_since(Instant::now())),
+                None => wait,
+            };
+            match self.wait(wait) {
+                Woken::Control(Control::Flush(ack)) => {
                     self.session.poll();
                     self.flush();
                     deadline = Instant::now() + interval;
                     let _ = ack.send(());
                 }
-                Ok(Control::Stop(ack)) => {
+                Woken::Control(Control::Stop(ack)) => {
                     self.stop();
                     let _ = ack.send(());
                     return;
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
+                #[cfg(feature = "http")]
+                Woken::Ask(ask) => self.answer(ask),
+                Woken::Timeout => {}
+                Woken::Disconnected => {
                     self.stop();
                     return;
                 }
@@ -141,14 +167,42 @@ impl Worker {
         }
     }
 
+    /// Waits at most `wait` for the handle, or the endpoint's server.
+    fn wait(&self, wait: Duration) -> Woken {
+        #[cfg(feature = "http")]
+        if let Some(on_demand) = &self.on_demand {
+            return crossbeam_channel::select! {
+                recv(self.control) -> control => control.map_or(Woken::Disconnected, Woken::Control),
+                // The server keeps its end while `on_demand` lives.
+                recv(on_demand.asks()) -> ask => ask.map_or(Woken::Timeout, Woken::Ask),
+                default(wait) => Woken::Timeout,
+            };
+        }
+        match self.control.recv_timeout(wait) {
+            Ok(control) => Woken::Control(control),
+            Err(RecvTimeoutError::Timeout) => Woken::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Woken::Disconnected,
+        }
+    }
+
     fn stop(&mut self) {
         self.session.close();
         self.flush();
+        // After the last flush, which ends the periodic profile's
+        // sub-periods: windows still open answer that the profiler
+        // stopped, and the server stops.
+        #[cfg(feature = "http")]
+        drop(self.on_demand.take());
         self.exporter.finish();
     }
 
     fn flush(&mut self) {
         let period = self.session.take_period();
+        #[cfg(feature = "http")]
+        let period = match &mut self.on_demand {
+            Some(on_demand) => on_demand.end_periodic(period),
+            None => period,
+        };
         let (start, end) = (period.start, period.end);
         let endpoint_counts = period
             .endpoint_counts
@@ -200,6 +254,84 @@ impl Worker {
                 }
             }
             Err(e) => self.fail(e),
+        }
+    }
+
+    /// Answers the endpoint's server: opens a window, or encodes the
+    /// profile since the start. Either way the period is cut now.
+    #[cfg(feature = "http")]
+    fn answer(&mut self, ask: crate::serve::Ask) {
+        self.cut();
+        let Some(on_demand) = &mut self.on_demand else {
+            return;
+        };
+        match ask.window {
+            Some(length) => {
+                let id = on_demand.open(length, ask.reply);
+                // Tests wait for this line to know the window is open.
+                log::debug!(
+                    "lockprof: on-demand profile {id} ({} s) started",
+                    length.as_secs()
+                );
+            }
+            None => {
+                let since_start = on_demand.since_start();
+                let answer = self.encode_answer(since_start);
+                ask.reply.send(answer);
+            }
+        }
+    }
+
+    /// Ends the windows whose time is up: cuts the period, then encodes and
+    /// answers each.
+    #[cfg(feature = "http")]
+    fn end_windows(&mut self) {
+        let now = Instant::now();
+        let due = self.on_demand.as_ref().and_then(OnDemand::next_end);
+        if due.is_none_or(|end| end > now) {
+            return;
+        }
+        // Before the cut: what a test did before it read this line is in
+        // the window.
+        log::debug!("lockprof: on-demand profiles ending");
+        self.cut();
+        let ended = match &mut self.on_demand {
+            Some(on_demand) => on_demand.take_ended(Instant::now()),
+            None => return,
+        };
+        for window in ended {
+            log::debug!(
+                "lockprof: on-demand profile {} ({} s) ended",
+                window.id,
+                window.length.as_secs()
+            );
+            let answer = self.encode_answer(window.period);
+            window.reply.send(answer);
+        }
+    }
+
+    /// Takes a sub-period for every profile being built.
+    #[cfg(feature = "http")]
+    fn cut(&mut self) {
+        self.session.poll();
+        let period = self.session.take_period();
+        if let Some(on_demand) = &mut self.on_demand {
+            on_demand.add(period);
+        }
+    }
+
+    #[cfg(feature = "http")]
+    fn encode_answer(&mut self, period: Option<crate::record::session::Period>) -> crate::serve::Answer {
+        use crate::serve::Answer;
+        let Some(period) = period else {
+            return Answer::Failed("no period was recorded".to_owned());
+        };
+        let session = &mut self.session;
+        match self.encoder.encode(period, &mut || {
+            session.poll();
+        }) {
+            Ok(encoded) => Answer::Profile(encoded.gzipped_pprof),
+            Err(e) => Answer::Failed(e.to_string()),
         }
     }
 

@@ -240,6 +240,131 @@ pub(crate) struct Period {
     pub(crate) endpoint_counts: Vec<(std::sync::Arc<str>, u64)>,
 }
 
+/// Consecutive periods summed into one, as if they had been taken at once:
+/// the profiler cuts a period into sub-periods when an on-demand profile
+/// starts or ends (feature `http`), and each profile made of them (the
+/// periodic one, an on-demand window, the cumulative one) is the sum of its
+/// sub-periods. Every count and time is a sum of the sub-periods' own, so a
+/// count read in one sub-period is in each sum that holds it exactly once.
+#[cfg(feature = "http")]
+#[derive(Debug, Clone)]
+pub(crate) struct PeriodSum {
+    period: Period,
+    /// Where each sample key is in `period.samples`.
+    index: FxHashMap<SumKey, usize>,
+}
+
+/// A [`SampleKey`] as the sum finds it: the thread by id and the stack by
+/// hash, as the recorder aggregates them.
+#[cfg(feature = "http")]
+type SumKey = (
+    super::EventKind,
+    SiteKey,
+    Mode,
+    u64,
+    Option<super::labels::TaskLabels>,
+    // The span's ids: its endpoint may be known in a later sub-period only.
+    Option<(u64, Option<u64>)>,
+    u64,
+    u32,
+);
+
+#[cfg(feature = "http")]
+impl PeriodSum {
+    /// A sum of one period.
+    pub(crate) fn new(first: Period) -> PeriodSum {
+        let index = first
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (sum_key(k), i))
+            .collect();
+        PeriodSum { period: first, index }
+    }
+
+    /// Adds the period that follows the last one added.
+    pub(crate) fn add(&mut self, next: &Period) {
+        let sum = &mut self.period;
+        for (key, agg) in &next.samples {
+            match self.index.get(&sum_key(key)) {
+                Some(&i) => {
+                    if let Some((k, a)) = sum.samples.get_mut(i) {
+                        // A span whose root ended since: its endpoint now.
+                        if let (Some(span), Some(later)) = (&mut k.span, &key.span) {
+                            if span.endpoint.is_none() {
+                                span.endpoint.clone_from(&later.endpoint);
+                            }
+                        }
+                        a.events = a.events.saturating_add(agg.events);
+                        a.weight = a.weight.saturating_add(agg.weight);
+                        a.total_ns = a.total_ns.saturating_add(agg.total_ns);
+                        a.spread.merge(&agg.spread);
+                    }
+                }
+                None => {
+                    self.index.insert(sum_key(key), sum.samples.len());
+                    sum.samples.push((key.clone(), *agg));
+                }
+            }
+        }
+        for (key, t) in &next.totals {
+            let s = sum.totals.entry(*key).or_default();
+            s.acquired = add_known(s.acquired, t.acquired);
+            s.contended = s.contended.saturating_add(t.contended);
+            s.wait_ns = add_known(s.wait_ns, t.wait_ns);
+        }
+        for (endpoint, n) in &next.endpoint_counts {
+            match sum.endpoint_counts.iter_mut().find(|(e, _)| e == endpoint) {
+                Some((_, total)) => *total = total.saturating_add(*n),
+                None => sum.endpoint_counts.push((endpoint.clone(), *n)),
+            }
+        }
+        sum.end = next.end;
+        sum.duration = sum.duration.saturating_add(next.duration);
+        sum.recorded = sum.recorded.saturating_add(next.recorded);
+        sum.dropped = sum.dropped.saturating_add(next.dropped);
+        sum.internal_panics = sum.internal_panics.saturating_add(next.internal_panics);
+        // The same all session long, or counted since the process started:
+        // the latest is the sum's.
+        sum.capture_pct = next.capture_pct;
+        sum.max_frames = next.max_frames;
+        sum.truncated_walks = next.truncated_walks;
+        sum.uncounted = next.uncounted;
+    }
+
+    /// The periods summed so far, as one.
+    pub(crate) fn period(&self) -> &Period {
+        &self.period
+    }
+
+    pub(crate) fn into_period(self) -> Period {
+        self.period
+    }
+}
+
+#[cfg(feature = "http")]
+fn sum_key(k: &SampleKey) -> SumKey {
+    (
+        k.kind,
+        k.site,
+        k.mode,
+        k.thread.id,
+        k.task.clone(),
+        k.span.as_ref().map(|s| (s.span_id, s.local_root_span_id)),
+        k.stack.hash,
+        k.peer,
+    )
+}
+
+/// Two exact totals of consecutive periods: known if either is.
+#[cfg(feature = "http")]
+fn add_known(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Lock names whose acquisitions are counted exactly.
 pub(crate) const MAX_LOCK_NAMES: usize = stats::MAX_SITES;
 
@@ -262,5 +387,89 @@ fn install_fork_handler() {
                 log::warn!("lockprof: cannot install a fork handler (error {rc}); a forked child keeps sampling into a queue nobody reads");
             }
         });
+    }
+}
+
+#[cfg(all(test, feature = "http"))]
+mod tests {
+    use super::*;
+    use crate::record::labels::ThreadMeta;
+    use crate::record::stack::Stack;
+    use crate::record::EventKind;
+
+    fn period(samples: &[(usize, u64, u64)], acquired: u64, ms: u64) -> Period {
+        let thread = ThreadMeta::current();
+        let site = SiteKey {
+            file: "a.rs",
+            line: 1,
+            column: 1,
+            name: Some("l"),
+        };
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
+        Period {
+            start: at,
+            end: at + Duration::from_millis(ms),
+            duration: Duration::from_millis(ms),
+            samples: samples
+                .iter()
+                .map(|&(ip, events, total_ns)| {
+                    let key = SampleKey {
+                        kind: EventKind::Acquire,
+                        site,
+                        mode: Mode::Exclusive,
+                        thread: std::sync::Arc::clone(&thread),
+                        task: None,
+                        span: None,
+                        stack: Stack::new(&[ip], 0),
+                        peer: 0,
+                    };
+                    let agg = Aggregate {
+                        events,
+                        weight: events,
+                        total_ns,
+                        spread: Default::default(),
+                    };
+                    (key, agg)
+                })
+                .collect(),
+            totals: [(
+                (site, Mode::Exclusive),
+                Totals {
+                    acquired: Some(acquired),
+                    contended: 1,
+                    wait_ns: Some(10),
+                },
+            )]
+            .into_iter()
+            .collect(),
+            recorded: samples.iter().map(|s| s.1).sum(),
+            dropped: 1,
+            internal_panics: 0,
+            capture_pct: 100.0,
+            max_frames: 64,
+            truncated_walks: 0,
+            uncounted: 0,
+            endpoint_counts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_sum_of_periods_is_the_period_they_make_together() {
+        let mut sum = PeriodSum::new(period(&[(1, 2, 20), (2, 1, 5)], 3, 100));
+        sum.add(&period(&[(2, 4, 40), (3, 1, 1)], 5, 250));
+        let p = sum.into_period();
+        let mut samples: Vec<(usize, u64, u64)> = p
+            .samples
+            .iter()
+            .map(|(k, a)| (k.stack.ips[0], a.events, a.total_ns))
+            .collect();
+        samples.sort();
+        assert_eq!(samples, [(1, 2, 20), (2, 5, 45), (3, 1, 1)]);
+        let t = p.totals.values().next().copied().unwrap_or_default();
+        assert_eq!((t.acquired, t.contended, t.wait_ns), (Some(8), 2, Some(20)));
+        assert_eq!((p.recorded, p.dropped), (8, 2));
+        assert_eq!(p.duration, Duration::from_millis(350));
+        assert_eq!(p.start, SystemTime::UNIX_EPOCH + Duration::from_secs(1));
+        assert_eq!(p.end, p.start + Duration::from_millis(250));
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod http;
 pub mod logs;
 
 use std::path::{Path, PathBuf};
