@@ -9,8 +9,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::serial;
-use lockprof::{named, ProfiledMutex, Profiler};
+use common::{http, serial};
+use lockprof::{named, ProfiledMutex};
 
 fn lockprof(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lockprof"))
@@ -31,17 +31,8 @@ fn fails_with(args: &[&str], expected: &str) {
 #[test]
 fn top_reads_the_next_second_of_a_running_program_and_bad_urls_say_why() {
     let _turn = serial();
-    let dir = tempfile::tempdir().unwrap();
     named!(let request_lock = ProfiledMutex::new(0u64));
-    let handle = Profiler::builder()
-        .ignore_env()
-        .capture_pct(100.0)
-        .output_pprof(dir.path().join("p"))
-        .flush_interval(Duration::from_secs(3600))
-        .serve("127.0.0.1:0")
-        .start()
-        .unwrap();
-    let addr = handle.http_addr().unwrap();
+    let (handle, addr, _dir) = http::serving_profiler();
     let window = format!("http://{addr}/debug/pprof/lock?seconds=1");
     let since_start = format!("http://{addr}/debug/pprof/lock");
 

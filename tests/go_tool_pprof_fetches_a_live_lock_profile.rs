@@ -9,8 +9,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::serial;
-use lockprof::{named, ProfiledMutex, ProfiledRwLock, Profiler};
+use common::{http, serial};
+use lockprof::{named, ProfiledMutex, ProfiledRwLock};
 
 #[test]
 fn go_tool_pprof_reads_the_next_two_seconds_of_a_running_program() {
@@ -21,18 +21,9 @@ fn go_tool_pprof_reads_the_next_two_seconds_of_a_running_program() {
          Install Go (Debian: `apt-get install golang-go`) and re-run."
     );
     let _turn = serial();
-    let dir = tempfile::tempdir().unwrap();
     named!(let session_lock = ProfiledMutex::new(0u64));
     named!(let cache_lock = ProfiledRwLock::new(0u64));
-    let handle = Profiler::builder()
-        .ignore_env()
-        .capture_pct(100.0)
-        .output_pprof(dir.path().join("live"))
-        .flush_interval(Duration::from_secs(3600))
-        .serve("127.0.0.1:0")
-        .start()
-        .unwrap();
-    let addr = handle.http_addr().expect("the endpoint listens");
+    let (handle, addr, dir) = http::serving_profiler();
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
     let url = format!("http://{addr}/debug/pprof/lock?seconds=2");
 

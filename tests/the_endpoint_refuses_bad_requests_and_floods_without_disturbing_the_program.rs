@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{http, serial};
-use lockprof::{named, ProfiledMutex, Profiler, ProfilerHandle};
+use lockprof::{named, ProfiledMutex};
 
 /// A profiled program: a thread that locks a profiled mutex every
 /// millisecond until dropped, and counts its acquisitions.
@@ -65,21 +65,6 @@ impl Drop for Workload {
     }
 }
 
-/// A profiler serving on a free port, writing into a directory of its own.
-fn start() -> (ProfilerHandle, SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let handle = Profiler::builder()
-        .ignore_env()
-        .capture_pct(100.0)
-        .output_pprof(dir.path().join("p"))
-        .flush_interval(Duration::from_secs(3600))
-        .serve("127.0.0.1:0")
-        .start()
-        .unwrap();
-    let addr = handle.http_addr().unwrap();
-    (handle, addr, dir)
-}
-
 /// Asserts a refusal: `status`, and a body of one line equal to `line`.
 fn assert_refused(response: &http::Response, status: u16, line: &str) {
     assert_eq!(response.status, status, "{}\n{}", response.head, response.text());
@@ -94,7 +79,7 @@ fn assert_refused(response: &http::Response, status: u16, line: &str) {
 #[test]
 fn bad_requests_get_a_4xx_and_a_line_saying_what_is_wrong() {
     let _turn = serial();
-    let (handle, addr, _dir) = start();
+    let (handle, addr, _dir) = http::serving_profiler();
     let workload = Workload::start();
 
     assert_refused(
@@ -215,7 +200,7 @@ fn a_thousand_connections_at_once_start_no_thread_and_the_program_goes_on() {
     const PER_CLIENT: usize = 50;
     let _turn = serial();
     allow_open_files(4096);
-    let (handle, addr, _dir) = start();
+    let (handle, addr, _dir) = http::serving_profiler();
     let workload = Workload::start();
     let before = threads();
 

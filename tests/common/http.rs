@@ -83,3 +83,21 @@ fn parse(bytes: &[u8]) -> std::io::Result<Response> {
         body: bytes[end + 4..].to_vec(),
     })
 }
+
+/// A profiler at capture 100 % serving on-demand profiles on a free
+/// loopback port, writing its files (one an hour) under a directory of its
+/// own, and the port it serves on.
+#[cfg(feature = "http")]
+pub fn serving_profiler() -> (lockprof::ProfilerHandle, SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = lockprof::Profiler::builder()
+        .ignore_env()
+        .capture_pct(100.0)
+        .output_pprof(dir.path().join("live"))
+        .flush_interval(Duration::from_secs(3600))
+        .serve("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let addr = handle.http_addr().expect("the endpoint listens");
+    (handle, addr, dir)
+}
