@@ -16,6 +16,7 @@
 //! on a shared machine.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,65 @@ fn threaded(threads: usize, total: u64, op: &(dyn Fn(usize, u64) + Sync)) -> (Du
     })
     .elapsed();
     (elapsed, per_thread * threads as u64)
+}
+
+/// `parking_lot`'s mutex with `std::sync::Mutex`'s poisoning added, as
+/// `ProfiledMutex` has it: the reference for what std's semantics cost a
+/// contended lock, profiler or not.
+struct Poisoning<T> {
+    lock: parking_lot::Mutex<T>,
+    poisoned: AtomicBool,
+}
+
+struct PoisoningGuard<'a, T> {
+    guard: parking_lot::MutexGuard<'a, T>,
+    poisoned: &'a AtomicBool,
+    panicking: bool,
+}
+
+impl<T> Poisoning<T> {
+    fn new(value: T) -> Self {
+        Poisoning {
+            lock: parking_lot::Mutex::new(value),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    fn lock(&self) -> Result<PoisoningGuard<'_, T>, ()> {
+        let guard = PoisoningGuard {
+            guard: self.lock.lock(),
+            poisoned: &self.poisoned,
+            panicking: std::thread::panicking(),
+        };
+        if self.poisoned.load(Relaxed) {
+            Err(())
+        } else {
+            Ok(guard)
+        }
+    }
+}
+
+impl<T> std::ops::Deref for PoisoningGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> std::ops::DerefMut for PoisoningGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+impl<T> Drop for PoisoningGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.panicking && std::thread::panicking() {
+            self.poisoned.store(true, Relaxed);
+        }
+    }
 }
 
 #[inline(always)]
@@ -249,6 +309,26 @@ fn measure() {
         "<= 1.15x",
         l / b <= 1.15,
     );
+
+    // For reference, no target: std's poisoning alone, without lockprof.
+    for threads in [2usize, 8] {
+        let pl = parking_lot::Mutex::new([0u64; 4]);
+        let poisoning = Poisoning::new([0u64; 4]);
+        let (b, l) = interleaved(
+            7,
+            None,
+            &mut || threaded(threads, 4_000_000, &|_, i| work(&mut pl.lock(), i)),
+            &mut || {
+                threaded(threads, 4_000_000, &|_, i| {
+                    work(&mut poisoning.lock().unwrap(), i)
+                })
+            },
+        );
+        println!(
+            "(reference) contended {threads} threads 1 lock throughput parking_lot with std's poisoning checks/parking_lot: {:.2}x",
+            b / l
+        );
+    }
 
     for (locks, threads) in [(1usize, 2usize), (2, 2), (1, 8), (2, 8), (1, 32), (2, 32)] {
         let pls: Vec<_> = (0..locks).map(|_| parking_lot::Mutex::new([0u64; 4])).collect();
