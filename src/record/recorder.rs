@@ -80,10 +80,16 @@ struct Cached {
     /// An event's extra part allocated ahead (by [`prepare`]), for the next
     /// new stack sent while a user's lock is held.
     spare: Option<Box<EventExtra>>,
-    /// The same without a stack buffer, for the next event that needs an
-    /// extra part for its labels alone (its span, say).
-    spare_labels: Option<Box<EventExtra>>,
+    /// The same without a stack buffer, for the next events that need an
+    /// extra part for their labels alone (their span, say): one for a
+    /// sampled acquisition and one for its release, for locks nested a few
+    /// deep, since a release may come while the thread holds other locks
+    /// and [`prepare`] runs only before sampled acquisitions.
+    spare_labels: [Option<Box<EventExtra>>; SPARE_LABELS],
 }
+
+/// Label-only extra parts kept ahead per thread (see `Cached::spare_labels`).
+const SPARE_LABELS: usize = 4;
 
 impl Cached {
     /// This thread's state, made on first use and registered for `session`
@@ -97,7 +103,7 @@ impl Cached {
             meta_sent: false,
             sent: SentStacks(None),
             spare: None,
-            spare_labels: None,
+            spare_labels: Default::default(),
         });
         if c.session != session {
             c.session = session;
@@ -248,8 +254,8 @@ pub(crate) fn prepare() {
                 ..Default::default()
             }));
         }
-        if c.spare_labels.is_none() {
-            c.spare_labels = Some(Box::default());
+        for spare in c.spare_labels.iter_mut().filter(|s| s.is_none()) {
+            *spare = Some(Box::default());
         }
     });
 }
@@ -355,7 +361,7 @@ fn send_inner(
             } else {
                 // Labels alone (every sampled event in a span has some): the
                 // stack buffer stays for the next new stack.
-                c.spare_labels.take()
+                c.spare_labels.iter_mut().find_map(Option::take)
             };
             match spare {
                 // Allocates nothing: a user's lock may be held.
