@@ -79,6 +79,18 @@ impl Watched {
         self.waiters.load(Relaxed) != 0
     }
 
+    /// The [`clock::now`] of an acquisition that waited, just made; the
+    /// listed waiters' records are moved on to it, if any (the time before,
+    /// when the lock was free, is no holder's doing).
+    #[inline(always)]
+    pub(crate) fn acquired_after_wait(&self) -> u64 {
+        let at = clock::now();
+        if self.any() {
+            hold_starts_watched(self, at);
+        }
+        at
+    }
+
     fn key(&self) -> usize {
         self as *const Watched as usize
     }
@@ -126,11 +138,11 @@ pub(crate) fn wait_watched<R>(watched: &Watched, record: &WaitRecord, acquire: i
     acquired
 }
 
-/// A hold of `watched`'s lock began at `at` after a wait: the time before,
-/// when the lock was free, is no holder's doing (see [`WaitRecord::skip_to`]).
+/// A hold of `watched`'s lock began at `at` after a wait (see
+/// [`WaitRecord::skip_to`]).
 #[cold]
 #[inline(never)]
-pub(crate) fn hold_starts_watched(watched: &Watched, at: u64) {
+fn hold_starts_watched(watched: &Watched, at: u64) {
     if let Some(list) = WATCHED.try_lock_for(LIST_TIMEOUT) {
         skip_listed(&list[..], watched.key(), at);
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::record::blame::{self, WaitRecord, Watched};
 use crate::record::LockHandle;
-use crate::record::{self, clock, Mode, RawAcquire, Ticket};
+use crate::record::{self, Mode, RawAcquire, Ticket};
 use crate::site::LockSite;
 
 type RawReentrant = lock_api::RawReentrantMutex<parking_lot::RawMutex, parking_lot::RawThreadId>;
@@ -81,11 +81,7 @@ impl RawAcquire for Raw<'_> {
     #[inline(always)]
     fn acquire_slow_timed(&self) -> u64 {
         self.0.lock();
-        let at = clock::now();
-        if self.1.any() {
-            blame::hold_starts_watched(self.1, at);
-        }
-        at
+        self.1.acquired_after_wait()
     }
 }
 

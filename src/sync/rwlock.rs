@@ -10,7 +10,7 @@ use lock_api::{RawRwLock as _, RawRwLockTimed as _};
 use super::poison;
 use crate::record::blame::{self, WaitRecord, Watched};
 use crate::record::LockHandle;
-use crate::record::{self, clock, Mode, RawAcquire, Ticket};
+use crate::record::{self, Mode, RawAcquire, Ticket};
 use crate::site::LockSite;
 
 /// A reader-writer lock with `std::sync::RwLock`'s API and semantics whose
@@ -88,7 +88,7 @@ impl RawAcquire for Read<'_> {
     #[inline(always)]
     fn acquire_slow_timed(&self) -> u64 {
         self.0.lock_shared();
-        hold_starts(self.1)
+        self.1.acquired_after_wait()
     }
 }
 
@@ -116,19 +116,8 @@ impl RawAcquire for Write<'_> {
     #[inline(always)]
     fn acquire_slow_timed(&self) -> u64 {
         self.0.lock_exclusive();
-        hold_starts(self.1)
+        self.1.acquired_after_wait()
     }
-}
-
-/// The clock at an acquisition after a wait; the listed waiters' records
-/// are moved on to it, if any.
-#[inline(always)]
-fn hold_starts(watched: &Watched) -> u64 {
-    let at = clock::now();
-    if watched.any() {
-        blame::hold_starts_watched(watched, at);
-    }
-    at
 }
 
 impl<T> ProfiledRwLock<T> {
