@@ -231,10 +231,6 @@ fn a_thousand_connections_at_once_start_no_thread_and_the_program_goes_on() {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
                 s.spawn(move || {
-                    // Every connection open before any request is sent.
-                    let streams: Vec<TcpStream> = (0..PER_CLIENT)
-                        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(30)).unwrap())
-                        .collect();
                     let requests: Vec<&str> = (0..PER_CLIENT)
                         .map(|i| match (c * PER_CLIENT + i) % 4 {
                             0 | 1 => "/debug/pprof/lock?seconds=1",
@@ -242,12 +238,18 @@ fn a_thousand_connections_at_once_start_no_thread_and_the_program_goes_on() {
                             _ => "/debug/pprof/goroutine",
                         })
                         .collect();
+                    // Every connection open, its request sent, before any
+                    // answer is read. Each request goes as soon as its
+                    // connection is made: a client that connected and then
+                    // waited (for its other connections, which may queue in
+                    // a full backlog for seconds) would rightly get a 408.
                     let mut statuses = Vec::new();
-                    let mut streams: Vec<(TcpStream, std::io::Result<()>)> = streams
-                        .into_iter()
-                        .zip(&requests)
-                        .map(|(mut stream, target)| {
+                    let mut streams: Vec<(TcpStream, std::io::Result<()>)> = requests
+                        .iter()
+                        .map(|target| {
                             use std::io::Write;
+                            let mut stream =
+                                TcpStream::connect_timeout(&addr, Duration::from_secs(30)).unwrap();
                             let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
                             let sent = stream.write_all(request.as_bytes());
                             (stream, sent)
