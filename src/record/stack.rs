@@ -134,24 +134,48 @@ const INLINE_FRAMES: usize = 96;
 
 /// A stack captured into a buffer that lives on the capturing thread's stack:
 /// a sampled event allocates only when its stack is new to the recorder.
+///
+/// A walk only stores each frame (its return address and activation); the
+/// stack's hash is computed once the walk ends ([`hash_frames`], independent
+/// per frame, so it runs at the multiplier's throughput rather than its
+/// latency). Hashing inside the walk made each frame a chain of dependent
+/// multiplies, and a release that took its frames from its acquisition's
+/// paid that chain on every frame it copied.
 pub(crate) struct StackBuf {
     inline: [MaybeUninit<usize>; INLINE_FRAMES],
-    len: usize,
-    /// [`hash_step`] over the frames pushed so far.
-    running: u64,
-    /// Frames past `INLINE_FRAMES`, when the limit allows that many.
-    spill: Vec<usize>,
-    omitted: u32,
-    hash: u64,
     /// For each inline frame, the activation it returns into: the caller's
     /// stack pointer (eh_frame) or frame pointer (frame-pointer walk); 0
     /// where unknown. Lets a release reuse its acquisition's frames.
     ids: [MaybeUninit<usize>; INLINE_FRAMES],
-    /// The acquisition's frames a release walk may end on (see [`Saved`]),
-    /// and the index of its frame whose activation the last frame matched.
-    splice: Option<(*const Saved, Option<usize>)>,
+    /// For each inline frame, the sum of [`hash_term`]s from it to the root
+    /// (written by [`finish`](Self::finish)): kept with an acquisition's
+    /// frames, it lets the release that takes them skip their terms.
+    sums: [MaybeUninit<u64>; INLINE_FRAMES],
+    len: usize,
+    /// Frames past `INLINE_FRAMES`, when the limit allows that many.
+    spill: Vec<usize>,
+    omitted: u32,
+    hash: u64,
+    /// The acquisition's frames a release walk may end on (see [`Saved`]).
+    splice: Option<Splice>,
     /// Frames taken from the acquisition's stack beyond those pushed.
     spliced_seen: usize,
+    /// When frames were taken from an acquisition's, all of them: the sum
+    /// of their [`hash_term`]s, and how many frames came before them.
+    spliced_sum: Option<(u64, usize)>,
+}
+
+/// A release walk's progress through its acquisition's frames.
+#[derive(Clone, Copy)]
+struct Splice {
+    saved: *const Saved,
+    /// The first of the acquisition's frames whose activation is not below
+    /// the release walk's last frame: activations lie at increasing
+    /// addresses up both stacks, so this only moves up.
+    cursor: usize,
+    /// The acquisition's frame that the release walk's last frame matched
+    /// (return address and activation), if it did.
+    matched: Option<usize>,
 }
 
 impl StackBuf {
@@ -161,39 +185,43 @@ impl StackBuf {
             // idiom from `MaybeUninit`'s documentation; the array-repeat form
             // was compiled to a 768-byte memset per sampled event).
             inline: unsafe { MaybeUninit::<[MaybeUninit<usize>; INLINE_FRAMES]>::uninit().assume_init() },
+            // SAFETY: as for `inline`.
+            ids: unsafe { MaybeUninit::<[MaybeUninit<usize>; INLINE_FRAMES]>::uninit().assume_init() },
+            // SAFETY: as for `inline`.
+            sums: unsafe { MaybeUninit::<[MaybeUninit<u64>; INLINE_FRAMES]>::uninit().assume_init() },
             len: 0,
-            running: HASH_SEED,
             spill: Vec::new(),
             omitted: 0,
             hash: 0,
-            // SAFETY: as for `inline`.
-            ids: unsafe { MaybeUninit::<[MaybeUninit<usize>; INLINE_FRAMES]>::uninit().assume_init() },
             splice: None,
             spliced_seen: 0,
+            spliced_sum: None,
         }
     }
 
     fn clear(&mut self) {
         self.len = 0;
-        self.running = HASH_SEED;
         self.spill.clear();
         self.spliced_seen = 0;
-        if let Some((_, pending)) = &mut self.splice {
-            *pending = None;
+        self.spliced_sum = None;
+        if let Some(s) = &mut self.splice {
+            s.cursor = 0;
+            s.matched = None;
         }
     }
 
     /// One frame of a walk: its return address and the activation it
     /// returns into (`id`, 0 if unknown). False when the walk may stop: the
     /// rest of the stack was taken from the acquisition's (see [`Saved`]).
-    #[inline]
+    #[inline(always)]
     fn frame(&mut self, ip: usize, id: usize, limit: usize) -> bool {
         let i = self.len;
-        if self.kept() < limit {
-            self.push(ip);
-            if let Some(slot) = self.ids.get_mut(i).filter(|_| self.len == i + 1) {
-                slot.write(id);
-            }
+        if i < INLINE_FRAMES.min(limit) {
+            self.inline[i].write(ip);
+            self.ids[i].write(id);
+            self.len = i + 1;
+        } else if i == INLINE_FRAMES && self.kept() < limit {
+            self.spill.push(ip);
         }
         match self.splice {
             None => true,
@@ -205,46 +233,73 @@ impl StackBuf {
     /// frames `k + 1` and `k` (same return addresses into the same
     /// activations), so that every frame above is the acquisition's too:
     /// they are appended.
-    #[cold]
+    #[inline(never)]
     fn try_splice(&mut self, ip: usize, id: usize, limit: usize) -> bool {
-        let Some((saved, pending)) = self.splice else {
+        let Some(mut s) = self.splice else {
             return false;
         };
         if id == 0 {
+            s.matched = None;
+            self.splice = Some(s);
             return false;
         }
         // SAFETY: `splice` points to this thread's saved stack for the
         // duration of the walk (`capture_release` sets and clears it).
-        let saved = unsafe { &*saved };
+        let saved = unsafe { &*s.saved };
         let ids = &saved.ids[..saved.len];
-        if let Some(k) = pending {
+        if let Some(k) = s.matched {
             if k + 1 < saved.len && saved.ips[k + 1] == ip && ids[k + 1] == id {
-                for &ip in &saved.ips[k + 2..saved.len] {
-                    if self.kept() < limit {
-                        self.push(ip);
-                    }
+                let before = self.len;
+                if self.append(&saved.ips[k + 2..saved.len], limit) {
+                    let sum = saved
+                        .sums
+                        .get(k + 2)
+                        .filter(|_| k + 2 < saved.len)
+                        .copied()
+                        .unwrap_or(0);
+                    self.spliced_sum = Some((sum, before));
                 }
                 self.spliced_seen = saved.seen - (k + 2);
                 let _ = SPLICED.try_with(|n| n.set(n.get() + 1));
                 return true;
             }
         }
-        // Activations lie at increasing addresses up the stack.
-        let matched = ids.binary_search(&id).ok();
-        self.splice = Some((saved, matched));
+        while s.cursor < ids.len() && ids[s.cursor] < id {
+            s.cursor += 1;
+        }
+        s.matched = (s.cursor < ids.len() && ids[s.cursor] == id).then_some(s.cursor);
+        self.splice = Some(s);
         false
     }
 
-    #[inline]
-    fn push(&mut self, ip: usize) {
-        self.running = hash_step(self.running, ip);
-        match self.inline.get_mut(self.len) {
-            Some(slot) => {
+    /// Appends frames taken from elsewhere, as far as `limit` allows (their
+    /// activations unknown); true if all of them went inline.
+    fn append(&mut self, ips: &[usize], limit: usize) -> bool {
+        let take = ips.len().min(limit.saturating_sub(self.kept()));
+        let ips = &ips[..take];
+        let i = self.len;
+        if self.spill.is_empty() && i + take <= INLINE_FRAMES {
+            for (slot, &ip) in self.inline[i..i + take].iter_mut().zip(ips) {
                 slot.write(ip);
-                self.len += 1;
             }
-            None => self.spill.push(ip),
+            for slot in &mut self.ids[i..i + take] {
+                slot.write(0);
+            }
+            self.len = i + take;
+            take == ips.len()
+        } else {
+            for &ip in ips {
+                self.frame_unspliced(ip, limit);
+            }
+            false
         }
+    }
+
+    /// [`frame`](Self::frame) without the splice check, activation unknown.
+    fn frame_unspliced(&mut self, ip: usize, limit: usize) {
+        let splice = self.splice.take();
+        self.frame(ip, 0, limit);
+        self.splice = splice;
     }
 
     fn kept(&self) -> usize {
@@ -261,12 +316,24 @@ impl StackBuf {
             all.append(&mut self.spill);
             self.len = 0;
             self.spill = all;
+            self.hash = hash_frames(&self.spill, self.omitted);
+            return;
         }
-        self.hash = hash_finish(self.running, kept, self.omitted);
+        // The terms from the root up (a spliced release: from the first
+        // frame it walked itself), each frame's running sum kept for
+        // `remember`.
+        let n = self.len;
+        let (mut sum, walked) = self.spliced_sum.take().unwrap_or((0, n));
+        for (depth, i) in (n - walked..).zip((0..walked).rev()) {
+            // SAFETY: the first `len` slots were written by `frame` or `append`.
+            sum = sum.wrapping_add(hash_term(unsafe { self.inline[i].assume_init() }, depth));
+            self.sums[i].write(sum);
+        }
+        self.hash = hash_end(sum, n, self.omitted);
     }
 
     fn inline_ips(&self) -> &[usize] {
-        // SAFETY: the first `len` slots were written by `push`.
+        // SAFETY: the first `len` slots were written by `frame` or `append`.
         unsafe { std::slice::from_raw_parts(self.inline.as_ptr().cast::<usize>(), self.len) }
     }
 
@@ -304,6 +371,8 @@ pub(crate) struct Saved {
     seen: usize,
     ips: [usize; INLINE_FRAMES],
     ids: [usize; INLINE_FRAMES],
+    /// [`StackBuf::sums`] of the frames above.
+    sums: [u64; INLINE_FRAMES],
 }
 
 thread_local! {
@@ -347,6 +416,9 @@ pub(crate) fn remember(buf: &StackBuf) -> Option<usize> {
             // SAFETY: the first `len` ids were written with the frames.
             let ids = unsafe { std::slice::from_raw_parts(buf.ids.as_ptr().cast::<usize>(), buf.len) };
             slot.ids[..buf.len].copy_from_slice(ids);
+            // SAFETY: `finish` wrote the first `len` sums (`spill` is empty).
+            let sums = unsafe { std::slice::from_raw_parts(buf.sums.as_ptr().cast::<u64>(), buf.len) };
+            slot.sums[..buf.len].copy_from_slice(sums);
             Some(i)
         })
         .ok()
@@ -379,7 +451,11 @@ pub(crate) fn capture_release(max_frames: usize, buf: &mut StackBuf, key: u64) {
             let Some(saved) = r.slots.iter_mut().find(|s| s.key == key && key != 0) else {
                 return false;
             };
-            buf.splice = Some((saved as *const Saved, None));
+            buf.splice = Some(Splice {
+                saved: saved as *const Saved,
+                cursor: 0,
+                matched: None,
+            });
             // The walk only reads `saved` through `buf.splice`.
             capture_into(max_frames, buf);
             buf.splice = None;
@@ -393,33 +469,45 @@ pub(crate) fn capture_release(max_frames: usize, buf: &mut StackBuf, key: u64) {
 }
 
 /// A 64-bit hash of a stack, by which the recorder knows a stack it has seen
-/// without the thread sending the frames again. One folded multiply per
-/// frame (computed as the walk goes, where it hides behind the walk's loads):
-/// every bit of every address reaches every bit of the result, so two
-/// distinct stacks of a program collide with probability about 2^-64.
+/// without the thread sending the frames again: the sum of one term per
+/// frame ([`hash_term`]: a folded multiply of its address and its depth
+/// counted from the root). The terms are independent, so their multiplies
+/// overlap (a chain of dependent ones cost each frame the multiplier's
+/// latency), and a release that takes its acquisition's upper frames takes
+/// their terms' sum too, the depths from the root being the same. Every bit
+/// of every address reaches every bit of its term, and the depth keeps a
+/// reordered stack apart, so two distinct stacks of a program collide with
+/// probability about 2^-64.
 pub(crate) fn hash_frames(ips: &[usize], omitted: u32) -> u64 {
-    let h = ips.iter().fold(HASH_SEED, |h, &ip| hash_step(h, ip));
-    hash_finish(h, ips.len(), omitted)
+    let sum = ips
+        .iter()
+        .rev()
+        .enumerate()
+        .fold(0u64, |sum, (depth, &ip)| sum.wrapping_add(hash_term(ip, depth)));
+    hash_end(sum, ips.len(), omitted)
+}
+
+/// One frame's part of [`hash_frames`]; `depth` counts from the root (0).
+#[inline(always)]
+fn hash_term(ip: usize, depth: usize) -> u64 {
+    fold(ip as u64 ^ (depth as u64 + 1).wrapping_mul(HASH_P), HASH_K)
+}
+
+#[inline(always)]
+fn hash_end(sum: u64, len: usize, omitted: u32) -> u64 {
+    fold(sum.wrapping_add(HASH_SEED) ^ len as u64, HASH_L ^ omitted as u64)
 }
 
 const HASH_SEED: u64 = 0x243F_6A88_85A3_08D3;
 const HASH_K: u64 = 0x9E37_79B9_7F4A_7C15;
 const HASH_L: u64 = 0xD6E8_FEB8_6659_FD93;
+/// Odd: the position keys `i * HASH_P` are distinct for every position.
+const HASH_P: u64 = 0xA076_1D64_78BD_642F;
 
 #[inline(always)]
 fn fold(a: u64, b: u64) -> u64 {
     let m = (a as u128).wrapping_mul(b as u128);
     (m as u64) ^ ((m >> 64) as u64)
-}
-
-#[inline(always)]
-fn hash_step(h: u64, ip: usize) -> u64 {
-    fold(h ^ ip as u64, HASH_K)
-}
-
-#[inline(always)]
-fn hash_finish(h: u64, len: usize, omitted: u32) -> u64 {
-    fold(h ^ len as u64, HASH_L ^ omitted as u64)
 }
 
 /// Which unwinder captures stacks.
@@ -507,6 +595,7 @@ pub(crate) fn prepare_thread() {
                         seen: 0,
                         ips: [0; INLINE_FRAMES],
                         ids: [0; INLINE_FRAMES],
+                        sums: [0; INLINE_FRAMES],
                     }),
                     next: 0,
                 })
@@ -545,13 +634,8 @@ fn backtrace_into(limit: usize, buf: &mut StackBuf) {
     let mut seen = 0usize;
     backtrace::trace(|frame| {
         seen += 1;
-        if buf.kept() < limit {
-            buf.push(frame.ip() as usize);
-            if let Some(slot) = buf.ids.get_mut(buf.len.wrapping_sub(1)) {
-                // No activation known: never spliced.
-                slot.write(0);
-            }
-        }
+        // No activation known: never spliced.
+        buf.frame(frame.ip() as usize, 0, limit);
         seen < MAX_COUNTED
     });
     buf.finish(seen);
@@ -848,6 +932,10 @@ mod tests {
         capture_release(64, &mut spliced, key);
         let mut full = StackBuf::new();
         capture_into(64, &mut full);
+        // The sum of terms taken with the frames is theirs.
+        for (what, b) in [("spliced", &spliced), ("full", &full)] {
+            assert_eq!(b.hash, hash_frames(b.ips(), b.omitted), "{what} walk's hash");
+        }
         let r = (
             spliced.ips().to_vec(),
             spliced.omitted,
@@ -882,6 +970,27 @@ mod tests {
             "{case}: spliced {spliced:x?}\nfull {full:x?}"
         );
         assert_eq!(so, fo, "{case}: omitted frames");
+    }
+
+    #[test]
+    fn reordered_shortened_and_truncated_stacks_hash_apart() {
+        let stack = [0x5555_0000_1000usize, 0x5555_0000_2000, 0x5555_0000_3000];
+        let others: [&[usize]; 4] = [
+            &[0x5555_0000_2000, 0x5555_0000_1000, 0x5555_0000_3000],
+            &[0x5555_0000_1000, 0x5555_0000_2000],
+            &[0x5555_0000_2000, 0x5555_0000_3000],
+            &[
+                0x5555_0000_1000,
+                0x5555_0000_2000,
+                0x5555_0000_3000,
+                0x5555_0000_3000,
+            ],
+        ];
+        let h = hash_frames(&stack, 0);
+        for other in others {
+            assert_ne!(h, hash_frames(other, 0), "{other:x?}");
+        }
+        assert_ne!(h, hash_frames(&stack, 1), "the same frames with one omitted");
     }
 
     #[test]
