@@ -165,9 +165,18 @@ impl Symbolizer {
                     out.push(kept);
                 }
                 // Our own frames right above the scheduler are the task-name
-                // wrapper (`with_task_name`), already shown as a label.
-                while out.last().is_some_and(|u| u.frames().iter().all(is_internal)) {
-                    out.pop();
+                // wrapper (`with_task_name`), already shown as a label. In an
+                // optimized build the task's code may be inlined into the
+                // wrapper: then only the wrapper's (outermost) part of that
+                // address goes.
+                while let Some(last) = out.last_mut() {
+                    let ours = last.frames().iter().rev().take_while(|f| is_internal(f)).count();
+                    if ours == last.frames().len() {
+                        out.pop();
+                        continue;
+                    }
+                    last.end -= ours;
+                    break;
                 }
                 let cut = out.len().saturating_sub(max_frames) as u64;
                 out.truncate(max_frames);
