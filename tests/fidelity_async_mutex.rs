@@ -4,15 +4,17 @@
 #[path = "../examples/common/fidelity.rs"]
 mod fidelity;
 
-use fidelity::{assert_within_sampling_error, by_name, measure};
+use fidelity::{assert_sampled_within_error, assert_within_sampling_error, by_name, measure};
 
 const WORKLOAD: &str = "async mutex across .await";
 
 #[test]
 fn at_default_capture_estimates_are_within_sampling_error() {
     let dir = tempfile::tempdir().unwrap();
-    let outcome = measure(by_name(WORKLOAD), lockprof::DEFAULT_CAPTURE_PCT, 1.0, dir.path());
-    assert_within_sampling_error(&outcome, 0.0);
+    assert_sampled_within_error(
+        || measure(by_name(WORKLOAD), lockprof::DEFAULT_CAPTURE_PCT, 1.0, dir.path()),
+        0.0,
+    );
 }
 
 #[test]

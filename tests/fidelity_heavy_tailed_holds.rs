@@ -7,15 +7,19 @@
 #[path = "../examples/common/fidelity.rs"]
 mod fidelity;
 
-use fidelity::{assert_within_sampling_error, by_name, measure, table_line, Measure};
+use fidelity::{
+    assert_sampled_within_error, assert_within_sampling_error, by_name, measure, table_line, Measure,
+};
 
 const WORKLOAD: &str = "heavy-tailed holds, 4 threads";
 
 #[test]
 fn at_default_capture_estimates_are_within_sampling_error() {
     let dir = tempfile::tempdir().unwrap();
-    let outcome = measure(by_name(WORKLOAD), lockprof::DEFAULT_CAPTURE_PCT, 0.5, dir.path());
-    assert_within_sampling_error(&outcome, 0.0);
+    let outcome = assert_sampled_within_error(
+        || measure(by_name(WORKLOAD), lockprof::DEFAULT_CAPTURE_PCT, 0.5, dir.path()),
+        0.0,
+    );
     let wait = outcome
         .rows
         .iter()

@@ -987,6 +987,35 @@ pub fn table_line(r: &Row) -> String {
     )
 }
 
+/// [`assert_within_sampling_error`] for a sampled run, `run` made again
+/// once if a row misses. Four standard errors would be missed once in
+/// 16,000 rows by a normal estimate, but a sampled hold is heavy-tailed (one
+/// preempted holder in the sample moves it), and the suite checks about a
+/// hundred sampled rows on a loaded 2-core CI machine: a single miss there
+/// is not evidence of a fault. A biased estimate misses in both runs, and
+/// only the second run is asserted. Returns the outcome that passed.
+#[allow(dead_code)]
+pub fn assert_sampled_within_error(mut run: impl FnMut() -> Outcome, floor: f64) -> Outcome {
+    let first = run();
+    let missed: Vec<String> = first
+        .rows
+        .iter()
+        .filter(|r| !r.within_sampling_error(floor))
+        .map(table_line)
+        .collect();
+    if missed.is_empty() {
+        assert_within_sampling_error(&first, floor);
+        return first;
+    }
+    eprintln!(
+        "outside 4 standard errors in the first run, which is made once more:\n{}",
+        missed.join("\n")
+    );
+    let second = run();
+    assert_within_sampling_error(&second, floor);
+    second
+}
+
 /// Asserts that every row is within its sampling error (see
 /// [`Row::within_sampling_error`]), printing the table either way.
 pub fn assert_within_sampling_error(outcome: &Outcome, floor: f64) {
