@@ -330,6 +330,23 @@ fn measure() {
         );
     }
 
+    // For reference, no target: the profiled mutex with no profiler, which
+    // separates the lock's own contended behaviour from the profiler's.
+    for threads in [2usize, 8, 32] {
+        let pl = parking_lot::Mutex::new([0u64; 4]);
+        let lp = ProfiledMutex::new([0u64; 4]);
+        let (b, l) = interleaved(
+            7,
+            None,
+            &mut || threaded(threads, 4_000_000, &|_, i| work(&mut pl.lock(), i)),
+            &mut || threaded(threads, 4_000_000, &|_, i| work(&mut lp.lock().unwrap(), i)),
+        );
+        println!(
+            "(reference) contended {threads} threads 1 lock throughput ProfiledMutex with no profiler/parking_lot: {:.2}x",
+            b / l
+        );
+    }
+
     for (locks, threads) in [(1usize, 2usize), (2, 2), (1, 8), (2, 8), (1, 32), (2, 32)] {
         let pls: Vec<_> = (0..locks).map(|_| parking_lot::Mutex::new([0u64; 4])).collect();
         let lps: Vec<_> = (0..locks).map(|_| ProfiledMutex::new([0u64; 4])).collect();
