@@ -997,12 +997,7 @@ pub fn table_line(r: &Row) -> String {
 #[allow(dead_code)]
 pub fn assert_sampled_within_error(mut run: impl FnMut() -> Outcome, floor: f64) -> Outcome {
     let first = run();
-    let missed: Vec<String> = first
-        .rows
-        .iter()
-        .filter(|r| !r.within_sampling_error(floor))
-        .map(table_line)
-        .collect();
+    let missed = outside_sampling_error(&first, floor);
     if missed.is_empty() {
         assert_within_sampling_error(&first, floor);
         return first;
@@ -1016,6 +1011,16 @@ pub fn assert_sampled_within_error(mut run: impl FnMut() -> Outcome, floor: f64)
     second
 }
 
+/// The table lines of the rows outside their sampling error.
+fn outside_sampling_error(outcome: &Outcome, floor: f64) -> Vec<String> {
+    outcome
+        .rows
+        .iter()
+        .filter(|r| !r.within_sampling_error(floor))
+        .map(table_line)
+        .collect()
+}
+
 /// Asserts that every row is within its sampling error (see
 /// [`Row::within_sampling_error`]), printing the table either way.
 pub fn assert_within_sampling_error(outcome: &Outcome, floor: f64) {
@@ -1023,12 +1028,7 @@ pub fn assert_within_sampling_error(outcome: &Outcome, floor: f64) {
     for r in &outcome.rows {
         eprintln!("{}", table_line(r));
     }
-    let bad: Vec<String> = outcome
-        .rows
-        .iter()
-        .filter(|r| !r.within_sampling_error(floor))
-        .map(table_line)
-        .collect();
+    let bad = outside_sampling_error(outcome, floor);
     assert!(
         bad.is_empty(),
         "outside 4 standard errors (or ±{:.0}%), {} events dropped:\n{}",
