@@ -1,6 +1,47 @@
 //! The lock types: thin generic wrappers over `parking_lot`'s raw locks that
 //! call into the non-generic recording core.
 
+/// The [`RawAcquire`](crate::record::RawAcquire) of a lock mode on one of
+/// `parking_lot`'s raw locks, a tuple of the raw lock and the lock's
+/// [`Watched`](crate::record::blame::Watched) count: the mode's `try`,
+/// `lock` and `try_for` methods, with waits charged through blame's
+/// process-wide list (the read-write and re-entrant locks).
+macro_rules! watched_raw_acquire {
+    ($mode:ident, $try_lock:ident, $lock:ident, $try_lock_for:ident) => {
+        impl $crate::record::RawAcquire for $mode<'_> {
+            #[inline(always)]
+            fn try_acquire(&self) -> bool {
+                self.0.$try_lock()
+            }
+            #[inline(always)]
+            fn acquire(&self) {
+                self.0.$lock()
+            }
+            #[inline]
+            fn try_acquire_for(&self, timeout: std::time::Duration) -> bool {
+                self.0.$try_lock_for(timeout)
+            }
+            #[inline(always)]
+            fn acquire_recorded(&self, record: &$crate::record::blame::WaitRecord) {
+                $crate::record::blame::wait_watched(self.1, record, || self.0.$lock())
+            }
+            #[inline]
+            fn try_acquire_for_recorded(
+                &self,
+                record: &$crate::record::blame::WaitRecord,
+                timeout: std::time::Duration,
+            ) -> bool {
+                $crate::record::blame::wait_watched(self.1, record, || self.0.$try_lock_for(timeout))
+            }
+            #[inline(always)]
+            fn acquire_slow_timed(&self) -> u64 {
+                self.0.$lock();
+                self.1.acquired_after_wait()
+            }
+        }
+    };
+}
+
 mod condvar;
 mod mutex;
 mod poison;

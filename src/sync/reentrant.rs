@@ -4,9 +4,9 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::time::Duration;
 
-use crate::record::blame::{self, WaitRecord, Watched};
+use crate::record::blame::{self, Watched};
 use crate::record::LockHandle;
-use crate::record::{self, Mode, RawAcquire, Ticket};
+use crate::record::{self, Mode, Ticket};
 use crate::site::LockSite;
 
 type RawReentrant = lock_api::RawReentrantMutex<parking_lot::RawMutex, parking_lot::RawThreadId>;
@@ -57,33 +57,7 @@ unsafe impl<T: ?Sized + Sync> Sync for ProfiledReentrantMutexGuard<'_, T> {}
 
 struct Raw<'a>(&'a RawReentrant, &'a Watched);
 
-impl RawAcquire for Raw<'_> {
-    #[inline(always)]
-    fn try_acquire(&self) -> bool {
-        self.0.try_lock()
-    }
-    #[inline(always)]
-    fn acquire(&self) {
-        self.0.lock()
-    }
-    #[inline]
-    fn try_acquire_for(&self, timeout: Duration) -> bool {
-        self.0.try_lock_for(timeout)
-    }
-    #[inline(always)]
-    fn acquire_recorded(&self, record: &WaitRecord) {
-        blame::wait_watched(self.1, record, || self.0.lock())
-    }
-    #[inline]
-    fn try_acquire_for_recorded(&self, record: &WaitRecord, timeout: Duration) -> bool {
-        blame::wait_watched(self.1, record, || self.0.try_lock_for(timeout))
-    }
-    #[inline(always)]
-    fn acquire_slow_timed(&self) -> u64 {
-        self.0.lock();
-        self.1.acquired_after_wait()
-    }
-}
+watched_raw_acquire!(Raw, try_lock, lock, try_lock_for);
 
 impl<T> ProfiledReentrantMutex<T> {
     /// Creates an unlocked re-entrant mutex; its site is the caller's.

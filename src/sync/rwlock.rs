@@ -8,9 +8,9 @@ use std::time::Duration;
 use lock_api::{RawRwLock as _, RawRwLockTimed as _};
 
 use super::poison;
-use crate::record::blame::{self, WaitRecord, Watched};
+use crate::record::blame::{self, Watched};
 use crate::record::LockHandle;
-use crate::record::{self, Mode, RawAcquire, Ticket};
+use crate::record::{self, Mode, Ticket};
 use crate::site::LockSite;
 
 /// A reader-writer lock with `std::sync::RwLock`'s API and semantics whose
@@ -64,61 +64,9 @@ unsafe impl<T: ?Sized + Sync> Sync for ProfiledRwLockWriteGuard<'_, T> {}
 struct Read<'a>(&'a parking_lot::RawRwLock, &'a Watched);
 struct Write<'a>(&'a parking_lot::RawRwLock, &'a Watched);
 
-impl RawAcquire for Read<'_> {
-    #[inline(always)]
-    fn try_acquire(&self) -> bool {
-        self.0.try_lock_shared()
-    }
-    #[inline(always)]
-    fn acquire(&self) {
-        self.0.lock_shared()
-    }
-    #[inline]
-    fn try_acquire_for(&self, timeout: Duration) -> bool {
-        self.0.try_lock_shared_for(timeout)
-    }
-    #[inline(always)]
-    fn acquire_recorded(&self, record: &WaitRecord) {
-        blame::wait_watched(self.1, record, || self.0.lock_shared())
-    }
-    #[inline]
-    fn try_acquire_for_recorded(&self, record: &WaitRecord, timeout: Duration) -> bool {
-        blame::wait_watched(self.1, record, || self.0.try_lock_shared_for(timeout))
-    }
-    #[inline(always)]
-    fn acquire_slow_timed(&self) -> u64 {
-        self.0.lock_shared();
-        self.1.acquired_after_wait()
-    }
-}
+watched_raw_acquire!(Read, try_lock_shared, lock_shared, try_lock_shared_for);
 
-impl RawAcquire for Write<'_> {
-    #[inline(always)]
-    fn try_acquire(&self) -> bool {
-        self.0.try_lock_exclusive()
-    }
-    #[inline(always)]
-    fn acquire(&self) {
-        self.0.lock_exclusive()
-    }
-    #[inline]
-    fn try_acquire_for(&self, timeout: Duration) -> bool {
-        self.0.try_lock_exclusive_for(timeout)
-    }
-    #[inline(always)]
-    fn acquire_recorded(&self, record: &WaitRecord) {
-        blame::wait_watched(self.1, record, || self.0.lock_exclusive())
-    }
-    #[inline]
-    fn try_acquire_for_recorded(&self, record: &WaitRecord, timeout: Duration) -> bool {
-        blame::wait_watched(self.1, record, || self.0.try_lock_exclusive_for(timeout))
-    }
-    #[inline(always)]
-    fn acquire_slow_timed(&self) -> u64 {
-        self.0.lock_exclusive();
-        self.1.acquired_after_wait()
-    }
-}
+watched_raw_acquire!(Write, try_lock_exclusive, lock_exclusive, try_lock_exclusive_for);
 
 impl<T> ProfiledRwLock<T> {
     /// Creates an unlocked lock; its site is the caller's file and line.
