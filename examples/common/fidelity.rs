@@ -819,7 +819,12 @@ impl Row {
     /// of the sampled estimate, and within `floor` (a fraction, or points
     /// for a share) where sampling is not the limit.
     pub fn within_sampling_error(&self, floor: f64) -> bool {
-        if !self.checked || self.resolution > 0.5 * self.four_sigma.max(floor * self.truth.abs()) {
+        // Rows shown as below resolution are not checked, as the README
+        // says: their truth's corrections are too coarse for their target.
+        if !self.checked
+            || !self.resolved()
+            || self.resolution > 0.5 * self.four_sigma.max(floor * self.truth.abs())
+        {
             return true;
         }
         match self.measure {
