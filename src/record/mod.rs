@@ -396,7 +396,9 @@ fn acquire_sampled(
     let shift = sampler::current_shift();
     // No lock is held yet: what the count and the event need is allocated
     // now, since a global allocator may take the very lock being sampled.
-    handle.prepare(mode);
+    if !handle.ready() {
+        handle.prepare(mode);
+    }
     guarded(recorder::prepare);
     let mut stack = stack::StackBuf::new();
     let capture = |stack: &mut stack::StackBuf| {
