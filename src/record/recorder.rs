@@ -7,7 +7,7 @@
 //! from the profiler thread's core, and its locked instructions stalled the
 //! locking thread until they came.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::num::NonZeroU64;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
@@ -153,6 +153,9 @@ impl SentStacks {
 
 thread_local! {
     static CACHED: RefCell<Option<Cached>> = const { RefCell::new(None) };
+    /// The session for which [`prepare`] last left this thread with all it
+    /// allocates; 0 once an event has taken a part it had allocated ahead.
+    static PREPARED: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Opens a session: events sent from now on are queued for the returned
@@ -236,6 +239,11 @@ pub(crate) fn prepare() {
     let Some(session) = sampler::session() else {
         return;
     };
+    if PREPARED.try_with(Cell::get) == Ok(session) {
+        // Nothing taken since: one thread-local read, not the dozen checks
+        // below, on every sampled acquisition.
+        return;
+    }
     super::stack::prepare_thread();
     let _ = CACHED.try_with(|cell| {
         let Ok(mut cached) = cell.try_borrow_mut() else {
@@ -257,6 +265,7 @@ pub(crate) fn prepare() {
         for spare in c.spare_labels.iter_mut().filter(|s| s.is_none()) {
             *spare = Some(Box::default());
         }
+        let _ = PREPARED.try_with(|p| p.set(session));
     });
 }
 
@@ -363,6 +372,9 @@ fn send_inner(
                 // stack buffer stays for the next new stack.
                 c.spare_labels.iter_mut().find_map(Option::take)
             };
+            // A part allocated ahead is taken (or was missing): the next
+            // sampled acquisition prepares again.
+            let _ = PREPARED.try_with(|p| p.set(0));
             match spare {
                 // Allocates nothing: a user's lock may be held.
                 Some(mut extra) => {

@@ -404,7 +404,7 @@ impl StackBuf {
 }
 
 /// A stack captured on this thread, kept in a slot of its [`Recent`]:
-/// - a sampled acquisition's frames, kept until its release (`key`), so that
+/// - a sampled acquisition's frames, kept until its release (`Recent::keys`), so that
 ///   a release in the same function (the common `let g = m.lock(); …; }`)
 ///   walks only up to the frame where the two stacks meet and takes the rest
 ///   from here instead of walking it again. Two consecutive frames must
@@ -417,7 +417,6 @@ impl StackBuf {
 ///   walk once.
 #[derive(Clone)]
 pub(crate) struct Saved {
-    key: u64,
     len: usize,
     /// Frames the acquisition's walk saw, kept and omitted.
     seen: usize,
@@ -446,7 +445,6 @@ pub(crate) struct Saved {
 
 impl Saved {
     const EMPTY: Saved = Saved {
-        key: 0,
         len: 0,
         seen: 0,
         start: 0,
@@ -524,8 +522,12 @@ const SAVED_SLOTS: usize = 8;
 pub(crate) struct Recent {
     /// Each slot's `start`, side by side for the lookup.
     starts: [usize; SAVED_SLOTS],
+    /// The acquisition each slot is kept for (its ticket's key), 0 for none.
+    keys: [u64; SAVED_SLOTS],
     slots: [Saved; SAVED_SLOTS],
-    next: usize,
+    /// When each slot was last filled or found (a count of those events).
+    used: [Cell<u64>; SAVED_SLOTS],
+    uses: Cell<u64>,
     generations: u64,
 }
 
@@ -537,8 +539,10 @@ impl Recent {
     fn boxed() -> Box<Recent> {
         Box::new(Recent {
             starts: [0; SAVED_SLOTS],
+            keys: [0; SAVED_SLOTS],
             slots: std::array::from_fn(|_| Saved::EMPTY),
-            next: 0,
+            used: Default::default(),
+            uses: Cell::new(0),
             generations: 0,
         })
     }
@@ -552,54 +556,90 @@ impl Recent {
     /// those frames: its walk would take the same ones again.
     #[inline]
     fn find(&self, start: usize, limit: usize, acquired: Option<usize>) -> Option<&Saved> {
-        for (i, _) in self.starts.iter().enumerate().filter(|(_, &s)| s == start) {
-            let saved = &self.slots[i];
-            let walked = match saved.took {
-                Some((slot, generation, walked))
-                    if acquired == Some(slot) && self.slots[slot].generation == generation =>
-                {
-                    Some(walked)
+        // The slots kept from this place, the one found last first: a slot
+        // left from other frames at the same place (another caller at the
+        // same depth) would otherwise be checked, and fail, every time
+        // before the one in use.
+        let mut last: Option<usize> = None;
+        let mut others = false;
+        for i in (0..SAVED_SLOTS).filter(|&i| self.starts[i] == start) {
+            match last {
+                Some(l) if self.used[l].get() >= self.used[i].get() => others = true,
+                Some(_) => {
+                    others = true;
+                    last = Some(i);
                 }
-                _ => None,
-            };
-            // SAFETY: a slot's `start` is set only from a frame-pointer walk
-            // on this thread that began there, and the caller is at it now.
-            let same = saved.len <= limit
-                && unsafe {
-                    match walked {
-                        Some(walked) => saved.verify(walked, false),
-                        None => saved.verify(saved.len, true),
-                    }
-                };
-            #[cfg(test)]
-            CHECKED.with(|c| {
-                let (hits, misses, partial) = c.get();
-                c.set(match (same, walked) {
-                    (true, Some(_)) => (hits + 1, misses, partial + 1),
-                    (true, None) => (hits + 1, misses, partial),
-                    (false, _) => (hits, misses + 1, partial),
-                })
-            });
-            if same {
-                return Some(saved);
+                None => last = Some(i),
+            }
+        }
+        let last = last?;
+        if self.check(last, limit, acquired) {
+            return Some(&self.slots[last]);
+        }
+        if others {
+            for i in (0..SAVED_SLOTS).filter(|&i| i != last && self.starts[i] == start) {
+                if self.check(i, limit, acquired) {
+                    return Some(&self.slots[i]);
+                }
             }
         }
         None
     }
 
-    /// The slot to fill next: the next in turn that no acquisition keeps,
-    /// if any.
-    fn victim(&mut self) -> usize {
-        for _ in 0..SAVED_SLOTS {
-            let i = self.next;
-            self.next = (i + 1) % SAVED_SLOTS;
-            if self.slots[i].key == 0 {
-                return i;
+    /// Whether slot `i` holds what a walk from its `start` (the caller's
+    /// frame pointer) would find now (see [`find`](Self::find)); marks it
+    /// found last if so.
+    #[inline]
+    fn check(&self, i: usize, limit: usize, acquired: Option<usize>) -> bool {
+        let saved = &self.slots[i];
+        let walked = match saved.took {
+            Some((slot, generation, walked))
+                if acquired == Some(slot) && self.slots[slot].generation == generation =>
+            {
+                Some(walked)
             }
+            _ => None,
+        };
+        // SAFETY: a slot's `start` is set only from a frame-pointer walk on
+        // this thread that began there, and the caller is at it now.
+        let same = saved.len <= limit
+            && unsafe {
+                match walked {
+                    Some(walked) => saved.verify(walked, false),
+                    None => saved.verify(saved.len, true),
+                }
+            };
+        #[cfg(test)]
+        CHECKED.with(|c| {
+            let (hits, misses, partial) = c.get();
+            c.set(match (same, walked) {
+                (true, Some(_)) => (hits + 1, misses, partial + 1),
+                (true, None) => (hits + 1, misses, partial),
+                (false, _) => (hits, misses + 1, partial),
+            })
+        });
+        if same {
+            self.touch(i);
         }
-        let i = self.next;
-        self.next = (i + 1) % SAVED_SLOTS;
-        i
+        same
+    }
+
+    /// Marks slot `i` as the most recently used.
+    fn touch(&self, i: usize) {
+        let now = self.uses.get() + 1;
+        self.uses.set(now);
+        self.used[i].set(now);
+    }
+
+    /// The slot to fill next: the least recently used that no acquisition
+    /// keeps, if any.
+    fn victim(&mut self) -> usize {
+        let by_use = |i: &usize| self.used[*i].get();
+        (0..SAVED_SLOTS)
+            .filter(|&i| self.keys[i] == 0)
+            .min_by_key(by_use)
+            .or_else(|| (0..SAVED_SLOTS).min_by_key(by_use))
+            .unwrap_or(0)
     }
 
     /// Keeps `buf`'s frames (walked, not found here) in a slot.
@@ -614,7 +654,7 @@ impl Recent {
         let i = self.victim();
         self.generations += 1;
         let slot = &mut self.slots[i];
-        slot.key = 0;
+        self.keys[i] = 0;
         slot.len = buf.len;
         slot.seen = buf.len + buf.omitted as usize;
         slot.start = if buf.omitted == 0 { buf.start } else { 0 };
@@ -634,6 +674,7 @@ impl Recent {
         let sums = unsafe { std::slice::from_raw_parts(buf.sums.as_ptr().cast::<u64>(), buf.len) };
         slot.sums[..buf.len].copy_from_slice(sums);
         self.starts[i] = slot.start;
+        self.touch(i);
         Some(i)
     }
 
@@ -644,9 +685,10 @@ impl Recent {
         if to != from {
             self.generations += 1;
             self.slots[to] = self.slots[from].clone();
-            self.slots[to].key = 0;
+            self.keys[to] = 0;
             self.slots[to].generation = self.generations;
             self.starts[to] = self.starts[from];
+            self.touch(to);
         }
         to
     }
@@ -671,7 +713,7 @@ pub(crate) fn remember(buf: &StackBuf) -> Option<usize> {
             // Found here: the slot itself is kept, unless another
             // acquisition of the same stack keeps it already (nested).
             let i = r.slots.iter().position(|s| std::ptr::eq(s, buf.cached))?;
-            if r.slots[i].key == 0 {
+            if r.keys[i] == 0 {
                 return Some(i);
             }
             Some(r.copy(i))
@@ -684,8 +726,8 @@ pub(crate) fn remember(buf: &StackBuf) -> Option<usize> {
 pub(crate) fn key_remembered(slot: usize, key: u64) {
     let _ = RECENT.try_with(|r| {
         if let Ok(mut r) = r.try_borrow_mut() {
-            if let Some(s) = r.as_mut().and_then(|r| r.slots.get_mut(slot)) {
-                s.key = key;
+            if let Some(k) = r.as_mut().and_then(|r| r.keys.get_mut(slot)) {
+                *k = key;
             }
         }
     });
@@ -706,7 +748,7 @@ pub(crate) fn capture_release(max_frames: usize, buf: &mut StackBuf, key: u64) {
             let Some(r) = r.as_mut() else {
                 return false;
             };
-            let acquired = r.slots.iter().position(|s| s.key == key && key != 0);
+            let acquired = r.keys.iter().position(|&k| k == key && key != 0);
             buf.splice = acquired.map(|i| Splice {
                 saved: &r.slots[i] as *const Saved,
                 cursor: 0,
@@ -717,7 +759,7 @@ pub(crate) fn capture_release(max_frames: usize, buf: &mut StackBuf, key: u64) {
             walk_into(limit, buf, Some((r, acquired)));
             buf.splice = None;
             if let Some(i) = acquired {
-                r.slots[i].key = 0;
+                r.keys[i] = 0;
             }
             r.store(buf);
             true
@@ -1350,7 +1392,11 @@ mod tests {
         let (changed, found) = walk_kept(&mem, &mut recent);
         assert!(!found);
         assert_eq!(changed[3], 0x6666_0000_0000);
+        // Two stacks kept from this place now: the one found last is
+        // checked first, so the one left behind costs no check.
+        let before = checked();
         assert_eq!(walk_kept(&mem, &mut recent), (changed.clone(), true));
+        assert_eq!(checked().1, before.1, "the stack left behind was checked first");
 
         // A frame pointer changed: the chain skips a frame.
         mem[4] = mem[6];
