@@ -869,13 +869,19 @@ pub(super) fn select(unwinder: Unwinder) -> Unwinder {
 #[inline(never)]
 pub(crate) fn capture_into(max_frames: usize, buf: &mut StackBuf) {
     let limit = max_frames.saturating_add(INTERNAL_SLACK);
-    let walked = RECENT.try_with(|r| match r.try_borrow() {
-        Ok(r) => walk_into(limit, buf, r.as_deref().map(|r| (r, None))),
-        Err(_) => walk_into(limit, buf, None),
-    });
-    if walked.is_err() {
-        walk_into(limit, buf, None);
-    }
+    // The kept stacks are looked up here, not inside a closure around the
+    // walk: frames between the user's and the walk's count against the
+    // slack for the profiler's own (an unoptimized build has many).
+    let recent = RECENT
+        .try_with(|r| r.try_borrow().ok()?.as_deref().map(|r| r as *const Recent))
+        .ok()
+        .flatten();
+    // SAFETY: the box this points into lives as long as the thread, and
+    // nothing writes it during the walk: it was not mutably borrowed, and
+    // only this thread's `remember` and `capture_release`, which the walk
+    // does not call, borrow it so.
+    let recent = recent.map(|r| unsafe { &*r });
+    walk_into(limit, buf, recent.map(|r| (r, None)));
 }
 
 /// Walks with the selected unwinder (a frame-pointer walk first looks for
