@@ -271,6 +271,15 @@ impl StackBuf {
         let n = saved.len;
         if let Some(k) = s.matched {
             if k + 1 < n && saved.ips[k + 1] == ip && saved.id(k + 1) == id {
+                // With frame pointers, the frames above are checked against
+                // what a walk would read (the same activation may have been
+                // left and entered again since): taken only if they hold.
+                // SAFETY: both walks are this thread's frame-pointer walks
+                // and this one met frame `k + 1`.
+                if self.start != 0 && saved.start != 0 && !unsafe { saved.verify_above(k + 2) } {
+                    self.splice = None;
+                    return false;
+                }
                 let before = self.len;
                 // The rest of the stack is the acquisition's, to its end.
                 self.ends_on_zero = saved.ends_on_zero;
@@ -409,7 +418,9 @@ impl StackBuf {
 ///   walks only up to the frame where the two stacks meet and takes the rest
 ///   from here instead of walking it again. Two consecutive frames must
 ///   match, return address and activation (stack or frame pointer) both,
-///   before the rest is taken;
+///   before the rest is taken; with frame pointers the rest is also checked
+///   against the words a walk would read ([`Saved::verify_above`]), so the
+///   frames taken are exactly the ones a walk finds;
 /// - with frame pointers, every stack with the words its walk read
 ///   (`start` and `words`), so that a later walk from the same frame pointer
 ///   checks those words at once instead of walking ([`Saved::verify`]): a
@@ -420,8 +431,8 @@ pub(crate) struct Saved {
     len: usize,
     /// Frames the acquisition's walk saw, kept and omitted.
     seen: usize,
-    /// The frame pointer the walk began at when a check can tell that a
-    /// walk from there finds these frames again; else 0.
+    /// The frame pointer a frame-pointer walk began at; 0 for the other
+    /// unwinders.
     start: usize,
     /// The walk ended on a zero return address.
     ends_on_zero: bool,
@@ -480,8 +491,31 @@ impl Saved {
     /// above `start`, so it is inside the live part of it now.
     #[inline]
     unsafe fn verify(&self, frames: usize, end: bool) -> bool {
-        let words = &self.words[..frames.min(self.len)];
-        let mut at = self.start;
+        // SAFETY: this function's contract.
+        unsafe { self.verify_from(self.start, 0..frames.min(self.len), end) }
+    }
+
+    /// Whether the walk that found frame `i - 1` (a release walk that met
+    /// this acquisition's frame `i - 1`) would go on to find frames `i..`
+    /// exactly as kept: the check [`verify`](Self::verify) makes, from that
+    /// frame's activation. Makes taking an acquisition's frames exact with
+    /// frame pointers.
+    ///
+    /// # Safety
+    /// As [`verify`](Self::verify), and the caller's walk met frame
+    /// `i - 1` (same return address and activation): the addresses read are
+    /// at or above that activation.
+    unsafe fn verify_above(&self, i: usize) -> bool {
+        // SAFETY: this function's contract.
+        unsafe { self.verify_from(self.id(i - 1), i..self.len, true) }
+    }
+
+    /// # Safety
+    /// As [`verify`](Self::verify), from the activation `at` of the frame
+    /// before `frames`.
+    #[inline]
+    unsafe fn verify_from(&self, mut at: usize, frames: std::ops::Range<usize>, end: bool) -> bool {
+        let words = &self.words[frames];
         let mut differs = [0usize; 2];
         for w in words {
             let p = at as *const [usize; 2];
@@ -520,7 +554,9 @@ const SAVED_SLOTS: usize = 8;
 
 /// This thread's kept stacks (see [`Saved`]).
 pub(crate) struct Recent {
-    /// Each slot's `start`, side by side for the lookup.
+    /// Each slot's `start` where a check can tell that a walk from there
+    /// finds its frames again (the walk saw the whole stack), else 0, side
+    /// by side for the lookup.
     starts: [usize; SAVED_SLOTS],
     /// The acquisition each slot is kept for (its ticket's key), 0 for none.
     keys: [u64; SAVED_SLOTS],
@@ -657,7 +693,7 @@ impl Recent {
         self.keys[i] = 0;
         slot.len = buf.len;
         slot.seen = buf.len + buf.omitted as usize;
-        slot.start = if buf.omitted == 0 { buf.start } else { 0 };
+        slot.start = buf.start;
         slot.ends_on_zero = buf.ends_on_zero;
         slot.generation = self.generations;
         slot.took = took.filter(|&(from, _, _)| from != i);
@@ -673,7 +709,9 @@ impl Recent {
         // is empty).
         let sums = unsafe { std::slice::from_raw_parts(buf.sums.as_ptr().cast::<u64>(), buf.len) };
         slot.sums[..buf.len].copy_from_slice(sums);
-        self.starts[i] = slot.start;
+        // Found again only if the walk saw the whole stack: one cut at the
+        // limit read no further than it kept.
+        self.starts[i] = if buf.omitted == 0 { slot.start } else { 0 };
         self.touch(i);
         Some(i)
     }
@@ -1419,6 +1457,70 @@ mod tests {
         assert!(!found);
         assert_eq!(longer.len(), 11);
         assert_eq!(longer[..10], frames[..]);
+    }
+
+    #[test]
+    #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_os = "linux"))]
+    fn a_release_takes_its_acquisitions_frames_only_while_memory_still_holds_them() {
+        // Laid out by hand: the acquisition's two own frames at words 0 and
+        // 2, the release's at 4 and 6, both returning into the same frames
+        // at words 8, 10, ... 20, the last returning to 0.
+        let mut mem = [0usize; 32];
+        let base = mem.as_ptr() as usize;
+        let at = |word: usize| base + 8 * word;
+        let lay_out = |mem: &mut [usize; 32]| {
+            for (word, next, ret) in [(0, 2, 0xa0), (2, 8, 0xa1), (4, 6, 0xb0), (6, 8, 0xa1)] {
+                mem[word] = at(next);
+                mem[word + 1] = 0x5555_0000_0000 + ret;
+            }
+            for word in (8..=20).step_by(2) {
+                mem[word] = at(word + 2);
+                mem[word + 1] = 0x5555_0000_1000 + word;
+            }
+            mem[22] = 0;
+            mem[23] = 0;
+        };
+        lay_out(&mut mem);
+        let bounds = (base, base + 32 * 8);
+        let mut recent = Recent::boxed();
+        let mut acquired = StackBuf::new();
+        // SAFETY: the walks read only inside `mem`.
+        unsafe { fp::walk_from(at(0), bounds, 64, &mut acquired) };
+        assert_eq!(acquired.frames().ips.len(), 9);
+        let slot = recent.store(&acquired).expect("kept");
+
+        let release = |mem: &[usize; 32], recent: &Recent| {
+            // Addresses taken anew from `mem` as it is now.
+            let at = |word: usize| mem.as_ptr() as usize + 8 * word;
+            let bounds = (at(0), at(32));
+            let mut b = StackBuf::new();
+            b.splice = Some(Splice {
+                saved: &recent.slots[slot] as *const Saved,
+                cursor: 0,
+                matched: None,
+            });
+            // SAFETY: as above.
+            unsafe { fp::walk_from(at(4), bounds, 64, &mut b) };
+            let mut full = StackBuf::new();
+            // SAFETY: as above.
+            unsafe { fp::walk_from(at(4), bounds, 64, &mut full) };
+            let f = b.frames();
+            assert_eq!(f.hash, hash_frames(f.ips, f.omitted));
+            (f.ips.to_vec(), full.frames().ips.to_vec(), b.took.is_some())
+        };
+
+        // The frames above the meeting point still hold: taken.
+        let (spliced, full, took) = release(&mem, &recent);
+        assert!(took, "the acquisition's frames were not taken");
+        assert_eq!(spliced, full);
+
+        // One of them changed since the acquisition (its function returned
+        // and another call was made at the same depth): walked instead.
+        mem[15] = 0x6666_0000_0000;
+        let (walked, full, took) = release(&mem, &recent);
+        assert!(!took, "stale frames taken from the acquisition");
+        assert_eq!(walked, full);
+        assert!(walked.contains(&0x6666_0000_0000));
     }
 
     #[test]
