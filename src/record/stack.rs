@@ -799,7 +799,10 @@ pub(crate) fn capture_release(max_frames: usize, buf: &mut StackBuf, key: u64) {
             if let Some(i) = acquired {
                 r.keys[i] = 0;
             }
-            r.store(buf);
+            if buf.start != 0 && buf.omitted == 0 {
+                // Kept only where a later release from here can find it.
+                r.store(buf);
+            }
             true
         })
         .unwrap_or(false);
@@ -910,10 +913,9 @@ pub(crate) fn capture_into(max_frames: usize, buf: &mut StackBuf) {
     // The kept stacks are looked up here, not inside a closure around the
     // walk: frames between the user's and the walk's count against the
     // slack for the profiler's own (an unoptimized build has many).
-    let recent = RECENT
-        .try_with(|r| r.try_borrow().ok()?.as_deref().map(|r| r as *const Recent))
-        .ok()
-        .flatten();
+    let recent = (ACTIVE.load(Relaxed) == ACTIVE_FP)
+        .then(|| RECENT.try_with(|r| r.try_borrow().ok()?.as_deref().map(|r| r as *const Recent)))
+        .and_then(|r| r.ok().flatten());
     // SAFETY: the box this points into lives as long as the thread, and
     // nothing writes it during the walk: it was not mutably borrowed, and
     // only this thread's `remember` and `capture_release`, which the walk
