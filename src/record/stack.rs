@@ -2,9 +2,10 @@
 //! on the profiler's thread.
 //!
 //! Three unwinders, in the order [`Unwinder::Auto`] tries them:
-//! - frame-pointer walking (about 110 ns for 30 frames), used when the program
-//!   is built with `-C force-frame-pointers=yes` and a calibration walk at
-//!   profiler start agrees with `backtrace::trace`;
+//! - frame-pointer walking, used when the program is built with
+//!   `-C force-frame-pointers=yes` and a calibration walk at profiler start
+//!   agrees with `backtrace::trace`; a walk from where a kept stack began
+//!   checks the words that walk read instead of walking ([`Saved`]);
 //! - the eh_frame unwinder ([`unwind`], x86_64 Linux): the binary's unwind
 //!   tables with each address's rule cached per thread, for a plain build
 //!   (frame pointers omitted), when its own calibration walk agrees;
