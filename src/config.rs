@@ -56,7 +56,7 @@ pub struct Settings {
     /// The stack unwinder.
     pub unwinder: Unwinder,
     /// The sampling budget: at most this many sampled acquisitions per second
-    /// on each thread; beyond it the thread samples less often and weighs
+    /// of each thread's CPU time (Linux; wall time elsewhere); beyond it the thread samples less often and weighs
     /// each sample more, so totals stay unbiased. `Some(0)` turns the budget
     /// off; `None` is the default: [`DEFAULT_MAX_SAMPLES_PER_SEC`] below
     /// capture 100 %, no budget at 100 % (every acquisition recorded).
@@ -133,11 +133,12 @@ impl Settings {
 
 const MAX_MAX_FRAMES: usize = 4096;
 
-/// The default sampling budget, per thread: sampled acquisitions per second.
-/// At about 1 µs for a sampled acquisition and its release (two stack walks
-/// without frame pointers), it bounds the profiler's share of a thread's
-/// time to about 1 %, whatever the lock rate, and still gives hundreds of
-/// thousands of samples per minute and thread.
+/// The default sampling budget, per thread: sampled acquisitions per second
+/// of the thread's CPU time. At about 1 µs for a sampled acquisition and its
+/// release (two stack walks without frame pointers), it bounds the
+/// profiler's share of a thread's CPU to about 1 %, whatever the lock rate
+/// and however many threads share a core, and still gives hundreds of
+/// thousands of samples per minute and busy thread.
 pub const DEFAULT_MAX_SAMPLES_PER_SEC: u64 = 10_000;
 
 /// The shortest flush interval: shorter ones would spend the profiler thread

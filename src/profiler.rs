@@ -95,8 +95,9 @@ impl ProfilerBuilder {
     }
 
     /// The sampling budget: at most `per_second` sampled acquisitions per
-    /// second on each thread (default 10,000 below capture 100 %, none at
-    /// 100 %; `DD_PROFILING_MAX_SAMPLES_PER_SEC`; 0 turns it off). A thread
+    /// second of each thread's CPU time (wall time where that cannot be
+    /// read; default 10,000 below capture 100 %, none at 100 %;
+    /// `DD_PROFILING_MAX_SAMPLES_PER_SEC`; 0 turns it off). A thread
     /// that would sample more samples less often and weighs each sample
     /// more, so that counts, waits and holds stay unbiased estimates while
     /// the profiler's cost stays bounded however fast the locks are taken.
