@@ -11,7 +11,8 @@
 //! A sampled event costs a stack walk and a hand-off, some hundreds of
 //! nanoseconds, so at a fixed rate the cost grows with the lock rate: at 1 %
 //! of a 5 ns lock it alone would add 20 %. Each thread therefore also keeps
-//! to a budget of sampled acquisitions per second. Time is read only at a
+//! to a budget of sampled acquisitions per second of its own CPU time (wall
+//! time where that cannot be read). Time is read only at a
 //! sampled acquisition: every [`WINDOW_NS`] the thread compares how many it
 //! sampled with its share of the budget, and sets how many times its gaps
 //! are lengthened, `2^shift`, so that the next window fits (the first
@@ -215,8 +216,9 @@ fn pct_in_force(pct: f64, shift: u8) -> f64 {
 /// core with many others gets that much less of it. Per second of wall
 /// time, 32 threads on 2 cores each kept to 10,000 a second spent 16 % of
 /// the machine on sampled events without frame pointers, and a contended
-/// lock's throughput fell to 0.70-0.75x `parking_lot`'s (0.78-0.85x at
-/// capture 0, 0.81-0.83x with a budget of 1,000). The window itself is
+/// lock's throughput fell to 0.70-0.77x `parking_lot`'s (0.74-0.87x at
+/// capture 0, 0.81-0.87x with a budget of 1,000; 0.79-0.86x per CPU
+/// second). The window itself is
 /// still timed by the clock (read only here); the thread's CPU time is read
 /// once a window, at its end.
 fn keep_to_budget(l: &Local) {
