@@ -78,8 +78,8 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The budget in force: sampled acquisitions per second and thread, 0
-    /// for none.
+    /// The budget in force: sampled acquisitions per second of a thread's
+    /// CPU time, 0 for none.
     pub fn sampling_budget(&self) -> u64 {
         match self.max_samples_per_sec {
             Some(n) => n,

@@ -84,7 +84,8 @@ thread_local! {
 }
 
 /// Publishes a new session's sampling rate and budget (sampled acquisitions
-/// per second and thread, 0 for none); call before storing `SESSION`.
+/// per second of a thread's CPU time, 0 for none); call before storing
+/// `SESSION`.
 pub(super) fn configure(capture_pct: f64, budget_per_sec: u64, ticks_per_sec: f64) {
     CAPTURE_PCT.store(capture_pct.to_bits(), Relaxed);
     let per_window = (budget_per_sec as f64 * WINDOW_NS as f64 / 1e9).ceil() as u64;

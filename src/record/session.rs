@@ -30,7 +30,8 @@ static OPENED_BY: AtomicU32 = AtomicU32::new(0);
 pub(crate) struct SessionSettings {
     /// Share of acquisitions sampled, in percent; 0 records nothing.
     pub(crate) capture_pct: f64,
-    /// Sampled acquisitions per second and thread; 0 for no budget.
+    /// Sampled acquisitions per second of a thread's CPU time; 0 for no
+    /// budget.
     pub(crate) max_samples_per_sec: u64,
     pub(crate) max_frames: usize,
     /// Events each thread's queue holds.
