@@ -249,10 +249,11 @@ fn count_in_window(l: &Local, budget: u64, window: u64, now: u64, cpu_ns: impl F
         if l.window_start.get() != 0 {
             let at_zero = events as f64 * (1u64 << l.shift.get()) as f64;
             let used = match (l.window_cpu_ns.get(), cpu_ns) {
-                // The share of a window's length this thread ran.
-                (start, end) if start != 0 && end > start => {
-                    (end - start) as f64 / WINDOW_NS as f64 * window as f64
-                }
+                // The share of a window's length this thread ran, counted
+                // as at least `MIN_CPU_SHARE` of the time that passed.
+                (start, end) if start != 0 && end > start => ((end - start) as f64 / WINDOW_NS as f64
+                    * window as f64)
+                    .max(elapsed as f64 * MIN_CPU_SHARE),
                 _ => elapsed as f64,
             };
             let per_window = at_zero * window as f64 / used.max(1.0);
@@ -265,6 +266,13 @@ fn count_in_window(l: &Local, budget: u64, window: u64, now: u64, cpu_ns: impl F
         l.window_events.set(events);
     }
 }
+
+/// The least share of the time that passed a thread's budget counts it as
+/// having run: a thread that runs little (a request now and then) keeps up
+/// to 1 % of its budget per second of wall time (100 sampled acquisitions a
+/// second by default, about 0.01 % of a core), where a budget of its CPU
+/// time alone would thin its few samples further for no saving that shows.
+const MIN_CPU_SHARE: f64 = 0.01;
 
 /// The shift that brings `per_window` sampled acquisitions (at shift 0)
 /// under `budget`: the power of two to lengthen gaps by, 0 when within it.
@@ -502,6 +510,12 @@ mod tests {
         // under 100 by gaps 8 times as long.
         assert_eq!(shift_after(60, Some(0.1)), 3);
         assert_eq!(shift_after(60, Some(0.5)), 1);
+        // A thread that ran a thousandth of the window counts as having run
+        // 1 % of it: one sampled is 100 a window of that, within budget
+        // (1,000 a window of its own time, which would have set 4); three
+        // are 300, brought under 100 by gaps 4 times as long.
+        assert_eq!(shift_after(1, Some(0.001)), 0);
+        assert_eq!(shift_after(3, Some(0.001)), 2);
     }
 
     #[test]
