@@ -56,8 +56,9 @@ pub struct Settings {
     /// The stack unwinder.
     pub unwinder: Unwinder,
     /// The sampling budget: at most this many sampled acquisitions per second
-    /// of each thread's CPU time (Linux; wall time elsewhere); beyond it the thread samples less often and weighs
-    /// each sample more, so totals stay unbiased. `Some(0)` turns the budget
+    /// of each thread's CPU time (Linux; wall time elsewhere); beyond it the
+    /// thread samples less often and weighs each sample more, so totals stay
+    /// unbiased. `Some(0)` turns the budget
     /// off; `None` is the default: [`DEFAULT_MAX_SAMPLES_PER_SEC`] below
     /// capture 100 %, no budget at 100 % (every acquisition recorded).
     pub max_samples_per_sec: Option<u64>,

@@ -219,9 +219,8 @@ fn pct_in_force(pct: f64, shift: u8) -> f64 {
 /// the machine on sampled events without frame pointers, and a contended
 /// lock's throughput fell to 0.70-0.77x `parking_lot`'s (0.74-0.87x at
 /// capture 0, 0.81-0.87x with a budget of 1,000; 0.79-0.86x per CPU
-/// second). The window itself is
-/// still timed by the clock (read only here); the thread's CPU time is read
-/// once a window, at its end.
+/// second). The window itself is still timed by the clock (read only here);
+/// the thread's CPU time is read once a window, at its end.
 fn keep_to_budget(l: &Local) {
     let budget = BUDGET_PER_WINDOW.load(Relaxed);
     if budget == 0 {
@@ -232,7 +231,7 @@ fn keep_to_budget(l: &Local) {
         budget,
         WINDOW_TICKS.load(Relaxed),
         super::clock::now(),
-        thread_cpu_ns,
+        super::clock::thread_cpu_ns,
     );
 }
 
@@ -283,24 +282,6 @@ fn shift_for(per_window: f64, budget: u64) -> u8 {
     } else {
         (needed as u8).min(MAX_SHIFT)
     }
-}
-
-/// This thread's CPU time in nanoseconds, or 0 where it cannot be read.
-fn thread_cpu_ns() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec for the call.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
-            return (ts.tv_sec as u64)
-                .saturating_mul(1_000_000_000)
-                .saturating_add(ts.tv_nsec as u64);
-        }
-    }
-    0
 }
 
 /// A geometric gap (number of acquisitions up to and including the next
@@ -531,6 +512,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn thread_cpu_time_counts_work_not_sleep() {
+        use crate::record::clock::thread_cpu_ns;
         let start = thread_cpu_ns();
         assert!(start > 0, "CLOCK_THREAD_CPUTIME_ID unreadable");
         std::thread::sleep(std::time::Duration::from_millis(50));
