@@ -32,16 +32,16 @@ impl<L: Nameable + ?Sized> Nameable for std::rc::Rc<L> {
 }
 
 /// The impls every lock type shares: `Nameable`, and `Default`/`From` that
-/// take the caller's site like `new`. The lock's `LockHandle` is its field
-/// `handle`, or at the path given.
+/// take the caller's site like `new`. The lock's `LockSite` is its field
+/// `site`, or at the path given.
 macro_rules! lock_type_impls {
     ($lock:ident) => {
-        $crate::naming::lock_type_impls!($lock, handle);
+        $crate::naming::lock_type_impls!($lock, site);
     };
-    ($lock:ident, $($handle:ident).+) => {
+    ($lock:ident, $($site:ident).+) => {
         impl<T: ?Sized> $crate::naming::Nameable for $lock<T> {
             fn set_name(&mut self, name: &'static str) {
-                self.$($handle).+.rename(name);
+                self.$($site).+.rename(name);
             }
         }
 

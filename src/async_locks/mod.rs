@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use tokio::sync::{AcquireError, Semaphore, TryAcquireError};
 
-use crate::record::{task, LockHandle, Mode, Ticket};
+use crate::record::{task, LockHandle, Mode, StatsSlot, Ticket};
+use crate::site::LockSite;
 
 mod mutex;
 mod named_task;
@@ -53,38 +54,45 @@ struct Side {
 /// for profiles. Each operation is one call into `record::task`.
 struct Raw {
     sem: Semaphore,
-    handle: LockHandle,
+    site: LockSite,
+    stats: StatsSlot,
 }
 
 impl Raw {
+    /// The lock's site and count slot, for the recording core.
+    #[inline(always)]
+    fn handle(&self) -> LockHandle<'_> {
+        LockHandle::new(&self.site, &self.stats)
+    }
     #[track_caller]
     #[inline]
     const fn new(permits: usize) -> Raw {
         Raw {
             sem: Semaphore::const_new(permits),
-            handle: LockHandle::caller(),
+            site: LockSite::caller(),
+            stats: StatsSlot::new(),
         }
     }
 
     const fn named(mut self, name: &'static str) -> Raw {
-        self.handle = self.handle.named(name);
+        self.site = self.site.with_name(name);
         self
     }
 
     /// Waits for `side`; fails only if the semaphore is closed.
     async fn acquire(&self, side: Side) -> Result<Ticket, AcquireError> {
-        task::acquire(&self.sem, side.permits, &self.handle, side.mode).await
+        task::acquire(&self.sem, side.permits, &self.handle(), side.mode).await
     }
 
     /// Takes `side` if it is free; a failed attempt records nothing.
     #[inline]
     fn try_acquire(&self, side: Side) -> Result<Ticket, TryAcquireError> {
-        task::try_acquire(&self.sem, side.permits, &self.handle, side.mode)
+        task::try_acquire(&self.sem, side.permits, &self.handle(), side.mode)
     }
 
     /// Waits for `side` of a lock, whose semaphore is never closed.
     async fn lock(&self, side: Side) -> Ticket {
-        task::lock(&self.sem, side.permits, &self.handle, side.mode).await
+        task::lock(&self.sem, side.permits, &self.handle(), side.mode).await
     }
 
     /// [`try_acquire`](Self::try_acquire) with a lock's error.
@@ -96,7 +104,7 @@ impl Raw {
     /// Gives `side` back, recording the hold if the acquisition was sampled.
     #[inline(always)]
     fn release(&self, ticket: Ticket, side: Side) {
-        task::release(ticket, &self.handle, side.mode, || {
+        task::release(ticket, &self.handle(), side.mode, || {
             self.sem.add_permits(side.permits as usize)
         });
     }
@@ -222,16 +230,16 @@ macro_rules! lock_common {
 
             /// Where the lock was created, and its name.
             pub fn site(&self) -> &$crate::LockSite {
-                self.raw.handle.site()
+                &self.raw.site
             }
         }
 
-        $crate::naming::lock_type_impls!($lock, raw.handle);
+        $crate::naming::lock_type_impls!($lock, raw.site);
 
         impl<T: ?Sized + ::std::fmt::Debug> ::std::fmt::Debug for $lock<T> {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 let mut d = f.debug_struct(stringify!($lock));
-                d.field("site", self.raw.handle.site());
+                d.field("site", &self.raw.site);
                 // Not recorded: a plain try on the semaphore, released on drop.
                 match self.raw.sem.try_acquire() {
                     Ok(_permit) => {

@@ -215,20 +215,20 @@ impl ProfiledSemaphore {
 
     /// Where the semaphore was created, and its name.
     pub fn site(&self) -> &LockSite {
-        self.raw.handle.site()
+        &self.raw.site
     }
 }
 
 impl crate::naming::Nameable for ProfiledSemaphore {
     fn set_name(&mut self, name: &'static str) {
-        self.raw.handle.rename(name);
+        self.raw.site.rename(name);
     }
 }
 
 impl std::fmt::Debug for ProfiledSemaphore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProfiledSemaphore")
-            .field("site", self.raw.handle.site())
+            .field("site", &self.raw.site)
             .field("permits", &self.raw.sem.available_permits())
             .finish_non_exhaustive()
     }

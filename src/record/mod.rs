@@ -171,7 +171,7 @@ pub(crate) trait RawAcquire {
 /// CAS: between the CAS and the unlock's `xadd` they measured 3–4 ns, before
 /// it nothing.
 #[inline(always)]
-pub(crate) fn lock(raw: impl RawAcquire, handle: &LockHandle, mode: Mode) -> Ticket {
+pub(crate) fn lock(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) -> Ticket {
     let Some(session) = sampler::session() else {
         raw.acquire();
         return Ticket::NONE;
@@ -204,7 +204,7 @@ pub(crate) fn lock(raw: impl RawAcquire, handle: &LockHandle, mode: Mode) -> Tic
 /// Counts an acquisition in `mode` whose lock is now held: at once when the
 /// thread's table has its slot, else at its release.
 #[inline(always)]
-fn count_held(handle: &LockHandle, mode: Mode) -> Ticket {
+fn count_held(handle: &LockHandle<'_>, mode: Mode) -> Ticket {
     if handle.count_held(mode) {
         Ticket::NONE
     } else if mode.shared() {
@@ -222,7 +222,7 @@ fn count_held(handle: &LockHandle, mode: Mode) -> Ticket {
 /// sampled. Two clock reads, only after a failed try.
 #[cold]
 #[inline(never)]
-fn lock_contended(raw: &impl RawAcquire, handle: &LockHandle, mode: Mode) {
+fn lock_contended(raw: &impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) {
     // Not held yet: the counters' slot may be made now (it allocates).
     if !handle.ready() {
         handle.prepare(mode);
@@ -234,7 +234,7 @@ fn lock_contended(raw: &impl RawAcquire, handle: &LockHandle, mode: Mode) {
 
 #[cold]
 #[inline(never)]
-fn lock_expired(raw: impl RawAcquire, handle: &LockHandle, mode: Mode, session: u32) -> Ticket {
+fn lock_expired(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode, session: u32) -> Ticket {
     if sampler::expired(session) {
         return acquire_sampled(raw, handle, mode, Attempt::Block).unwrap_or(Ticket::NONE);
     }
@@ -246,7 +246,7 @@ fn lock_expired(raw: impl RawAcquire, handle: &LockHandle, mode: Mode, session: 
 
 /// Tries once; a failed attempt records nothing.
 #[inline(always)]
-pub(crate) fn try_lock(raw: impl RawAcquire, handle: &LockHandle, mode: Mode) -> Option<Ticket> {
+pub(crate) fn try_lock(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) -> Option<Ticket> {
     lock_bounded(raw, handle, mode, Attempt::Once)
 }
 
@@ -254,7 +254,7 @@ pub(crate) fn try_lock(raw: impl RawAcquire, handle: &LockHandle, mode: Mode) ->
 #[inline(always)]
 pub(crate) fn lock_for(
     raw: impl RawAcquire,
-    handle: &LockHandle,
+    handle: &LockHandle<'_>,
     mode: Mode,
     timeout: Duration,
 ) -> Option<Ticket> {
@@ -264,7 +264,12 @@ pub(crate) fn lock_for(
 /// [`try_lock`] and [`lock_for`]: an attempt that may fail, and then records
 /// nothing and leaves the countdown as it was.
 #[inline(always)]
-fn lock_bounded<R: RawAcquire>(raw: R, handle: &LockHandle, mode: Mode, attempt: Attempt) -> Option<Ticket> {
+fn lock_bounded<R: RawAcquire>(
+    raw: R,
+    handle: &LockHandle<'_>,
+    mode: Mode,
+    attempt: Attempt,
+) -> Option<Ticket> {
     let Some(session) = sampler::session() else {
         let acquired = match attempt {
             Attempt::For(timeout) => raw.try_acquire_for(timeout),
@@ -299,7 +304,7 @@ fn lock_bounded<R: RawAcquire>(raw: R, handle: &LockHandle, mode: Mode, attempt:
 /// [`lock_contended`] with a timeout: a timed-out attempt records nothing.
 #[cold]
 #[inline(never)]
-fn lock_for_contended(raw: &impl RawAcquire, handle: &LockHandle, mode: Mode, timeout: Duration) -> bool {
+fn lock_for_contended(raw: &impl RawAcquire, handle: &LockHandle<'_>, mode: Mode, timeout: Duration) -> bool {
     if !handle.ready() {
         handle.prepare(mode);
     }
@@ -316,7 +321,7 @@ fn lock_for_contended(raw: &impl RawAcquire, handle: &LockHandle, mode: Mode, ti
 /// sampled. The event is built after the lock is released, so recording never
 /// lengthens the hold seen by other threads.
 #[inline(always)]
-pub(crate) fn release(ticket: Ticket, handle: &LockHandle, mode: Mode, unlock: impl FnOnce()) {
+pub(crate) fn release(ticket: Ticket, handle: &LockHandle<'_>, mode: Mode, unlock: impl FnOnce()) {
     release_sending(ticket, handle, mode, unlock, send_release)
 }
 
@@ -335,7 +340,7 @@ fn send_release(site: &LockSite, mode: Mode, held: u64, shift: u8, frames: stack
 #[inline(always)]
 pub(crate) fn release_sending(
     ticket: Ticket,
-    handle: &LockHandle,
+    handle: &LockHandle<'_>,
     mode: Mode,
     unlock: impl FnOnce(),
     send: SendRelease,
@@ -349,7 +354,13 @@ pub(crate) fn release_sending(
 /// Out of line so that a guard's drop stays small enough to inline.
 #[cold]
 #[inline(never)]
-fn release_timed(ticket: Ticket, handle: &LockHandle, mode: Mode, unlock: impl FnOnce(), send: SendRelease) {
+fn release_timed(
+    ticket: Ticket,
+    handle: &LockHandle<'_>,
+    mode: Mode,
+    unlock: impl FnOnce(),
+    send: SendRelease,
+) {
     let site = handle.site();
     let Some((acquired_at, shift)) = ticket.sampled_at() else {
         // COUNT_AT_RELEASE: no lock held now, so the count may allocate.
@@ -387,7 +398,7 @@ enum Attempt {
 #[inline(never)]
 fn acquire_sampled(
     raw: impl RawAcquire,
-    handle: &LockHandle,
+    handle: &LockHandle<'_>,
     mode: Mode,
     attempt: Attempt,
 ) -> Option<Ticket> {

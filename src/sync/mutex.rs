@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::poison;
 use super::raw::RawMutex;
 use crate::record::blame::{self, WaitRecord};
-use crate::record::LockHandle;
 use crate::record::{self, clock, Mode, RawAcquire, Ticket};
+use crate::record::{LockHandle, StatsSlot};
 use crate::site::LockSite;
 
 /// A mutual exclusion lock with `std::sync::Mutex`'s API and semantics
@@ -26,10 +26,20 @@ use crate::site::LockSite;
 /// The lock remembers where it was created (`#[track_caller]`); give it a
 /// variable name with [`named!`](crate::named) or [`named`](Self::named) so
 /// profiles show `file.rs:42:session_lock`.
+// In this order: the site and the count slot (read-only after the first
+// acquisitions) first, then the lock word and the poison flag in the slot's
+// padding, so that the data starts 32 bytes in, right after the lock word. A
+// critical section on data of up to 32 bytes then touches one cache line
+// when the lock starts one, as a contended lock padded to its own line does
+// (see `record::handle`). With the lock word and the data split across two
+// lines, two locks under contention ran at 0.65-0.83x parking_lot's
+// throughput (2 to 32 threads), against 0.80-0.93x on one line.
+#[repr(C)]
 pub struct ProfiledMutex<T: ?Sized> {
+    site: LockSite,
+    stats: StatsSlot,
     raw: RawMutex,
     poison: poison::Flag,
-    handle: LockHandle,
     data: UnsafeCell<T>,
 }
 
@@ -101,14 +111,15 @@ impl<T> ProfiledMutex<T> {
         ProfiledMutex {
             raw: RawMutex::new(),
             poison: poison::Flag::new(),
-            handle: LockHandle::caller(),
+            site: LockSite::caller(),
+            stats: StatsSlot::new(),
             data: UnsafeCell::new(value),
         }
     }
 
     /// Gives the lock a variable name for profiles (usable in `static`s).
     pub const fn named(mut self, name: &'static str) -> Self {
-        self.handle = self.handle.named(name);
+        self.site = self.site.with_name(name);
         self
     }
 
@@ -125,13 +136,18 @@ impl<T> ProfiledMutex<T> {
 }
 
 impl<T: ?Sized> ProfiledMutex<T> {
+    /// The lock's site and count slot, for the recording core.
+    #[inline(always)]
+    fn handle(&self) -> LockHandle<'_> {
+        LockHandle::new(&self.site, &self.stats)
+    }
     /// Acquires the mutex, blocking until it is available.
     ///
     /// Returns `Err` wrapping the guard if another thread panicked while
     /// holding it.
     #[inline]
     pub fn lock(&self) -> LockResult<ProfiledMutexGuard<'_, T>> {
-        let ticket = record::lock(Raw(&self.raw), &self.handle, Mode::Exclusive);
+        let ticket = record::lock(Raw(&self.raw), &self.handle(), Mode::Exclusive);
         // SAFETY: the lock was just acquired.
         unsafe { self.guard(ticket) }
     }
@@ -140,7 +156,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// not recorded.
     #[inline]
     pub fn try_lock(&self) -> TryLockResult<ProfiledMutexGuard<'_, T>> {
-        match record::try_lock(Raw(&self.raw), &self.handle, Mode::Exclusive) {
+        match record::try_lock(Raw(&self.raw), &self.handle(), Mode::Exclusive) {
             // SAFETY: the lock was just acquired.
             Some(ticket) => Ok(unsafe { self.guard(ticket) }?),
             None => Err(TryLockError::WouldBlock),
@@ -151,7 +167,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// attempt is not recorded.
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<ProfiledMutexGuard<'_, T>> {
-        match record::lock_for(Raw(&self.raw), &self.handle, Mode::Exclusive, timeout) {
+        match record::lock_for(Raw(&self.raw), &self.handle(), Mode::Exclusive, timeout) {
             // SAFETY: the lock was just acquired.
             Some(ticket) => Ok(unsafe { self.guard(ticket) }?),
             None => Err(TryLockError::WouldBlock),
@@ -196,7 +212,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
 
     /// Where the lock was created, and its name.
     pub fn site(&self) -> &LockSite {
-        self.handle.site()
+        &self.site
     }
 }
 
@@ -205,7 +221,7 @@ crate::naming::lock_type_impls!(ProfiledMutex);
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProfiledMutex");
-        d.field("site", self.handle.site());
+        d.field("site", &self.site);
         match self.try_lock_unrecorded() {
             Some(guard) => {
                 d.field("data", &&*guard);
@@ -256,11 +272,11 @@ impl<T: ?Sized> Drop for ProfiledMutexGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
         lock.poison.done(&self.poison);
-        record::release(self.ticket, &lock.handle, Mode::Exclusive, || {
+        record::release(self.ticket, &lock.handle(), Mode::Exclusive, || {
             // SAFETY: this guard holds the lock and releases it once.
             unsafe {
                 lock.raw.unlock_charging(clock::now, |charges| {
-                    blame::charge_holder(lock.handle.site(), Mode::Exclusive, charges)
+                    blame::charge_holder(&lock.site, Mode::Exclusive, charges)
                 })
             }
         });
@@ -276,5 +292,22 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledMutexGuard<'_, T> {
 impl<T: ?Sized + fmt::Display> fmt::Display for ProfiledMutexGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&**self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProfiledMutex;
+
+    #[test]
+    fn the_data_follows_the_lock_word_on_its_cache_line() {
+        #[repr(align(64))]
+        struct OwnLine(ProfiledMutex<[u64; 4]>);
+        let line = OwnLine(ProfiledMutex::new([0; 4]));
+        let start = &line as *const OwnLine as usize;
+        let raw = &line.0.raw as *const _ as usize - start;
+        let data = line.0.data.get() as usize - start;
+        assert_eq!((raw, data), (28, 32), "lock word and data offsets");
+        assert_eq!(std::mem::size_of::<ProfiledMutex<[u64; 4]>>(), 64);
     }
 }

@@ -5,8 +5,8 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use crate::record::blame::{self, Watched};
-use crate::record::LockHandle;
 use crate::record::{self, Mode, Ticket};
+use crate::record::{LockHandle, StatsSlot};
 use crate::site::LockSite;
 
 type RawReentrant = lock_api::RawReentrantMutex<parking_lot::RawMutex, parking_lot::RawThreadId>;
@@ -34,7 +34,8 @@ pub struct ProfiledReentrantMutex<T: ?Sized> {
     raw: RawReentrant,
     /// Sampled waiters listed for blame (see [`Watched`]).
     watched: Watched,
-    handle: LockHandle,
+    site: LockSite,
+    stats: StatsSlot,
     data: UnsafeCell<T>,
 }
 
@@ -67,14 +68,15 @@ impl<T> ProfiledReentrantMutex<T> {
         ProfiledReentrantMutex {
             raw: RawReentrant::INIT,
             watched: Watched::new(),
-            handle: LockHandle::caller(),
+            site: LockSite::caller(),
+            stats: StatsSlot::new(),
             data: UnsafeCell::new(value),
         }
     }
 
     /// Gives the lock a variable name for profiles (usable in `static`s).
     pub const fn named(mut self, name: &'static str) -> Self {
-        self.handle = self.handle.named(name);
+        self.site = self.site.with_name(name);
         self
     }
 
@@ -85,6 +87,11 @@ impl<T> ProfiledReentrantMutex<T> {
 }
 
 impl<T: ?Sized> ProfiledReentrantMutex<T> {
+    /// The lock's site and count slot, for the recording core.
+    #[inline(always)]
+    fn handle(&self) -> LockHandle<'_> {
+        LockHandle::new(&self.site, &self.stats)
+    }
     /// Acquires the mutex, blocking unless this thread already holds it.
     #[inline]
     pub fn lock(&self) -> ProfiledReentrantMutexGuard<'_, T> {
@@ -92,7 +99,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
             self.raw.lock();
             Ticket::NONE
         } else {
-            record::lock(Raw(&self.raw, &self.watched), &self.handle, Mode::Exclusive)
+            record::lock(Raw(&self.raw, &self.watched), &self.handle(), Mode::Exclusive)
         };
         self.guard(ticket)
     }
@@ -103,7 +110,8 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
         if self.raw.is_owned_by_current_thread() {
             return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
         }
-        record::try_lock(Raw(&self.raw, &self.watched), &self.handle, Mode::Exclusive).map(|t| self.guard(t))
+        record::try_lock(Raw(&self.raw, &self.watched), &self.handle(), Mode::Exclusive)
+            .map(|t| self.guard(t))
     }
 
     /// Attempts to acquire, waiting at most `timeout`.
@@ -114,7 +122,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
         }
         record::lock_for(
             Raw(&self.raw, &self.watched),
-            &self.handle,
+            &self.handle(),
             Mode::Exclusive,
             timeout,
         )
@@ -143,7 +151,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
 
     /// Where the lock was created, and its name.
     pub fn site(&self) -> &LockSite {
-        self.handle.site()
+        &self.site
     }
 }
 
@@ -152,7 +160,7 @@ crate::naming::lock_type_impls!(ProfiledReentrantMutex);
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledReentrantMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProfiledReentrantMutex");
-        d.field("site", self.handle.site());
+        d.field("site", &self.site);
         if self.raw.try_lock() {
             // SAFETY: held until the unlock below.
             d.field("data", &unsafe { &*self.data.get() });
@@ -178,13 +186,13 @@ impl<T: ?Sized> Drop for ProfiledReentrantMutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        record::release(self.ticket, &lock.handle, Mode::Exclusive, || {
+        record::release(self.ticket, &lock.handle(), Mode::Exclusive, || {
             // SAFETY: this guard holds one level of the lock and releases it.
             let unlock = || unsafe { lock.raw.unlock() };
             // A nested release is charged too: the part of the waits since
             // the holder's release before it.
             if lock.watched.any() {
-                blame::release_watched(&lock.watched, lock.handle.site(), Mode::Exclusive, unlock)
+                blame::release_watched(&lock.watched, &lock.site, Mode::Exclusive, unlock)
             } else {
                 unlock()
             }

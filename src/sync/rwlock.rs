@@ -9,8 +9,8 @@ use lock_api::{RawRwLock as _, RawRwLockTimed as _};
 
 use super::poison;
 use crate::record::blame::{self, Watched};
-use crate::record::LockHandle;
 use crate::record::{self, Mode, Ticket};
+use crate::record::{LockHandle, StatsSlot};
 use crate::site::LockSite;
 
 /// A reader-writer lock with `std::sync::RwLock`'s API and semantics whose
@@ -29,7 +29,8 @@ pub struct ProfiledRwLock<T: ?Sized> {
     /// Sampled waiters listed for blame (see [`Watched`]).
     watched: Watched,
     poison: poison::Flag,
-    handle: LockHandle,
+    site: LockSite,
+    stats: StatsSlot,
     data: UnsafeCell<T>,
 }
 
@@ -77,14 +78,15 @@ impl<T> ProfiledRwLock<T> {
             raw: <parking_lot::RawRwLock as lock_api::RawRwLock>::INIT,
             watched: Watched::new(),
             poison: poison::Flag::new(),
-            handle: LockHandle::caller(),
+            site: LockSite::caller(),
+            stats: StatsSlot::new(),
             data: UnsafeCell::new(value),
         }
     }
 
     /// Gives the lock a variable name for profiles (usable in `static`s).
     pub const fn named(mut self, name: &'static str) -> Self {
-        self.handle = self.handle.named(name);
+        self.site = self.site.with_name(name);
         self
     }
 
@@ -101,17 +103,22 @@ impl<T> ProfiledRwLock<T> {
 }
 
 impl<T: ?Sized> ProfiledRwLock<T> {
+    /// The lock's site and count slot, for the recording core.
+    #[inline(always)]
+    fn handle(&self) -> LockHandle<'_> {
+        LockHandle::new(&self.site, &self.stats)
+    }
     /// Acquires shared read access, blocking while a writer holds the lock.
     #[inline]
     pub fn read(&self) -> LockResult<ProfiledRwLockReadGuard<'_, T>> {
-        let ticket = record::lock(Read(&self.raw, &self.watched), &self.handle, Mode::Read);
+        let ticket = record::lock(Read(&self.raw, &self.watched), &self.handle(), Mode::Read);
         self.read_guard(ticket)
     }
 
     /// Attempts shared read access without blocking.
     #[inline]
     pub fn try_read(&self) -> TryLockResult<ProfiledRwLockReadGuard<'_, T>> {
-        match record::try_lock(Read(&self.raw, &self.watched), &self.handle, Mode::Read) {
+        match record::try_lock(Read(&self.raw, &self.watched), &self.handle(), Mode::Read) {
             Some(ticket) => Ok(self.read_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -120,7 +127,12 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Attempts shared read access, waiting at most `timeout`.
     #[inline]
     pub fn try_read_for(&self, timeout: Duration) -> TryLockResult<ProfiledRwLockReadGuard<'_, T>> {
-        match record::lock_for(Read(&self.raw, &self.watched), &self.handle, Mode::Read, timeout) {
+        match record::lock_for(
+            Read(&self.raw, &self.watched),
+            &self.handle(),
+            Mode::Read,
+            timeout,
+        ) {
             Some(ticket) => Ok(self.read_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -129,14 +141,14 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Acquires exclusive write access, blocking until it is available.
     #[inline]
     pub fn write(&self) -> LockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        let ticket = record::lock(Write(&self.raw, &self.watched), &self.handle, Mode::Write);
+        let ticket = record::lock(Write(&self.raw, &self.watched), &self.handle(), Mode::Write);
         self.write_guard(ticket)
     }
 
     /// Attempts exclusive write access without blocking.
     #[inline]
     pub fn try_write(&self) -> TryLockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        match record::try_lock(Write(&self.raw, &self.watched), &self.handle, Mode::Write) {
+        match record::try_lock(Write(&self.raw, &self.watched), &self.handle(), Mode::Write) {
             Some(ticket) => Ok(self.write_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -147,7 +159,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     pub fn try_write_for(&self, timeout: Duration) -> TryLockResult<ProfiledRwLockWriteGuard<'_, T>> {
         match record::lock_for(
             Write(&self.raw, &self.watched),
-            &self.handle,
+            &self.handle(),
             Mode::Write,
             timeout,
         ) {
@@ -206,7 +218,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
 
     /// Where the lock was created, and its name.
     pub fn site(&self) -> &LockSite {
-        self.handle.site()
+        &self.site
     }
 }
 
@@ -215,7 +227,7 @@ crate::naming::lock_type_impls!(ProfiledRwLock);
 impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledRwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProfiledRwLock");
-        d.field("site", self.handle.site());
+        d.field("site", &self.site);
         if self.raw.try_lock_shared() {
             // SAFETY: a shared lock is held until the unlock below.
             d.field("data", &unsafe { &*self.data.get() });
@@ -259,11 +271,11 @@ impl<T: ?Sized> Drop for ProfiledRwLockReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        record::release(self.ticket, &lock.handle, Mode::Read, || {
+        record::release(self.ticket, &lock.handle(), Mode::Read, || {
             // SAFETY: this guard holds one shared lock and releases it once.
             let unlock = || unsafe { lock.raw.unlock_shared() };
             if lock.watched.any() {
-                blame::release_watched(&lock.watched, lock.handle.site(), Mode::Read, unlock)
+                blame::release_watched(&lock.watched, &lock.site, Mode::Read, unlock)
             } else {
                 unlock()
             }
@@ -276,11 +288,11 @@ impl<T: ?Sized> Drop for ProfiledRwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
         lock.poison.done(&self.poison);
-        record::release(self.ticket, &lock.handle, Mode::Write, || {
+        record::release(self.ticket, &lock.handle(), Mode::Write, || {
             // SAFETY: this guard holds the exclusive lock and releases it once.
             let unlock = || unsafe { lock.raw.unlock_exclusive() };
             if lock.watched.any() {
-                blame::release_watched(&lock.watched, lock.handle.site(), Mode::Write, unlock)
+                blame::release_watched(&lock.watched, &lock.site, Mode::Write, unlock)
             } else {
                 unlock()
             }
