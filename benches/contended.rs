@@ -60,8 +60,9 @@ fn contended(c: &mut Criterion) {
         for threads in [2usize, 8, 32] {
             let mut g = c.benchmark_group(format!("contended/{locks}_lock/{threads}_threads"));
             g.throughput(criterion::Throughput::Elements(1));
-            let pl: Vec<OwnLines<parking_lot::Mutex<[u64; 4]>>> =
-                (0..locks).map(|_| OwnLines(parking_lot::Mutex::new([0; 4]))).collect();
+            let pl: Vec<OwnLines<parking_lot::Mutex<[u64; 4]>>> = (0..locks)
+                .map(|_| OwnLines(parking_lot::Mutex::new([0; 4])))
+                .collect();
             g.bench_function("parking_lot", |b| {
                 b.iter_custom(|iters| {
                     run(threads, iters, &|t, i| {
