@@ -410,17 +410,23 @@ fn acquire_sampled(
     if !handle.ready() {
         handle.prepare(mode);
     }
-    guarded(recorder::prepare);
-    let mut stack = stack::StackBuf::new();
+    if !recorder::prepared() {
+        guarded(recorder::prepare);
+    }
     let capture = |stack: &mut stack::StackBuf| {
         guarded(|| stack::capture_into(recorder::max_frames(), stack)).is_some()
     };
+    // The buffer is set up after the try: its stores before the CAS would
+    // make the CAS wait for them.
+    let mut stack;
     let (captured, waited) = if raw.try_acquire() {
+        stack = stack::StackBuf::new();
         (capture(&mut stack), 0)
     } else {
         if let Attempt::Once = attempt {
             return None;
         }
+        stack = stack::StackBuf::new();
         // When this wait began, for the holders it is charged to: before
         // the capture, since the lock's holder made it wait from here.
         let began = clock::now();

@@ -244,6 +244,20 @@ pub(crate) fn prepare() {
         // below, on every sampled acquisition.
         return;
     }
+    prepare_now(session);
+}
+
+/// Whether [`prepare`] has nothing to do: checked before entering profiler
+/// code for it, whose guard writes thread-locals that the lock's CAS after it
+/// would wait to drain.
+#[inline(always)]
+pub(crate) fn prepared() -> bool {
+    sampler::session().is_some_and(|session| PREPARED.try_with(Cell::get) == Ok(session))
+}
+
+#[cold]
+#[inline(never)]
+fn prepare_now(session: u32) {
     super::stack::prepare_thread();
     let _ = CACHED.try_with(|cell| {
         let Ok(mut cached) = cell.try_borrow_mut() else {
