@@ -17,6 +17,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use crossbeam_utils::CachePadded;
 use lockprof::ProfiledMutex;
 
 /// Runs `threads` threads doing `iters` acquisitions in all, each through
@@ -42,13 +43,6 @@ fn run(threads: usize, iters: u64, op: &(dyn Fn(usize, u64) + Sync)) -> Duration
     .elapsed()
 }
 
-/// A lock on cache lines of its own, in both arms: unpadded, the two locks
-/// of a `Vec` share or straddle lines wherever the allocator put them, and
-/// the two lock types differ in size, so the ratio measured the placement
-/// (see `examples/overhead.rs`).
-#[repr(align(128))]
-struct OwnLines<T>(T);
-
 /// The critical section: a little work on the protected data.
 #[inline(always)]
 fn work(v: &mut [u64; 4], i: u64) {
@@ -60,23 +54,28 @@ fn contended(c: &mut Criterion) {
         for threads in [2usize, 8, 32] {
             let mut g = c.benchmark_group(format!("contended/{locks}_lock/{threads}_threads"));
             g.throughput(criterion::Throughput::Elements(1));
-            let pl: Vec<OwnLines<parking_lot::Mutex<[u64; 4]>>> = (0..locks)
-                .map(|_| OwnLines(parking_lot::Mutex::new([0; 4])))
+            // Each lock on cache lines of its own, in both arms: unpadded, the
+            // two locks of a `Vec` share or straddle lines wherever the
+            // allocator put them, and the lock types differ in size, so the
+            // ratio measured the placement (see `examples/overhead.rs`).
+            let pl: Vec<CachePadded<parking_lot::Mutex<[u64; 4]>>> = (0..locks)
+                .map(|_| CachePadded::new(parking_lot::Mutex::new([0; 4])))
                 .collect();
             g.bench_function("parking_lot", |b| {
                 b.iter_custom(|iters| {
                     run(threads, iters, &|t, i| {
-                        work(&mut black_box(&pl[(t + i as usize) % locks].0).lock(), i)
+                        work(&mut black_box(&pl[(t + i as usize) % locks]).lock(), i)
                     })
                 })
             });
-            let lp: Vec<OwnLines<ProfiledMutex<[u64; 4]>>> =
-                (0..locks).map(|_| OwnLines(ProfiledMutex::new([0; 4]))).collect();
+            let lp: Vec<CachePadded<ProfiledMutex<[u64; 4]>>> = (0..locks)
+                .map(|_| CachePadded::new(ProfiledMutex::new([0; 4])))
+                .collect();
             let p = common::profiler(lockprof::DEFAULT_CAPTURE_PCT);
             g.bench_function("lockprof/capture_1", |b| {
                 b.iter_custom(|iters| {
                     run(threads, iters, &|t, i| {
-                        work(&mut black_box(&lp[(t + i as usize) % locks].0).lock().unwrap(), i)
+                        work(&mut black_box(&lp[(t + i as usize) % locks]).lock().unwrap(), i)
                     })
                 })
             });

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
 use lockprof::{ProfiledMutex, ProfiledRwLock, Profiler, ProfilerHandle};
 
 #[path = "common/discard.rs"]
@@ -153,16 +154,6 @@ impl<T> Drop for PoisoningGuard<'_, T> {
         }
     }
 }
-
-/// A lock on cache lines of its own (128 bytes: x86's prefetcher pulls
-/// lines in pairs, as crossbeam's `CachePadded` assumes), for the contended
-/// lines. Unpadded, the two locks of a line share or straddle lines wherever
-/// the allocator put them, and the two lock types differ in size (40 and 72
-/// bytes with this data), so a ratio measured where each happened to land:
-/// with no profiler at all it swung 0.67-1.11x between runs on 32 threads
-/// and two locks, and padding alone moved parking_lot by 1.09-1.38x.
-#[repr(align(128))]
-struct OwnLines<T>(T);
 
 #[inline(always)]
 fn work(v: &mut [u64; 4], i: u64) {
@@ -328,17 +319,25 @@ fn measure() {
         l / b <= 1.15,
     );
 
+    // Every contended lock below is on cache lines of its own
+    // (`CachePadded`), in both arms. Unpadded, the locks of a line shared or
+    // straddled lines wherever the allocator put them, and the two lock types
+    // differ in size (40 and 72 bytes with this data then), so a ratio
+    // measured where each happened to land: with no profiler at all it swung
+    // 0.67-1.11x between runs on 32 threads and two locks, and padding alone
+    // moved parking_lot by 1.09-1.38x.
+
     // For reference, no target: std's poisoning alone, without lockprof.
     for threads in [2usize, 8] {
-        let pl = OwnLines(parking_lot::Mutex::new([0u64; 4]));
-        let poisoning = OwnLines(Poisoning::new([0u64; 4]));
+        let pl = CachePadded::new(parking_lot::Mutex::new([0u64; 4]));
+        let poisoning = CachePadded::new(Poisoning::new([0u64; 4]));
         let (b, l) = interleaved(
             7,
             None,
-            &mut || threaded(threads, 4_000_000, &|_, i| work(&mut pl.0.lock(), i)),
+            &mut || threaded(threads, 4_000_000, &|_, i| work(&mut pl.lock(), i)),
             &mut || {
                 threaded(threads, 4_000_000, &|_, i| {
-                    work(&mut poisoning.0.lock().unwrap(), i)
+                    work(&mut poisoning.lock().unwrap(), i)
                 })
             },
         );
@@ -351,13 +350,13 @@ fn measure() {
     // For reference, no target: the profiled mutex with no profiler, which
     // separates the lock's own contended behaviour from the profiler's.
     for threads in [2usize, 8, 32] {
-        let pl = OwnLines(parking_lot::Mutex::new([0u64; 4]));
-        let lp = OwnLines(ProfiledMutex::new([0u64; 4]));
+        let pl = CachePadded::new(parking_lot::Mutex::new([0u64; 4]));
+        let lp = CachePadded::new(ProfiledMutex::new([0u64; 4]));
         let (b, l) = interleaved(
             7,
             None,
-            &mut || threaded(threads, 4_000_000, &|_, i| work(&mut pl.0.lock(), i)),
-            &mut || threaded(threads, 4_000_000, &|_, i| work(&mut lp.0.lock().unwrap(), i)),
+            &mut || threaded(threads, 4_000_000, &|_, i| work(&mut pl.lock(), i)),
+            &mut || threaded(threads, 4_000_000, &|_, i| work(&mut lp.lock().unwrap(), i)),
         );
         println!(
             "(reference) contended {threads} threads 1 lock throughput ProfiledMutex with no profiler/parking_lot: {:.2}x",
@@ -367,10 +366,10 @@ fn measure() {
 
     for (locks, threads) in [(1usize, 2usize), (2, 2), (1, 8), (2, 8), (1, 32), (2, 32)] {
         let pls: Vec<_> = (0..locks)
-            .map(|_| OwnLines(parking_lot::Mutex::new([0u64; 4])))
+            .map(|_| CachePadded::new(parking_lot::Mutex::new([0u64; 4])))
             .collect();
         let lps: Vec<_> = (0..locks)
-            .map(|_| OwnLines(ProfiledMutex::new([0u64; 4])))
+            .map(|_| CachePadded::new(ProfiledMutex::new([0u64; 4])))
             .collect();
         // Long enough (tens of ms a batch) to span many scheduler time
         // slices: with 400,000 acquisitions a batch lasted about one slice
@@ -382,12 +381,12 @@ fn measure() {
             Some(lockprof::DEFAULT_CAPTURE_PCT),
             &mut || {
                 threaded(threads, total, &|t, i| {
-                    work(&mut pls[(t + i as usize) % locks].0.lock(), i)
+                    work(&mut pls[(t + i as usize) % locks].lock(), i)
                 })
             },
             &mut || {
                 threaded(threads, total, &|t, i| {
-                    work(&mut lps[(t + i as usize) % locks].0.lock().unwrap(), i)
+                    work(&mut lps[(t + i as usize) % locks].lock().unwrap(), i)
                 })
             },
         );

@@ -41,7 +41,7 @@ macro_rules! lock_type_impls {
     ($lock:ident, $($site:ident).+) => {
         impl<T: ?Sized> $crate::naming::Nameable for $lock<T> {
             fn set_name(&mut self, name: &'static str) {
-                self.$($site).+.rename(name);
+                self.$($site).+ = self.$($site).+.with_name(name);
             }
         }
 

@@ -31,11 +31,6 @@ impl LockSite {
         self
     }
 
-    /// Renames the lock in place (for `Nameable`).
-    pub(crate) fn rename(&mut self, name: &'static str) {
-        self.name = Some(name);
-    }
-
     /// The source file the lock was created in, as the compiler reports it.
     pub fn file(&self) -> &'static str {
         self.location.file()

@@ -64,6 +64,7 @@ impl Raw {
     fn handle(&self) -> LockHandle<'_> {
         LockHandle::new(&self.site, &self.stats)
     }
+
     #[track_caller]
     #[inline]
     const fn new(permits: usize) -> Raw {

@@ -221,7 +221,7 @@ impl ProfiledSemaphore {
 
 impl crate::naming::Nameable for ProfiledSemaphore {
     fn set_name(&mut self, name: &'static str) {
-        self.raw.site.rename(name);
+        self.raw.site = self.raw.site.with_name(name);
     }
 }
 

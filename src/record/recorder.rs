@@ -236,23 +236,23 @@ impl Events {
 /// sending it allocates nothing: a sampled acquisition calls this before it
 /// takes the user's lock, which a global allocator may take too.
 pub(crate) fn prepare() {
-    let Some(session) = sampler::session() else {
-        return;
-    };
-    if PREPARED.try_with(Cell::get) == Ok(session) {
-        // Nothing taken since: one thread-local read, not the dozen checks
-        // below, on every sampled acquisition.
+    // Nothing taken since: one thread-local read, not the dozen checks
+    // below, on every sampled acquisition.
+    if prepared() {
         return;
     }
-    prepare_now(session);
+    if let Some(session) = sampler::session() {
+        prepare_now(session);
+    }
 }
 
-/// Whether [`prepare`] has nothing to do: checked before entering profiler
-/// code for it, whose guard writes thread-locals that the lock's CAS after it
-/// would wait to drain.
+/// Whether [`prepare`] has nothing to do (no session, or nothing taken since
+/// the last): a sampled acquisition checks it before entering profiler code
+/// for `prepare`, whose guard writes thread-locals that the lock's CAS after
+/// it would wait to drain.
 #[inline(always)]
 pub(crate) fn prepared() -> bool {
-    sampler::session().is_some_and(|session| PREPARED.try_with(Cell::get) == Ok(session))
+    sampler::session().is_none_or(|session| PREPARED.try_with(Cell::get) == Ok(session))
 }
 
 #[cold]

@@ -26,13 +26,14 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::util::OwnLines;
+use crossbeam_utils::CachePadded;
 
 /// The running profiler's session number, 0 when none runs. The one shared
-/// read on the locking path, on lines of its own: the linker had put it on
+/// read on the locking path, on cache lines of its own (128 bytes on x86,
+/// whose prefetcher pulls lines in pairs): the linker had put it on
 /// one line with the list that sampled waiters of read-write and reentrant
 /// locks lock and write (`blame::WATCHED`).
-pub(super) static SESSION: OwnLines<AtomicU32> = OwnLines(AtomicU32::new(0));
+pub(super) static SESSION: CachePadded<AtomicU32> = CachePadded::new(AtomicU32::new(0));
 
 /// `capture_pct` of the running session, as `f64` bits.
 static CAPTURE_PCT: AtomicU64 = AtomicU64::new(0);
