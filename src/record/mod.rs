@@ -106,6 +106,7 @@ impl Ticket {
     }
 
     /// A key for this acquisition, unique on its thread (0 for none).
+    #[inline]
     pub(crate) fn key(self) -> u64 {
         self.0.map_or(0, NonZeroU64::get)
     }
@@ -466,13 +467,19 @@ fn acquire_sampled(
     let sent = guarded(|| recorder::send(EventKind::Acquire, site, mode, waited, shift, stack.frames()));
     // A release is recorded only if its acquire was; it reuses the frames
     // it shares with this stack (kept now, before the hold is timed).
-    let kept = match sent {
-        Some(true) => stack::remember(&stack),
-        _ => return Some(Ticket::NONE),
+    if sent != Some(true) {
+        return Some(Ticket::NONE);
+    }
+    // The hold is timed from after the slot is chosen, with the key it is
+    // kept under: one visit to the kept stacks.
+    let mut ticket = Ticket::NONE;
+    let mut stamp = || {
+        ticket = Ticket::sampled(clock::now(), shift);
+        ticket.key()
     };
-    let ticket = Ticket::sampled(clock::now(), shift);
-    if let Some(slot) = kept {
-        stack::key_remembered(slot, ticket.key());
+    stack::remember(&stack, &mut stamp);
+    if ticket == Ticket::NONE {
+        ticket = Ticket::sampled(clock::now(), shift);
     }
     Some(ticket)
 }

@@ -738,36 +738,35 @@ thread_local! {
     static RECENT: std::cell::RefCell<Option<Box<Recent>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Keeps `buf` (an acquisition's stack just captured) for its release;
-/// returns the slot, to be keyed with [`key_remembered`] once the key is
-/// known. Allocates nothing; does nothing before [`prepare_thread`].
-pub(crate) fn remember(buf: &StackBuf) -> Option<usize> {
-    RECENT
-        .try_with(|r| {
-            let mut r = r.try_borrow_mut().ok()?;
-            let r = r.as_mut()?;
-            if buf.cached.is_null() {
-                return r.store(buf);
-            }
+/// Keeps `buf` (an acquisition's stack just captured) for its release,
+/// under the key `key` returns (called once the slot is chosen, so that
+/// the caller can time the hold from there). Allocates nothing; does
+/// nothing, and does not call `key`, before [`prepare_thread`] or when no
+/// slot is free.
+pub(crate) fn remember(buf: &StackBuf, key: impl FnOnce() -> u64) {
+    let _ = RECENT.try_with(|r| {
+        let Ok(mut r) = r.try_borrow_mut() else {
+            return;
+        };
+        let Some(r) = r.as_mut() else {
+            return;
+        };
+        let slot = if buf.cached.is_null() {
+            r.store(buf)
+        } else {
             // Found here: the slot itself is kept, unless another
             // acquisition of the same stack keeps it already (nested).
-            let i = r.slots.iter().position(|s| std::ptr::eq(s, buf.cached))?;
-            if r.keys[i] == 0 {
-                return Some(i);
-            }
-            Some(r.copy(i))
-        })
-        .ok()
-        .flatten()
-}
-
-/// Keys a slot filled by [`remember`]; key 0 is never used.
-pub(crate) fn key_remembered(slot: usize, key: u64) {
-    let _ = RECENT.try_with(|r| {
-        if let Ok(mut r) = r.try_borrow_mut() {
-            if let Some(k) = r.as_mut().and_then(|r| r.keys.get_mut(slot)) {
-                *k = key;
-            }
+            r.slots
+                .iter()
+                .position(|s| std::ptr::eq(s, buf.cached))
+                .map(|i| match r.keys[i] {
+                    0 => i,
+                    _ => r.copy(i),
+                })
+        };
+        if let Some(slot) = slot {
+            // Key 0 is never used.
+            r.keys[slot] = key();
         }
     });
 }
@@ -1296,8 +1295,12 @@ mod tests {
         prepare_thread();
         let mut b = StackBuf::new();
         capture_into(64, &mut b);
-        let slot = remember(&b).expect("remembered");
-        key_remembered(slot, key);
+        let mut kept = false;
+        remember(&b, || {
+            kept = true;
+            key
+        });
+        assert!(kept, "remembered");
         std::hint::black_box(b.frames().ips.to_vec())
     }
 
