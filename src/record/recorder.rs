@@ -375,40 +375,20 @@ fn send_inner(
         // an Arc's count and a table look-up in the integration, no
         // allocation.
         let span = super::span::current();
-        let extra = (full_stack || !c.meta_sent || task.is_some() || span.is_some()).then(|| {
-            let thread = (!c.meta_sent).then(|| Arc::clone(&c.meta));
-            let spare = if full_stack {
-                c.spare
-                    .take()
-                    .filter(|spare| spare.buffered.as_ref().is_some_and(|b| b.fits(&frames)))
-            } else {
-                // Labels alone (every sampled event in a span has some): the
-                // stack buffer stays for the next new stack.
-                c.spare_labels.iter_mut().find_map(Option::take)
-            };
-            // A part allocated ahead is taken (or was missing): the next
-            // sampled acquisition prepares again.
-            let _ = PREPARED.try_with(|p| p.set(0));
-            match spare {
-                // Allocates nothing: a user's lock may be held.
-                Some(mut extra) => {
-                    extra.thread = thread;
-                    extra.task = task;
-                    extra.span = span;
-                    if let (true, Some(b)) = (full_stack, &mut extra.buffered) {
-                        b.fill(&frames);
-                    }
-                    extra
-                }
-                None => Box::new(EventExtra {
-                    thread,
-                    stack: full_stack.then(|| frames.to_stack()),
-                    buffered: None,
-                    task,
-                    span,
-                }),
-            }
-        });
+        let extra = if full_stack || !c.meta_sent || task.is_some() || span.is_some() {
+            Some(extra(
+                &c.meta,
+                c.meta_sent,
+                &mut c.spare,
+                &mut c.spare_labels,
+                full_stack,
+                &frames,
+                task,
+                span,
+            ))
+        } else {
+            None
+        };
         let event = Event {
             kind,
             mode,
@@ -449,6 +429,56 @@ fn send_inner(
             task,
         ),
         Err(_) => false,
+    }
+}
+
+/// The rarely sent part of an event (see [`EventExtra`]): out of line, so
+/// that the event's hot path keeps a small frame. Allocates nothing when
+/// [`prepare`] left this thread its parts.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn extra(
+    meta: &Arc<ThreadMeta>,
+    meta_sent: bool,
+    spare: &mut Option<Box<EventExtra>>,
+    spare_labels: &mut [Option<Box<EventExtra>>; SPARE_LABELS],
+    full_stack: bool,
+    frames: &Frames<'_>,
+    task: Option<TaskLabels>,
+    span: Option<super::span::SpanLabels>,
+) -> Box<EventExtra> {
+    let thread = (!meta_sent).then(|| Arc::clone(meta));
+    let spare = if full_stack {
+        spare
+            .take()
+            .filter(|spare| spare.buffered.as_ref().is_some_and(|b| b.fits(frames)))
+    } else {
+        // Labels alone (every sampled event in a span has some): the
+        // stack buffer stays for the next new stack.
+        spare_labels.iter_mut().find_map(Option::take)
+    };
+    // A part allocated ahead is taken (or was missing): the next
+    // sampled acquisition prepares again.
+    let _ = PREPARED.try_with(|p| p.set(0));
+    match spare {
+        // Allocates nothing: a user's lock may be held.
+        Some(mut extra) => {
+            extra.thread = thread;
+            extra.task = task;
+            extra.span = span;
+            if let (true, Some(b)) = (full_stack, &mut extra.buffered) {
+                b.fill(frames);
+            }
+            extra
+        }
+        None => Box::new(EventExtra {
+            thread,
+            stack: full_stack.then(|| frames.to_stack()),
+            buffered: None,
+            task,
+            span,
+        }),
     }
 }
 
