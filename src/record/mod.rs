@@ -236,6 +236,23 @@ fn lock_contended(raw: &impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) {
 #[cold]
 #[inline(never)]
 fn lock_expired(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode, session: u32) -> Ticket {
+    // Tried before the countdown's stores and the sampled path's frames,
+    // which the lock's atomic instruction would otherwise wait to drain,
+    // when the sampled path has nothing to allocate before the lock is
+    // taken (a thread's first sampled acquisition in a session has).
+    if !mode.shared() && nothing_to_prepare(handle) {
+        if raw.try_fast() {
+            if sampler::expired(session) {
+                return sampled_held(handle, mode);
+            }
+            return count_held(handle, mode);
+        }
+        if sampler::expired(session) {
+            return sampled_wait(raw, handle, mode, Attempt::Block).unwrap_or(Ticket::NONE);
+        }
+        lock_contended(&raw, handle, mode);
+        return count_held(handle, mode);
+    }
     if sampler::expired(session) {
         return acquire_sampled(raw, handle, mode, Attempt::Block).unwrap_or(Ticket::NONE);
     }
@@ -403,9 +420,6 @@ fn acquire_sampled(
     mode: Mode,
     attempt: Attempt,
 ) -> Option<Ticket> {
-    let site = handle.site();
-    // The weight this acquisition was drawn with (the sampling budget).
-    let shift = sampler::current_shift();
     // No lock is held yet: what the count and the event need is allocated
     // now, since a global allocator may take the very lock being sampled.
     if !handle.ready() {
@@ -414,61 +428,110 @@ fn acquire_sampled(
     if !recorder::prepared() {
         guarded(recorder::prepare);
     }
-    let capture = |stack: &mut stack::StackBuf| {
-        guarded(|| stack::capture_into(recorder::max_frames(), stack)).is_some()
-    };
-    // The buffer is set up after the try: its stores before the CAS would
-    // make the CAS wait for them.
-    let mut stack;
-    let (captured, waited) = if raw.try_acquire() {
-        stack = stack::StackBuf::new();
-        (capture(&mut stack), 0)
-    } else {
-        if let Attempt::Once = attempt {
-            return None;
+    if raw.try_acquire() {
+        return Some(sampled_held(handle, mode));
+    }
+    if let Attempt::Once = attempt {
+        return None;
+    }
+    sampled_wait(raw, handle, mode, attempt)
+}
+
+/// Whether a sampled acquisition has nothing to allocate before its lock
+/// is taken (see [`acquire_sampled`]): then [`lock_expired`] takes the lock
+/// before it decides.
+#[inline(always)]
+fn nothing_to_prepare(handle: &LockHandle<'_>) -> bool {
+    handle.ready() && recorder::prepared()
+}
+
+/// A sampled acquisition whose lock was free and is now held: its stack and
+/// event, taken while holding it.
+#[cold]
+#[inline(never)]
+fn sampled_held(handle: &LockHandle<'_>, mode: Mode) -> Ticket {
+    // The weight this acquisition was drawn with (the sampling budget).
+    let shift = sampler::current_shift();
+    let mut stack = stack::StackBuf::new();
+    let captured = guarded(|| stack::capture_into(recorder::max_frames(), &mut stack)).is_some();
+    sampled_send(handle, mode, shift, captured, 0, &stack)
+}
+
+/// A sampled acquisition that found its lock taken: the stack is captured
+/// and the event sent while it waits. `None` when `attempt` gave up.
+#[cold]
+#[inline(never)]
+fn sampled_wait(
+    raw: impl RawAcquire,
+    handle: &LockHandle<'_>,
+    mode: Mode,
+    attempt: Attempt,
+) -> Option<Ticket> {
+    // The weight this acquisition was drawn with (the sampling budget).
+    let shift = sampler::current_shift();
+    let mut stack = stack::StackBuf::new();
+    // When this wait began, for the holders it is charged to: before the
+    // capture, since the lock's holder made it wait from here.
+    let began = clock::now();
+    let captured = guarded(|| stack::capture_into(recorder::max_frames(), &mut stack)).is_some();
+    // Timed from after the capture: the profiler's own work is not wait.
+    let start = clock::now();
+    let acquired = match attempt {
+        Attempt::Once => false,
+        Attempt::Block if captured => {
+            let record = blame::WaitRecord::new(began, stack.frames().hash, shift);
+            raw.acquire_recorded(&record);
+            true
         }
-        stack = stack::StackBuf::new();
-        // When this wait began, for the holders it is charged to: before
-        // the capture, since the lock's holder made it wait from here.
-        let began = clock::now();
-        let captured = capture(&mut stack);
-        // Timed from after the capture: the profiler's own work is not wait.
-        let start = clock::now();
-        let acquired = match attempt {
-            Attempt::Once => false,
-            Attempt::Block if captured => {
-                let record = blame::WaitRecord::new(began, stack.frames().hash, shift);
-                raw.acquire_recorded(&record);
-                true
-            }
-            Attempt::Block => {
-                raw.acquire();
-                true
-            }
-            Attempt::For(t) if captured => {
-                let record = blame::WaitRecord::new(began, stack.frames().hash, shift);
-                raw.try_acquire_for_recorded(&record, t)
-            }
-            Attempt::For(t) => raw.try_acquire_for(t),
-        };
-        if !acquired {
-            return None;
+        Attempt::Block => {
+            raw.acquire();
+            true
         }
-        let waited = clock::between(start, clock::now()).max(1);
-        handle.contended(mode, waited);
-        (captured, waited)
+        Attempt::For(t) if captured => {
+            let record = blame::WaitRecord::new(began, stack.frames().hash, shift);
+            raw.try_acquire_for_recorded(&record, t)
+        }
+        Attempt::For(t) => raw.try_acquire_for(t),
     };
+    if !acquired {
+        return None;
+    }
+    let waited = clock::between(start, clock::now()).max(1);
+    handle.contended(mode, waited);
+    Some(sampled_send(handle, mode, shift, captured, waited, &stack))
+}
+
+/// The end of a sampled acquisition, its lock held: counts it, sends its
+/// event (`waited`: its wait; `shift`: its weight) and keeps its stack for its release.
+#[inline(always)]
+fn sampled_send(
+    handle: &LockHandle<'_>,
+    mode: Mode,
+    shift: u8,
+    captured: bool,
+    waited: u64,
+    stack: &stack::StackBuf,
+) -> Ticket {
     let counted = count_held(handle, mode);
     if !captured || counted == Ticket::COUNT_AT_RELEASE {
         // (The slot was prepared before the lock was tried, so the count is
         // deferred only on a thread being torn down.)
-        return Some(counted);
+        return counted;
     }
-    let sent = guarded(|| recorder::send(EventKind::Acquire, site, mode, waited, shift, stack.frames()));
+    let sent = guarded(|| {
+        recorder::send(
+            EventKind::Acquire,
+            handle.site(),
+            mode,
+            waited,
+            shift,
+            stack.frames(),
+        )
+    });
     // A release is recorded only if its acquire was; it reuses the frames
     // it shares with this stack (kept now, before the hold is timed).
     if sent != Some(true) {
-        return Some(Ticket::NONE);
+        return Ticket::NONE;
     }
     // The hold is timed from after the slot is chosen, with the key it is
     // kept under: one visit to the kept stacks.
@@ -477,11 +540,11 @@ fn acquire_sampled(
         ticket = Ticket::sampled(clock::now(), shift);
         ticket.key()
     };
-    stack::remember(&stack, &mut stamp);
+    stack::remember(stack, &mut stamp);
     if ticket == Ticket::NONE {
         ticket = Ticket::sampled(clock::now(), shift);
     }
-    Some(ticket)
+    ticket
 }
 
 #[cold]
@@ -501,6 +564,7 @@ pub(crate) static INTERNAL_PANICS: AtomicU64 = AtomicU64::new(0);
 
 /// Runs profiler code on a user thread: never recursively, and never letting
 /// a panic unwind into the user's lock operation.
+#[inline(always)]
 fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
     sampler::enter(|| {
         match catch_unwind(AssertUnwindSafe(|| {

@@ -347,6 +347,7 @@ pub(crate) fn mark_profiler_thread() {
 /// Runs `f` with this thread marked as inside the profiler: nothing it does is
 /// sampled. Returns `None` if the thread is already inside (no recursion) or
 /// is being torn down.
+#[inline(always)]
 pub(crate) fn enter<R>(f: impl FnOnce() -> R) -> Option<R> {
     struct Reset<'a>(&'a Cell<bool>);
     impl Drop for Reset<'_> {
