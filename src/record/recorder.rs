@@ -355,64 +355,13 @@ fn send_inner(
     let Some(session) = sampler::session() else {
         return false;
     };
-    let mut taken = false;
-    let cached = CACHED.try_with(|cell| {
-        let mut cached = cell.borrow_mut();
-        let c = Cached::in_session(&mut cached, session);
-        let Some(queue) = &mut c.queue else {
-            return false;
-        };
-        let known_to = (session, KNOWN_GENERATION.load(Relaxed));
-        if c.known_to != known_to {
-            c.known_to = known_to;
-            c.meta_sent = false;
-            c.sent.clear();
-        }
-        let full_stack = !c.sent.check_and_mark(frames.hash);
-        taken = true;
-        let task = task.take();
-        // The one call out of the recording core, on sampled events only:
-        // an Arc's count and a table look-up in the integration, no
-        // allocation.
-        let span = super::span::current();
-        let extra = if full_stack || !c.meta_sent || task.is_some() || span.is_some() {
-            Some(extra(
-                &c.meta,
-                c.meta_sent,
-                &mut c.spare,
-                &mut c.spare_labels,
-                full_stack,
-                &frames,
-                task,
-                span,
-            ))
-        } else {
-            None
-        };
-        let event = Event {
-            kind,
-            mode,
-            site: *site,
-            value_ticks,
-            shift,
-            peer,
-            thread: c.meta.id,
-            stack: frames.hash,
-            extra,
-        };
-        let sent = push(queue, event);
-        if sent {
-            c.meta_sent = true;
-        } else if full_stack {
-            c.sent.unmark(frames.hash);
-        }
-        sent
-    });
-    match cached {
-        Ok(sent) => sent,
+    // The cell is reached first and the event built here, not in a closure
+    // passed to `try_with`: that closure stayed a function of its own, a
+    // call and a frame more per event.
+    let Ok(cell) = CACHED.try_with(|cell| cell as *const RefCell<Option<Cached>>) else {
         // This thread's locals are being torn down: a guard released by
         // another thread-local's destructor. Its event still goes out.
-        Err(_) if !taken => send_uncached(
+        return send_uncached(
             session,
             Event {
                 kind,
@@ -427,9 +376,59 @@ fn send_inner(
             },
             frames.to_stack(),
             task,
-        ),
-        Err(_) => false,
+        );
+    };
+    // SAFETY: `cell` is this thread's `CACHED`, alive when reached above;
+    // a thread-local is destroyed only by its thread's exit, after or
+    // between the destructors it runs, never during this call.
+    let cell = unsafe { &*cell };
+    let mut cached = cell.borrow_mut();
+    let c = Cached::in_session(&mut cached, session);
+    let Some(queue) = &mut c.queue else {
+        return false;
+    };
+    let known_to = (session, KNOWN_GENERATION.load(Relaxed));
+    if c.known_to != known_to {
+        c.known_to = known_to;
+        c.meta_sent = false;
+        c.sent.clear();
     }
+    let full_stack = !c.sent.check_and_mark(frames.hash);
+    // The one call out of the recording core, on sampled events only: an
+    // Arc's count and a table look-up in the integration, no allocation.
+    let span = super::span::current();
+    let extra = if full_stack || !c.meta_sent || task.is_some() || span.is_some() {
+        Some(extra(
+            &c.meta,
+            c.meta_sent,
+            &mut c.spare,
+            &mut c.spare_labels,
+            full_stack,
+            &frames,
+            task.take(),
+            span,
+        ))
+    } else {
+        None
+    };
+    let event = Event {
+        kind,
+        mode,
+        site: *site,
+        value_ticks,
+        shift,
+        peer,
+        thread: c.meta.id,
+        stack: frames.hash,
+        extra,
+    };
+    let sent = push(queue, event);
+    if sent {
+        c.meta_sent = true;
+    } else if full_stack {
+        c.sent.unmark(frames.hash);
+    }
+    sent
 }
 
 /// The rarely sent part of an event (see [`EventExtra`]): out of line, so
