@@ -515,7 +515,55 @@ impl Saved {
     /// As [`verify`](Self::verify), from the activation `at` of the frame
     /// before `frames`.
     #[inline]
-    unsafe fn verify_from(&self, mut at: usize, frames: std::ops::Range<usize>, end: bool) -> bool {
+    unsafe fn verify_from(&self, at: usize, frames: std::ops::Range<usize>, end: bool) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: this function's contract.
+        return unsafe { self.verify_from_sse2(at, frames, end) };
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: this function's contract.
+        return unsafe { self.verify_from_words(at, frames, end) };
+    }
+
+    /// [`verify_from`](Self::verify_from) a frame at a time: one 16-byte
+    /// load of the two words the walk read, compared with the kept pair,
+    /// where word by word took four loads a frame (the check is bound by
+    /// its loads).
+    ///
+    /// # Safety
+    /// As [`verify_from`](Self::verify_from).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn verify_from_sse2(&self, mut at: usize, frames: std::ops::Range<usize>, end: bool) -> bool {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_setzero_si128,
+            _mm_xor_si128,
+        };
+        let words = &self.words[frames];
+        // SAFETY: SSE2 is part of x86-64. Each stack load reads the two
+        // words the walk read at `at` (this function's contract); `w` is a
+        // kept pair of two words.
+        unsafe {
+            let mut differs = _mm_setzero_si128();
+            for w in words {
+                let read = _mm_loadu_si128(at as *const __m128i);
+                let kept = _mm_loadu_si128(w.as_ptr().cast::<__m128i>());
+                differs = _mm_or_si128(differs, _mm_xor_si128(read, kept));
+                at = w[0];
+            }
+            if end && self.ends_on_zero && (at as *const usize).add(1).read() != 0 {
+                return false;
+            }
+            _mm_movemask_epi8(_mm_cmpeq_epi8(differs, _mm_setzero_si128())) == 0xFFFF
+        }
+    }
+
+    /// [`verify_from`](Self::verify_from) word by word.
+    ///
+    /// # Safety
+    /// As [`verify_from`](Self::verify_from).
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    #[inline]
+    unsafe fn verify_from_words(&self, mut at: usize, frames: std::ops::Range<usize>, end: bool) -> bool {
         let words = &self.words[frames];
         let mut differs = [0usize; 2];
         for w in words {
