@@ -236,30 +236,38 @@ fn lock_contended(raw: &impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) {
 #[cold]
 #[inline(never)]
 fn lock_expired(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode, session: u32) -> Ticket {
-    // Tried before the countdown's stores and the sampled path's frames,
-    // which the lock's atomic instruction would otherwise wait to drain,
-    // when the sampled path has nothing to allocate before the lock is
-    // taken (a thread's first sampled acquisition in a session has).
-    if !mode.shared() && nothing_to_prepare(handle) {
-        if raw.try_fast() {
-            if sampler::expired(session) {
-                return sampled_held(handle, mode);
+    let held = if !mode.shared() && nothing_to_prepare(handle) {
+        // Tried before the countdown's stores and the sampled path's
+        // frames, which the lock's atomic instruction would otherwise wait
+        // to drain, when the sampled path has nothing to allocate before
+        // the lock is taken (a thread's first sampled acquisition in a
+        // session has).
+        let held = raw.try_fast();
+        if !sampler::expired(session) {
+            if !held {
+                lock_contended(&raw, handle, mode);
             }
             return count_held(handle, mode);
         }
-        if sampler::expired(session) {
-            return sampled_wait(raw, handle, mode, Attempt::Block).unwrap_or(Ticket::NONE);
+        held
+    } else {
+        if !sampler::expired(session) {
+            if !raw.try_fast() {
+                lock_contended(&raw, handle, mode);
+            }
+            return count_held(handle, mode);
         }
-        lock_contended(&raw, handle, mode);
-        return count_held(handle, mode);
+        prepare_sampled(handle, mode);
+        raw.try_acquire()
+    };
+    // One call of each, whichever way the lock was tried: a sampled stack
+    // includes the return address into this function, and two call sites
+    // would make two stacks of one place (the same waiter listed twice
+    // under blame, its wait split between them).
+    if held {
+        return sampled_held(handle, mode);
     }
-    if sampler::expired(session) {
-        return acquire_sampled(raw, handle, mode, Attempt::Block).unwrap_or(Ticket::NONE);
-    }
-    if !raw.try_fast() {
-        lock_contended(&raw, handle, mode);
-    }
-    count_held(handle, mode)
+    sampled_wait(raw, handle, mode, Attempt::Block).unwrap_or(Ticket::NONE)
 }
 
 /// Tries once; a failed attempt records nothing.
@@ -420,14 +428,7 @@ fn acquire_sampled(
     mode: Mode,
     attempt: Attempt,
 ) -> Option<Ticket> {
-    // No lock is held yet: what the count and the event need is allocated
-    // now, since a global allocator may take the very lock being sampled.
-    if !handle.ready() {
-        handle.prepare(mode);
-    }
-    if !recorder::prepared() {
-        guarded(recorder::prepare);
-    }
+    prepare_sampled(handle, mode);
     if raw.try_acquire() {
         return Some(sampled_held(handle, mode));
     }
@@ -437,8 +438,20 @@ fn acquire_sampled(
     sampled_wait(raw, handle, mode, attempt)
 }
 
+/// Allocates what a sampled acquisition's count and event need, before its
+/// lock is taken: a global allocator may take the very lock being sampled.
+#[inline(always)]
+fn prepare_sampled(handle: &LockHandle<'_>, mode: Mode) {
+    if !handle.ready() {
+        handle.prepare(mode);
+    }
+    if !recorder::prepared() {
+        guarded(recorder::prepare);
+    }
+}
+
 /// Whether a sampled acquisition has nothing to allocate before its lock
-/// is taken (see [`acquire_sampled`]): then [`lock_expired`] takes the lock
+/// is taken (see [`prepare_sampled`]): then [`lock_expired`] takes the lock
 /// before it decides.
 #[inline(always)]
 fn nothing_to_prepare(handle: &LockHandle<'_>) -> bool {
