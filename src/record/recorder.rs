@@ -358,25 +358,21 @@ fn send_inner(
     // The cell is reached first and the event built here, not in a closure
     // passed to `try_with`: that closure stayed a function of its own, a
     // call and a frame more per event.
+    let event = |thread, extra| Event {
+        kind,
+        mode,
+        site: *site,
+        value_ticks,
+        shift,
+        peer,
+        thread,
+        stack: frames.hash,
+        extra,
+    };
     let Ok(cell) = CACHED.try_with(|cell| cell as *const RefCell<Option<Cached>>) else {
         // This thread's locals are being torn down: a guard released by
         // another thread-local's destructor. Its event still goes out.
-        return send_uncached(
-            session,
-            Event {
-                kind,
-                mode,
-                site: *site,
-                value_ticks,
-                shift,
-                peer,
-                thread: 0,
-                stack: frames.hash,
-                extra: None,
-            },
-            frames.to_stack(),
-            task,
-        );
+        return send_uncached(session, event(0, None), frames.to_stack(), task);
     };
     // SAFETY: `cell` is this thread's `CACHED`, alive when reached above;
     // a thread-local is destroyed only by its thread's exit, after or
@@ -411,18 +407,7 @@ fn send_inner(
     } else {
         None
     };
-    let event = Event {
-        kind,
-        mode,
-        site: *site,
-        value_ticks,
-        shift,
-        peer,
-        thread: c.meta.id,
-        stack: frames.hash,
-        extra,
-    };
-    let sent = push(queue, event);
+    let sent = push(queue, event(c.meta.id, extra));
     if sent {
         c.meta_sent = true;
     } else if full_stack {
