@@ -82,18 +82,18 @@ impl Raw {
 
     /// Waits for `side`; fails only if the semaphore is closed.
     async fn acquire(&self, side: Side) -> Result<Ticket, AcquireError> {
-        task::acquire(&self.sem, side.permits, &self.handle(), side.mode).await
+        task::acquire(&self.sem, side.permits, self.handle(), side.mode).await
     }
 
     /// Takes `side` if it is free; a failed attempt records nothing.
     #[inline]
     fn try_acquire(&self, side: Side) -> Result<Ticket, TryAcquireError> {
-        task::try_acquire(&self.sem, side.permits, &self.handle(), side.mode)
+        task::try_acquire(&self.sem, side.permits, self.handle(), side.mode)
     }
 
     /// Waits for `side` of a lock, whose semaphore is never closed.
     async fn lock(&self, side: Side) -> Ticket {
-        task::lock(&self.sem, side.permits, &self.handle(), side.mode).await
+        task::lock(&self.sem, side.permits, self.handle(), side.mode).await
     }
 
     /// [`try_acquire`](Self::try_acquire) with a lock's error.
@@ -105,7 +105,7 @@ impl Raw {
     /// Gives `side` back, recording the hold if the acquisition was sampled.
     #[inline(always)]
     fn release(&self, ticket: Ticket, side: Side) {
-        task::release(ticket, &self.handle(), side.mode, || {
+        task::release(ticket, self.handle(), side.mode, || {
             self.sem.add_permits(side.permits as usize)
         });
     }

@@ -17,6 +17,13 @@ use super::{Mode, StatsSlot};
 
 /// A lock's identity for profiles (its [`LockSite`]: file, line, name) and
 /// its index into the per-name count tables, borrowed from the lock.
+///
+/// Passed by value, never by reference: two pointers travel in registers,
+/// while a reference to a handle made in a lock's inlined fast path makes
+/// the compiler store the handle on the stack before the lock's atomic
+/// instruction, which then waits for those stores to drain. On the AMD EPYC
+/// VM, handles and raw locks passed by reference cost an unprofiled
+/// uncontended `ProfiledMutex` 1.10x `parking_lot`; by value, 1.02x.
 #[derive(Clone, Copy)]
 pub(crate) struct LockHandle<'a> {
     site: &'a LockSite,

@@ -172,7 +172,7 @@ pub(crate) trait RawAcquire {
 /// CAS: between the CAS and the unlock's `xadd` they measured 3–4 ns, before
 /// it nothing.
 #[inline(always)]
-pub(crate) fn lock(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) -> Ticket {
+pub(crate) fn lock(raw: impl RawAcquire, handle: LockHandle<'_>, mode: Mode) -> Ticket {
     let Some(session) = sampler::session() else {
         raw.acquire();
         return Ticket::NONE;
@@ -186,12 +186,12 @@ pub(crate) fn lock(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) ->
             handle.count_unlocked(mode);
         }
         if !raw.try_fast() {
-            lock_contended(&raw, handle, mode);
+            lock_contended(raw, handle, mode);
         }
         return Ticket::NONE;
     }
     if !raw.try_fast() {
-        lock_contended(&raw, handle, mode);
+        lock_contended(raw, handle, mode);
     }
     let counted = handle.count_held(mode);
     sampler::commit(countdown);
@@ -205,7 +205,7 @@ pub(crate) fn lock(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) ->
 /// Counts an acquisition in `mode` whose lock is now held: at once when the
 /// thread's table has its slot, else at its release.
 #[inline(always)]
-fn count_held(handle: &LockHandle<'_>, mode: Mode) -> Ticket {
+fn count_held(handle: LockHandle<'_>, mode: Mode) -> Ticket {
     if handle.count_held(mode) {
         Ticket::NONE
     } else if mode.shared() {
@@ -220,10 +220,12 @@ fn count_held(handle: &LockHandle<'_>, mode: Mode) -> Ticket {
 
 /// An unsampled acquisition whose first try failed: its wait is timed, so
 /// that the lock's total wait is exact and only its split across stacks is
-/// sampled. Two clock reads, only after a failed try.
+/// sampled. Two clock reads, only after a failed try. `raw` comes by value,
+/// as the handle does (see [`LockHandle`]): a reference would put it on the
+/// stack before the uncontended CAS.
 #[cold]
 #[inline(never)]
-fn lock_contended(raw: &impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) {
+fn lock_contended(raw: impl RawAcquire, handle: LockHandle<'_>, mode: Mode) {
     // Not held yet: the counters' slot may be made now (it allocates).
     if !handle.ready() {
         handle.prepare(mode);
@@ -235,7 +237,7 @@ fn lock_contended(raw: &impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) {
 
 #[cold]
 #[inline(never)]
-fn lock_expired(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode, session: u32) -> Ticket {
+fn lock_expired(raw: impl RawAcquire, handle: LockHandle<'_>, mode: Mode, session: u32) -> Ticket {
     let held = if !mode.shared() && nothing_to_prepare(handle) {
         // Tried before the countdown's stores and the sampled path's
         // frames, which the lock's atomic instruction would otherwise wait
@@ -245,7 +247,7 @@ fn lock_expired(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode, sessi
         let held = raw.try_fast();
         if !sampler::expired(session) {
             if !held {
-                lock_contended(&raw, handle, mode);
+                lock_contended(raw, handle, mode);
             }
             return count_held(handle, mode);
         }
@@ -253,7 +255,7 @@ fn lock_expired(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode, sessi
     } else {
         if !sampler::expired(session) {
             if !raw.try_fast() {
-                lock_contended(&raw, handle, mode);
+                lock_contended(raw, handle, mode);
             }
             return count_held(handle, mode);
         }
@@ -272,7 +274,7 @@ fn lock_expired(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode, sessi
 
 /// Tries once; a failed attempt records nothing.
 #[inline(always)]
-pub(crate) fn try_lock(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode) -> Option<Ticket> {
+pub(crate) fn try_lock(raw: impl RawAcquire, handle: LockHandle<'_>, mode: Mode) -> Option<Ticket> {
     lock_bounded(raw, handle, mode, Attempt::Once)
 }
 
@@ -280,7 +282,7 @@ pub(crate) fn try_lock(raw: impl RawAcquire, handle: &LockHandle<'_>, mode: Mode
 #[inline(always)]
 pub(crate) fn lock_for(
     raw: impl RawAcquire,
-    handle: &LockHandle<'_>,
+    handle: LockHandle<'_>,
     mode: Mode,
     timeout: Duration,
 ) -> Option<Ticket> {
@@ -292,7 +294,7 @@ pub(crate) fn lock_for(
 #[inline(always)]
 fn lock_bounded<R: RawAcquire>(
     raw: R,
-    handle: &LockHandle<'_>,
+    handle: LockHandle<'_>,
     mode: Mode,
     attempt: Attempt,
 ) -> Option<Ticket> {
@@ -330,7 +332,7 @@ fn lock_bounded<R: RawAcquire>(
 /// [`lock_contended`] with a timeout: a timed-out attempt records nothing.
 #[cold]
 #[inline(never)]
-fn lock_for_contended(raw: &impl RawAcquire, handle: &LockHandle<'_>, mode: Mode, timeout: Duration) -> bool {
+fn lock_for_contended(raw: &impl RawAcquire, handle: LockHandle<'_>, mode: Mode, timeout: Duration) -> bool {
     if !handle.ready() {
         handle.prepare(mode);
     }
@@ -347,7 +349,7 @@ fn lock_for_contended(raw: &impl RawAcquire, handle: &LockHandle<'_>, mode: Mode
 /// sampled. The event is built after the lock is released, so recording never
 /// lengthens the hold seen by other threads.
 #[inline(always)]
-pub(crate) fn release(ticket: Ticket, handle: &LockHandle<'_>, mode: Mode, unlock: impl FnOnce()) {
+pub(crate) fn release(ticket: Ticket, handle: LockHandle<'_>, mode: Mode, unlock: impl FnOnce()) {
     release_sending(ticket, handle, mode, unlock, send_release)
 }
 
@@ -366,7 +368,7 @@ fn send_release(site: &LockSite, mode: Mode, held: u64, shift: u8, frames: stack
 #[inline(always)]
 pub(crate) fn release_sending(
     ticket: Ticket,
-    handle: &LockHandle<'_>,
+    handle: LockHandle<'_>,
     mode: Mode,
     unlock: impl FnOnce(),
     send: SendRelease,
@@ -382,7 +384,7 @@ pub(crate) fn release_sending(
 #[inline(never)]
 fn release_timed(
     ticket: Ticket,
-    handle: &LockHandle<'_>,
+    handle: LockHandle<'_>,
     mode: Mode,
     unlock: impl FnOnce(),
     send: SendRelease,
@@ -424,7 +426,7 @@ enum Attempt {
 #[inline(never)]
 fn acquire_sampled(
     raw: impl RawAcquire,
-    handle: &LockHandle<'_>,
+    handle: LockHandle<'_>,
     mode: Mode,
     attempt: Attempt,
 ) -> Option<Ticket> {
@@ -441,7 +443,7 @@ fn acquire_sampled(
 /// Allocates what a sampled acquisition's count and event need, before its
 /// lock is taken: a global allocator may take the very lock being sampled.
 #[inline(always)]
-fn prepare_sampled(handle: &LockHandle<'_>, mode: Mode) {
+fn prepare_sampled(handle: LockHandle<'_>, mode: Mode) {
     if !handle.ready() {
         handle.prepare(mode);
     }
@@ -454,7 +456,7 @@ fn prepare_sampled(handle: &LockHandle<'_>, mode: Mode) {
 /// is taken (see [`prepare_sampled`]): then [`lock_expired`] takes the lock
 /// before it decides.
 #[inline(always)]
-fn nothing_to_prepare(handle: &LockHandle<'_>) -> bool {
+fn nothing_to_prepare(handle: LockHandle<'_>) -> bool {
     handle.ready() && recorder::prepared()
 }
 
@@ -462,7 +464,7 @@ fn nothing_to_prepare(handle: &LockHandle<'_>) -> bool {
 /// event, taken while holding it.
 #[cold]
 #[inline(never)]
-fn sampled_held(handle: &LockHandle<'_>, mode: Mode) -> Ticket {
+fn sampled_held(handle: LockHandle<'_>, mode: Mode) -> Ticket {
     // The weight this acquisition was drawn with (the sampling budget).
     let shift = sampler::current_shift();
     let mut stack = stack::StackBuf::new();
@@ -476,7 +478,7 @@ fn sampled_held(handle: &LockHandle<'_>, mode: Mode) -> Ticket {
 #[inline(never)]
 fn sampled_wait(
     raw: impl RawAcquire,
-    handle: &LockHandle<'_>,
+    handle: LockHandle<'_>,
     mode: Mode,
     attempt: Attempt,
 ) -> Option<Ticket> {
@@ -518,7 +520,7 @@ fn sampled_wait(
 /// event (`waited`: its wait; `shift`: its weight) and keeps its stack for its release.
 #[inline(always)]
 fn sampled_send(
-    handle: &LockHandle<'_>,
+    handle: LockHandle<'_>,
     mode: Mode,
     shift: u8,
     captured: bool,

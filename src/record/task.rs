@@ -16,7 +16,7 @@ use super::{clock, guarded, recorder, sampler, stack, EventKind, LockHandle, Mod
 use crate::site::LockSite;
 
 #[inline(always)]
-fn count(handle: &LockHandle<'_>, mode: Mode) {
+fn count(handle: LockHandle<'_>, mode: Mode) {
     // Each thread counts in its own table, so several holders at once
     // (a semaphore, readers) need nothing more; no sync lock is held here.
     handle.count_shared(mode);
@@ -40,7 +40,7 @@ enum FirstTry {
 }
 
 #[inline(always)]
-fn first_try(sem: &Semaphore, permits: u32, handle: &LockHandle<'_>, mode: Mode) -> FirstTry {
+fn first_try(sem: &Semaphore, permits: u32, handle: LockHandle<'_>, mode: Mode) -> FirstTry {
     let Some(session) = sampler::session() else {
         return FirstTry::Off;
     };
@@ -63,7 +63,7 @@ fn first_try(sem: &Semaphore, permits: u32, handle: &LockHandle<'_>, mode: Mode)
 /// the user's async fn, on the thread that drew the sample.
 #[cold]
 #[inline(never)]
-fn first_try_sampled(sem: &Semaphore, permits: u32, handle: &LockHandle<'_>, mode: Mode) -> FirstTry {
+fn first_try_sampled(sem: &Semaphore, permits: u32, handle: LockHandle<'_>, mode: Mode) -> FirstTry {
     let shift = sampler::current_shift();
     match sem.try_acquire_many(permits) {
         Ok(permit) => {
@@ -82,7 +82,7 @@ fn first_try_sampled(sem: &Semaphore, permits: u32, handle: &LockHandle<'_>, mod
 pub(crate) async fn acquire(
     sem: &Semaphore,
     permits: u32,
-    handle: &LockHandle<'_>,
+    handle: LockHandle<'_>,
     mode: Mode,
 ) -> Result<Ticket, AcquireError> {
     // This body runs at the first poll, so the decision (and, when
@@ -116,7 +116,7 @@ pub(crate) async fn acquire(
 }
 
 /// [`acquire`] for a semaphore that is never closed: a lock.
-pub(crate) async fn lock(sem: &Semaphore, permits: u32, handle: &LockHandle<'_>, mode: Mode) -> Ticket {
+pub(crate) async fn lock(sem: &Semaphore, permits: u32, handle: LockHandle<'_>, mode: Mode) -> Ticket {
     match acquire(sem, permits, handle, mode).await {
         Ok(ticket) => ticket,
         // Unreachable: a lock's semaphore is never closed. Waiting
@@ -130,7 +130,7 @@ pub(crate) async fn lock(sem: &Semaphore, permits: u32, handle: &LockHandle<'_>,
 pub(crate) fn try_acquire(
     sem: &Semaphore,
     permits: u32,
-    handle: &LockHandle<'_>,
+    handle: LockHandle<'_>,
     mode: Mode,
 ) -> Result<Ticket, TryAcquireError> {
     match first_try(sem, permits, handle, mode) {
@@ -154,7 +154,7 @@ fn capture_stack() -> Option<stack::Stack> {
 #[cold]
 #[inline(never)]
 fn acquired_sampled(
-    handle: &LockHandle<'_>,
+    handle: LockHandle<'_>,
     mode: Mode,
     waited: u64,
     shift: u8,
@@ -192,7 +192,7 @@ fn acquired_sampled(
 /// the event. The guard carries the acquisition time, so this is right on
 /// whichever thread and in whichever task the guard is dropped.
 #[inline(always)]
-pub(crate) fn release(ticket: Ticket, handle: &LockHandle<'_>, mode: Mode, unlock: impl FnOnce()) {
+pub(crate) fn release(ticket: Ticket, handle: LockHandle<'_>, mode: Mode, unlock: impl FnOnce()) {
     super::release_sending(ticket, handle, mode, unlock, send_release)
 }
 

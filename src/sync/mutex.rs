@@ -147,7 +147,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// holding it.
     #[inline]
     pub fn lock(&self) -> LockResult<ProfiledMutexGuard<'_, T>> {
-        let ticket = record::lock(Raw(&self.raw), &self.handle(), Mode::Exclusive);
+        let ticket = record::lock(Raw(&self.raw), self.handle(), Mode::Exclusive);
         // SAFETY: the lock was just acquired.
         unsafe { self.guard(ticket) }
     }
@@ -156,7 +156,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// not recorded.
     #[inline]
     pub fn try_lock(&self) -> TryLockResult<ProfiledMutexGuard<'_, T>> {
-        match record::try_lock(Raw(&self.raw), &self.handle(), Mode::Exclusive) {
+        match record::try_lock(Raw(&self.raw), self.handle(), Mode::Exclusive) {
             // SAFETY: the lock was just acquired.
             Some(ticket) => Ok(unsafe { self.guard(ticket) }?),
             None => Err(TryLockError::WouldBlock),
@@ -167,7 +167,7 @@ impl<T: ?Sized> ProfiledMutex<T> {
     /// attempt is not recorded.
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<ProfiledMutexGuard<'_, T>> {
-        match record::lock_for(Raw(&self.raw), &self.handle(), Mode::Exclusive, timeout) {
+        match record::lock_for(Raw(&self.raw), self.handle(), Mode::Exclusive, timeout) {
             // SAFETY: the lock was just acquired.
             Some(ticket) => Ok(unsafe { self.guard(ticket) }?),
             None => Err(TryLockError::WouldBlock),
@@ -272,7 +272,7 @@ impl<T: ?Sized> Drop for ProfiledMutexGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
         lock.poison.done(&self.poison);
-        record::release(self.ticket, &lock.handle(), Mode::Exclusive, || {
+        record::release(self.ticket, lock.handle(), Mode::Exclusive, || {
             // SAFETY: this guard holds the lock and releases it once.
             unsafe {
                 lock.raw.unlock_charging(clock::now, |charges| {

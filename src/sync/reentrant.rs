@@ -99,7 +99,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
             self.raw.lock();
             Ticket::NONE
         } else {
-            record::lock(Raw(&self.raw, &self.watched), &self.handle(), Mode::Exclusive)
+            record::lock(Raw(&self.raw, &self.watched), self.handle(), Mode::Exclusive)
         };
         self.guard(ticket)
     }
@@ -110,8 +110,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
         if self.raw.is_owned_by_current_thread() {
             return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
         }
-        record::try_lock(Raw(&self.raw, &self.watched), &self.handle(), Mode::Exclusive)
-            .map(|t| self.guard(t))
+        record::try_lock(Raw(&self.raw, &self.watched), self.handle(), Mode::Exclusive).map(|t| self.guard(t))
     }
 
     /// Attempts to acquire, waiting at most `timeout`.
@@ -122,7 +121,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
         }
         record::lock_for(
             Raw(&self.raw, &self.watched),
-            &self.handle(),
+            self.handle(),
             Mode::Exclusive,
             timeout,
         )
@@ -186,7 +185,7 @@ impl<T: ?Sized> Drop for ProfiledReentrantMutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        record::release(self.ticket, &lock.handle(), Mode::Exclusive, || {
+        record::release(self.ticket, lock.handle(), Mode::Exclusive, || {
             // SAFETY: this guard holds one level of the lock and releases it.
             let unlock = || unsafe { lock.raw.unlock() };
             // A nested release is charged too: the part of the waits since

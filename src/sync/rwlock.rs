@@ -111,14 +111,14 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Acquires shared read access, blocking while a writer holds the lock.
     #[inline]
     pub fn read(&self) -> LockResult<ProfiledRwLockReadGuard<'_, T>> {
-        let ticket = record::lock(Read(&self.raw, &self.watched), &self.handle(), Mode::Read);
+        let ticket = record::lock(Read(&self.raw, &self.watched), self.handle(), Mode::Read);
         self.read_guard(ticket)
     }
 
     /// Attempts shared read access without blocking.
     #[inline]
     pub fn try_read(&self) -> TryLockResult<ProfiledRwLockReadGuard<'_, T>> {
-        match record::try_lock(Read(&self.raw, &self.watched), &self.handle(), Mode::Read) {
+        match record::try_lock(Read(&self.raw, &self.watched), self.handle(), Mode::Read) {
             Some(ticket) => Ok(self.read_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -127,12 +127,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Attempts shared read access, waiting at most `timeout`.
     #[inline]
     pub fn try_read_for(&self, timeout: Duration) -> TryLockResult<ProfiledRwLockReadGuard<'_, T>> {
-        match record::lock_for(
-            Read(&self.raw, &self.watched),
-            &self.handle(),
-            Mode::Read,
-            timeout,
-        ) {
+        match record::lock_for(Read(&self.raw, &self.watched), self.handle(), Mode::Read, timeout) {
             Some(ticket) => Ok(self.read_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -141,14 +136,14 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     /// Acquires exclusive write access, blocking until it is available.
     #[inline]
     pub fn write(&self) -> LockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        let ticket = record::lock(Write(&self.raw, &self.watched), &self.handle(), Mode::Write);
+        let ticket = record::lock(Write(&self.raw, &self.watched), self.handle(), Mode::Write);
         self.write_guard(ticket)
     }
 
     /// Attempts exclusive write access without blocking.
     #[inline]
     pub fn try_write(&self) -> TryLockResult<ProfiledRwLockWriteGuard<'_, T>> {
-        match record::try_lock(Write(&self.raw, &self.watched), &self.handle(), Mode::Write) {
+        match record::try_lock(Write(&self.raw, &self.watched), self.handle(), Mode::Write) {
             Some(ticket) => Ok(self.write_guard(ticket)?),
             None => Err(TryLockError::WouldBlock),
         }
@@ -159,7 +154,7 @@ impl<T: ?Sized> ProfiledRwLock<T> {
     pub fn try_write_for(&self, timeout: Duration) -> TryLockResult<ProfiledRwLockWriteGuard<'_, T>> {
         match record::lock_for(
             Write(&self.raw, &self.watched),
-            &self.handle(),
+            self.handle(),
             Mode::Write,
             timeout,
         ) {
@@ -271,7 +266,7 @@ impl<T: ?Sized> Drop for ProfiledRwLockReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let lock = self.lock;
-        record::release(self.ticket, &lock.handle(), Mode::Read, || {
+        record::release(self.ticket, lock.handle(), Mode::Read, || {
             // SAFETY: this guard holds one shared lock and releases it once.
             let unlock = || unsafe { lock.raw.unlock_shared() };
             if lock.watched.any() {
@@ -288,7 +283,7 @@ impl<T: ?Sized> Drop for ProfiledRwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
         let lock = self.lock;
         lock.poison.done(&self.poison);
-        record::release(self.ticket, &lock.handle(), Mode::Write, || {
+        record::release(self.ticket, lock.handle(), Mode::Write, || {
             // SAFETY: this guard holds the exclusive lock and releases it once.
             let unlock = || unsafe { lock.raw.unlock_exclusive() };
             if lock.watched.any() {
