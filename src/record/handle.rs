@@ -38,42 +38,42 @@ impl<'a> LockHandle<'a> {
     }
 
     #[inline(always)]
-    pub(crate) fn site(&self) -> &'a LockSite {
+    pub(crate) fn site(self) -> &'a LockSite {
         self.site
     }
 
     /// Counts an acquisition whose lock is now held (see
     /// [`StatsSlot::count_held`]).
     #[inline(always)]
-    pub(crate) fn count_held(&self, mode: Mode) -> bool {
+    pub(crate) fn count_held(self, mode: Mode) -> bool {
         self.stats.count_held(self.site, mode)
     }
 
     /// Counts an acquisition with no lock held (may allocate).
-    pub(crate) fn count_unlocked(&self, mode: Mode) {
+    pub(crate) fn count_unlocked(self, mode: Mode) {
         self.stats.count_unlocked(self.site, mode)
     }
 
     /// Counts a shared acquisition (async locks).
     #[cfg(feature = "tokio")]
-    pub(crate) fn count_shared(&self, mode: Mode) {
+    pub(crate) fn count_shared(self, mode: Mode) {
         self.stats.count_shared(self.site, mode)
     }
 
     /// Makes this thread's count slot now, while no lock is held.
-    pub(crate) fn prepare(&self, mode: Mode) -> Prepared {
+    pub(crate) fn prepare(self, mode: Mode) -> Prepared {
         self.stats.prepare(self.site, mode)
     }
 
     /// Whether this thread's table has the slot already.
     #[inline(always)]
-    pub(crate) fn ready(&self) -> bool {
+    pub(crate) fn ready(self) -> bool {
         self.stats.ready()
     }
 
     /// Adds a contended acquisition and its wait.
     #[inline(always)]
-    pub(crate) fn contended(&self, mode: Mode, wait_ticks: u64) {
+    pub(crate) fn contended(self, mode: Mode, wait_ticks: u64) {
         self.stats.contended(mode, wait_ticks)
     }
 }
