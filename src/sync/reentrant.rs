@@ -9,7 +9,7 @@ use crate::record::{self, Mode, Ticket};
 use crate::record::{LockHandle, StatsSlot};
 use crate::site::LockSite;
 
-type RawReentrant = lock_api::RawReentrantMutex<parking_lot::RawMutex, parking_lot::RawThreadId>;
+use super::raw_reentrant::{current_thread, RawReentrantMutex};
 
 /// A re-entrant mutex (Python's `RLock`): the thread that holds it can lock it
 /// again without deadlocking. Guards give shared access (`&T`); use a `Cell`
@@ -31,7 +31,7 @@ type RawReentrant = lock_api::RawReentrantMutex<parking_lot::RawMutex, parking_l
 /// assert_eq!(outer.get(), 1);
 /// ```
 pub struct ProfiledReentrantMutex<T: ?Sized> {
-    raw: RawReentrant,
+    raw: RawReentrantMutex,
     /// Sampled waiters listed for blame (see [`Watched`]).
     watched: Watched,
     site: LockSite,
@@ -56,9 +56,9 @@ pub struct ProfiledReentrantMutexGuard<'a, T: ?Sized + 'a> {
 // SAFETY: sharing the guard shares `&T`.
 unsafe impl<T: ?Sized + Sync> Sync for ProfiledReentrantMutexGuard<'_, T> {}
 
-struct Raw<'a>(&'a RawReentrant, &'a Watched);
+struct Raw<'a>(&'a RawReentrantMutex, &'a Watched);
 
-watched_raw_acquire!(Raw, try_lock, lock, try_lock_for);
+watched_raw_acquire!(Raw, try_lock_fast, try_lock, lock, try_lock_for);
 
 impl<T> ProfiledReentrantMutex<T> {
     /// Creates an unlocked re-entrant mutex; its site is the caller's.
@@ -66,7 +66,7 @@ impl<T> ProfiledReentrantMutex<T> {
     #[inline]
     pub const fn new(value: T) -> Self {
         ProfiledReentrantMutex {
-            raw: RawReentrant::INIT,
+            raw: RawReentrantMutex::new(),
             watched: Watched::new(),
             site: LockSite::caller(),
             stats: StatsSlot::new(),
@@ -95,8 +95,8 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
     /// Acquires the mutex, blocking unless this thread already holds it.
     #[inline]
     pub fn lock(&self) -> ProfiledReentrantMutexGuard<'_, T> {
-        let ticket = if self.raw.is_owned_by_current_thread() {
-            self.raw.lock();
+        let ticket = if self.raw.is_owned_by(current_thread()) {
+            self.raw.relock();
             Ticket::NONE
         } else {
             record::lock(Raw(&self.raw, &self.watched), self.handle(), Mode::Exclusive)
@@ -107,8 +107,9 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
     /// Attempts to acquire without blocking.
     #[inline]
     pub fn try_lock(&self) -> Option<ProfiledReentrantMutexGuard<'_, T>> {
-        if self.raw.is_owned_by_current_thread() {
-            return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
+        if self.raw.is_owned_by(current_thread()) {
+            self.raw.relock();
+            return Some(self.guard(Ticket::NONE));
         }
         record::try_lock(Raw(&self.raw, &self.watched), self.handle(), Mode::Exclusive).map(|t| self.guard(t))
     }
@@ -116,8 +117,9 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
     /// Attempts to acquire, waiting at most `timeout`.
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> Option<ProfiledReentrantMutexGuard<'_, T>> {
-        if self.raw.is_owned_by_current_thread() {
-            return self.raw.try_lock().then(|| self.guard(Ticket::NONE));
+        if self.raw.is_owned_by(current_thread()) {
+            self.raw.relock();
+            return Some(self.guard(Ticket::NONE));
         }
         record::lock_for(
             Raw(&self.raw, &self.watched),
@@ -140,7 +142,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
 
     /// Whether the current thread holds the lock.
     pub fn is_owned_by_current_thread(&self) -> bool {
-        self.raw.is_owned_by_current_thread()
+        self.raw.is_owned_by(current_thread())
     }
 
     /// A mutable reference to the data, without locking.
@@ -160,7 +162,10 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledReentrantMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProfiledReentrantMutex");
         d.field("site", &self.site);
-        if self.raw.try_lock() {
+        if self.raw.is_owned_by(current_thread()) {
+            // SAFETY: this thread holds the lock: only it can use the data.
+            d.field("data", &unsafe { &*self.data.get() });
+        } else if self.raw.try_lock() {
             // SAFETY: held until the unlock below.
             d.field("data", &unsafe { &*self.data.get() });
             // SAFETY: taken just above by this thread.
