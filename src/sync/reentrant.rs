@@ -29,6 +29,14 @@ use super::raw_reentrant::{current_thread, RawReentrantMutex};
 /// inner.set(inner.get() + 1);
 /// drop(inner);
 /// assert_eq!(outer.get(), 1);
+/// assert!(attempts.is_owned_by_current_thread());
+/// assert!(attempts.try_lock().is_some(), "the holder may always try again");
+/// std::thread::scope(|s| {
+///     let other = s.spawn(|| attempts.try_lock().is_none());
+///     assert!(other.join().unwrap(), "another thread may not while it is held");
+/// });
+/// drop(outer);
+/// assert!(!attempts.is_owned_by_current_thread());
 /// ```
 pub struct ProfiledReentrantMutex<T: ?Sized> {
     raw: RawReentrantMutex,
