@@ -9,7 +9,7 @@ use crate::record::{self, Mode, Ticket};
 use crate::record::{LockHandle, StatsSlot};
 use crate::site::LockSite;
 
-use super::raw_reentrant::{current_thread, RawReentrantMutex};
+use super::raw_reentrant::RawReentrantMutex;
 
 /// A re-entrant mutex (Python's `RLock`): the thread that holds it can lock it
 /// again without deadlocking. Guards give shared access (`&T`); use a `Cell`
@@ -103,21 +103,28 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
     /// Acquires the mutex, blocking unless this thread already holds it.
     #[inline]
     pub fn lock(&self) -> ProfiledReentrantMutexGuard<'_, T> {
-        let ticket = if self.raw.is_owned_by(current_thread()) {
-            self.raw.relock();
-            Ticket::NONE
-        } else {
-            record::lock(Raw(&self.raw, &self.watched), self.handle(), Mode::Exclusive)
-        };
-        self.guard(ticket)
+        if let Some(nested) = self.nested() {
+            return nested;
+        }
+        self.guard(record::lock(
+            Raw(&self.raw, &self.watched),
+            self.handle(),
+            Mode::Exclusive,
+        ))
+    }
+
+    /// A nested acquisition, when this thread holds the lock already: it
+    /// never waits and is not recorded (the outermost guard's hold is).
+    #[inline(always)]
+    fn nested(&self) -> Option<ProfiledReentrantMutexGuard<'_, T>> {
+        self.raw.try_relock().then(|| self.guard(Ticket::NONE))
     }
 
     /// Attempts to acquire without blocking.
     #[inline]
     pub fn try_lock(&self) -> Option<ProfiledReentrantMutexGuard<'_, T>> {
-        if self.raw.is_owned_by(current_thread()) {
-            self.raw.relock();
-            return Some(self.guard(Ticket::NONE));
+        if let Some(nested) = self.nested() {
+            return Some(nested);
         }
         record::try_lock(Raw(&self.raw, &self.watched), self.handle(), Mode::Exclusive).map(|t| self.guard(t))
     }
@@ -125,9 +132,8 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
     /// Attempts to acquire, waiting at most `timeout`.
     #[inline]
     pub fn try_lock_for(&self, timeout: Duration) -> Option<ProfiledReentrantMutexGuard<'_, T>> {
-        if self.raw.is_owned_by(current_thread()) {
-            self.raw.relock();
-            return Some(self.guard(Ticket::NONE));
+        if let Some(nested) = self.nested() {
+            return Some(nested);
         }
         record::lock_for(
             Raw(&self.raw, &self.watched),
@@ -150,7 +156,7 @@ impl<T: ?Sized> ProfiledReentrantMutex<T> {
 
     /// Whether the current thread holds the lock.
     pub fn is_owned_by_current_thread(&self) -> bool {
-        self.raw.is_owned_by(current_thread())
+        self.raw.is_owned_by_current_thread()
     }
 
     /// A mutable reference to the data, without locking.
@@ -170,7 +176,7 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for ProfiledReentrantMutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ProfiledReentrantMutex");
         d.field("site", &self.site);
-        if self.raw.is_owned_by(current_thread()) {
+        if self.raw.is_owned_by_current_thread() {
             // SAFETY: this thread holds the lock: only it can use the data.
             d.field("data", &unsafe { &*self.data.get() });
         } else if self.raw.try_lock() {
