@@ -1,5 +1,8 @@
 //! Benchmark 1: one thread locking and unlocking a lock nobody else touches.
 //!
+//! `two_names_nested` takes two locks of different names, one inside the
+//! other, each iteration.
+//!
 //! Every group has its baselines (`parking_lot`, `std`) beside lockprof with
 //! no profiler, and with a profiler at capture 0, 1 (the default) and 100 %.
 //!
@@ -117,9 +120,36 @@ fn mutex_24_frames_deep(c: &mut Criterion) {
     g.finish();
 }
 
+/// Two locks of different names taken in turn, each inside the other: every
+/// acquisition counts a different name than the one before (the case where
+/// the count's per-thread memory of the last counter does not help).
+fn two_names_nested(c: &mut Criterion) {
+    let mut g = c.benchmark_group("uncontended/two_names_nested");
+    let (pa, pb) = (parking_lot::Mutex::new(0u64), parking_lot::Mutex::new(0u64));
+    g.bench_function("parking_lot", |b| {
+        b.iter(|| {
+            let mut a = black_box(&pa).lock();
+            *black_box(&pb).lock() += 1;
+            *a += 1;
+        })
+    });
+    let a = ProfiledMutex::new(0u64).named("a");
+    let b = ProfiledMutex::new(0u64).named("b");
+    profiled(&mut g, |g, name| {
+        g.bench_function(name, |bench| {
+            bench.iter(|| {
+                let mut a = black_box(&a).lock().unwrap();
+                *black_box(&b).lock().unwrap() += 1;
+                *a += 1;
+            })
+        });
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = mutex, mutex_24_frames_deep, rwlock_read, rwlock_write, reentrant
+    targets = mutex, mutex_24_frames_deep, rwlock_read, rwlock_write, reentrant, two_names_nested
 }
 criterion_main!(benches);

@@ -207,10 +207,97 @@ struct Fast {
     base: Cell<*const AtomicU64>,
     /// Slots in the table, minus those of index 0 (never assigned).
     len_m6: Cell<usize>,
+    /// The acquisition counter this thread counted last through
+    /// [`StatsSlot::count_primed`], and its [`last_key`] ([`NO_KEY`]: none,
+    /// and `last` is [`NO_SLOT`]).
+    last_key: Cell<usize>,
+    last: Cell<*const AtomicU64>,
+}
+
+/// No counter remembered: no lock's [`last_key`].
+const NO_KEY: usize = usize::MAX;
+
+/// [`Fast::last_key`] of a lock's index and mode.
+#[inline(always)]
+fn last_key(index: u32, mode: Mode) -> usize {
+    index as usize * 8 + mode.index()
+}
+
+/// What [`Fast::last`] points to when no counter is remembered: read by
+/// [`prime`], never written; on lines of its own, so that the read never
+/// misses because a neighbour was written.
+#[repr(align(128))]
+struct NoSlot(AtomicU64);
+static NO_SLOT: NoSlot = NoSlot(AtomicU64::new(0));
+
+impl Fast {
+    /// This thread's counter `field` in `mode` of the lock of `index`, if its
+    /// table has that lock's slots.
+    #[inline(always)]
+    fn slot(&self, index: u32, field: usize, mode: Mode) -> Option<&AtomicU64> {
+        let first = index as usize * PER_INDEX;
+        // Index 0 (no index yet) wraps to a huge value: not counted.
+        if first.wrapping_sub(PER_INDEX) >= self.len_m6.get() {
+            return None;
+        }
+        // SAFETY: `base` points to this thread's current table of
+        // `len_m6 + PER_INDEX` slots, kept alive by OWNER, and `first` is a
+        // multiple of PER_INDEX below that; `field + mode < 6`.
+        Some(unsafe { &*self.base.get().add(first + field + mode.index()) })
+    }
+
+    /// Forgets the remembered counter: its table is being replaced or
+    /// dropped.
+    fn forget_last(&self) {
+        self.last_key.set(NO_KEY);
+        self.last.set(&NO_SLOT.0);
+    }
+}
+
+/// This thread's last counted acquisition counter and its value, read
+/// before a lock's CAS (see [`StatsSlot::count_primed`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Primed {
+    key: usize,
+    slot: *const AtomicU64,
+    value: u64,
+}
+
+/// Reads this thread's last counted acquisition counter and its value.
+/// Call before the lock's CAS, with nothing that counts on this thread
+/// between this and [`StatsSlot::count_primed`]: loads before a locked
+/// instruction overlap it, loads after it wait for it, and under contention
+/// that wait is the lock's cache line crossing from the other core.
+#[inline(always)]
+pub(crate) fn prime() -> Primed {
+    FAST.try_with(|f| {
+        let slot = f.last.get();
+        // SAFETY: `last` points to NO_SLOT or into this thread's current
+        // table, which OWNER keeps alive (`forget_last` runs before the
+        // table is replaced, and when OWNER drops).
+        let value = unsafe { &*slot }.load(Relaxed);
+        Primed {
+            key: f.last_key.get(),
+            slot,
+            value,
+        }
+    })
+    .unwrap_or(Primed {
+        key: NO_KEY,
+        slot: &NO_SLOT.0,
+        value: 0,
+    })
 }
 
 thread_local! {
-    static FAST: Fast = const { Fast { base: Cell::new(ptr::null()), len_m6: Cell::new(0) } };
+    static FAST: Fast = const {
+        Fast {
+            base: Cell::new(ptr::null()),
+            len_m6: Cell::new(0),
+            last_key: Cell::new(NO_KEY),
+            last: Cell::new(&NO_SLOT.0),
+        }
+    };
     static OWNER: RefCell<Option<Owner>> = const { RefCell::new(None) };
 }
 
@@ -314,6 +401,7 @@ impl Drop for Owner {
         let _ = FAST.try_with(|f| {
             f.base.set(ptr::null());
             f.len_m6.set(0);
+            f.forget_last();
         });
         self.counts.exited.store(true, Release);
     }
@@ -349,6 +437,45 @@ impl StatsSlot {
     #[inline(always)]
     pub(crate) fn count_held(&self, site: &LockSite, mode: Mode) -> bool {
         self.count(mode) || self.count_known(site, mode)
+    }
+
+    /// [`count_held`](Self::count_held), given this thread's last counter
+    /// and its value as [`prime`] read them before the lock's CAS: when this
+    /// lock's counter is that one (a thread taking one lock, or locks of one
+    /// name, again and again), the count is one store whose value and
+    /// address were ready before the CAS. Otherwise the table is looked up
+    /// as `count_held` does, and the counter remembered.
+    ///
+    /// Measured on the two-lock contended line (AMD EPYC, 2 threads, plain
+    /// build, twelve alternations): 0.77–0.90× `parking_lot`, against
+    /// 0.68–0.80× with the lookup, load and add all after the CAS.
+    #[inline(always)]
+    pub(crate) fn count_primed(&self, site: &LockSite, mode: Mode, primed: Primed) -> bool {
+        if last_key(self.0.load(Relaxed), mode) == primed.key {
+            // SAFETY: a key that is some lock's was remembered with a
+            // counter in this thread's current table (see `prime`). Only
+            // this thread writes it, and nothing counted on it since `prime`
+            // read `value`.
+            unsafe { &*primed.slot }.store(primed.value.wrapping_add(1), Relaxed);
+            return true;
+        }
+        self.count_remembered(mode) || self.count_known(site, mode)
+    }
+
+    /// [`count`](Self::count), remembering the counter for [`prime`].
+    #[inline(always)]
+    fn count_remembered(&self, mode: Mode) -> bool {
+        let index = self.0.load(Relaxed);
+        FAST.try_with(|f| {
+            let Some(c) = f.slot(index, 0, mode) else {
+                return false;
+            };
+            c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+            f.last.set(c);
+            f.last_key.set(last_key(index, mode));
+            true
+        })
+        .unwrap_or(false)
     }
 
     /// The cold half of [`count_held`](Self::count_held). Deferring the
@@ -391,16 +518,11 @@ impl StatsSlot {
     /// table, if it has the slot.
     #[inline(always)]
     fn add(&self, field: usize, mode: Mode, v: u64) -> bool {
-        let first = self.0.load(Relaxed) as usize * PER_INDEX;
+        let index = self.0.load(Relaxed);
         FAST.try_with(|f| {
-            // Index 0 (no index yet) wraps to a huge value: not counted.
-            if first.wrapping_sub(PER_INDEX) >= f.len_m6.get() {
+            let Some(c) = f.slot(index, field, mode) else {
                 return false;
-            }
-            // SAFETY: `base` points to this thread's current table of
-            // `len_m6 + PER_INDEX` slots, kept alive by OWNER, and `first`
-            // is a multiple of PER_INDEX below that; `field + mode < 6`.
-            let c = unsafe { &*f.base.get().add(first + field + mode.index()) };
+            };
             // A plain load and store: only this thread writes its table.
             c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
             true
@@ -585,6 +707,7 @@ fn grow(slot: usize) -> bool {
             FAST.try_with(|f| {
                 f.base.set(table.slots.as_ptr());
                 f.len_m6.set(table.slots.len().saturating_sub(PER_INDEX));
+                f.forget_last();
             })
             .is_ok()
         })
