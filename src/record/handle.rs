@@ -49,13 +49,6 @@ impl<'a> LockHandle<'a> {
         self.stats.count_held(self.site, mode)
     }
 
-    /// [`count_held`](Self::count_held) with the thread's last counter read
-    /// before the CAS (see [`StatsSlot::count_primed`]).
-    #[inline(always)]
-    pub(crate) fn count_primed(self, mode: Mode, primed: super::stats::Primed) -> bool {
-        self.stats.count_primed(self.site, mode, primed)
-    }
-
     /// Counts an acquisition with no lock held (may allocate).
     pub(crate) fn count_unlocked(self, mode: Mode) {
         self.stats.count_unlocked(self.site, mode)

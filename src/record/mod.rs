@@ -190,14 +190,10 @@ pub(crate) fn lock(raw: impl RawAcquire, handle: LockHandle<'_>, mode: Mode) -> 
         }
         return Ticket::NONE;
     }
-    // Read before the CAS; still right after a contended wait, which
-    // counts other counters of this lock and grows the table only for a lock
-    // that has no slot yet, whose key cannot be the one remembered.
-    let primed = stats::prime();
     if !raw.try_fast() {
         lock_contended(raw, handle, mode);
     }
-    let counted = handle.count_primed(mode, primed);
+    let counted = handle.count_held(mode);
     sampler::commit(countdown);
     if counted {
         Ticket::NONE

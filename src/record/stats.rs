@@ -207,11 +207,12 @@ struct Fast {
     base: Cell<*const AtomicU64>,
     /// Slots in the table, minus those of index 0 (never assigned).
     len_m6: Cell<usize>,
-    /// The acquisition counter this thread counted last through
-    /// [`StatsSlot::count_primed`], and its [`last_key`] ([`NO_KEY`]: none,
-    /// and `last` is [`NO_SLOT`]).
-    last_key: Cell<usize>,
+    /// The acquisition counter this thread counted last ([`NO_SLOT`] for
+    /// none), its [`last_key`] ([`NO_KEY`] for none) and the value it holds:
+    /// see [`StatsSlot::count`].
     last: Cell<*const AtomicU64>,
+    last_key: Cell<usize>,
+    last_value: Cell<u64>,
 }
 
 /// No counter remembered: no lock's [`last_key`].
@@ -223,12 +224,9 @@ fn last_key(index: u32, mode: Mode) -> usize {
     index as usize * 8 + mode.index()
 }
 
-/// What [`Fast::last`] points to when no counter is remembered: read by
-/// [`prime`], never written; on lines of its own, so that the read never
-/// misses because a neighbour was written.
-#[repr(align(128))]
-struct NoSlot(AtomicU64);
-static NO_SLOT: NoSlot = NoSlot(AtomicU64::new(0));
+/// What [`Fast::last`] points to when no counter is remembered: never read
+/// or written.
+static NO_SLOT: AtomicU64 = AtomicU64::new(0);
 
 impl Fast {
     /// This thread's counter `field` in `mode` of the lock of `index`, if its
@@ -249,44 +247,9 @@ impl Fast {
     /// Forgets the remembered counter: its table is being replaced or
     /// dropped.
     fn forget_last(&self) {
+        self.last.set(&NO_SLOT);
         self.last_key.set(NO_KEY);
-        self.last.set(&NO_SLOT.0);
     }
-}
-
-/// This thread's last counted acquisition counter and its value, read
-/// before a lock's CAS (see [`StatsSlot::count_primed`]).
-#[derive(Clone, Copy)]
-pub(crate) struct Primed {
-    key: usize,
-    slot: *const AtomicU64,
-    value: u64,
-}
-
-/// Reads this thread's last counted acquisition counter and its value.
-/// Call before the lock's CAS, with nothing that counts on this thread
-/// between this and [`StatsSlot::count_primed`]: loads before a locked
-/// instruction overlap it, loads after it wait for it, and under contention
-/// that wait is the lock's cache line crossing from the other core.
-#[inline(always)]
-pub(crate) fn prime() -> Primed {
-    FAST.try_with(|f| {
-        let slot = f.last.get();
-        // SAFETY: `last` points to NO_SLOT or into this thread's current
-        // table, which OWNER keeps alive (`forget_last` runs before the
-        // table is replaced, and when OWNER drops).
-        let value = unsafe { &*slot }.load(Relaxed);
-        Primed {
-            key: f.last_key.get(),
-            slot,
-            value,
-        }
-    })
-    .unwrap_or(Primed {
-        key: NO_KEY,
-        slot: &NO_SLOT.0,
-        value: 0,
-    })
 }
 
 thread_local! {
@@ -294,8 +257,9 @@ thread_local! {
         Fast {
             base: Cell::new(ptr::null()),
             len_m6: Cell::new(0),
+            last: Cell::new(&NO_SLOT),
             last_key: Cell::new(NO_KEY),
-            last: Cell::new(&NO_SLOT.0),
+            last_value: Cell::new(0),
         }
     };
     static OWNER: RefCell<Option<Owner>> = const { RefCell::new(None) };
@@ -423,9 +387,50 @@ impl StatsSlot {
     /// then the caller, once it holds no lock, calls
     /// [`count_unlocked`](Self::count_unlocked). Never allocates, so it is
     /// safe with the user's lock held, whatever the global allocator does.
+    ///
+    /// The thread remembers the counter it counted last and the value it
+    /// wrote there, so that counting the same lock (or a lock of the same
+    /// name) again, the common case, loads nothing that depends on another
+    /// load: this lock's index and the thread's remembered key and value are
+    /// read side by side, then two stores. Looking the counter up in the
+    /// table (the index, then the table's base and length, then the counter,
+    /// then the add) made a chain of dependent loads right after the lock's
+    /// CAS, which under contention waits for the lock's cache line to cross
+    /// from the other core. On the AMD EPYC VM (2 threads, scratch harness,
+    /// builds alternated), 2 locks taken in turn ran at a median 0.78×
+    /// `parking_lot`'s throughput against 0.73× with the lookup, and one
+    /// lock shared by 8 threads about 10 % faster. Reading the remembered
+    /// counter before the CAS instead, so that only a store came after it,
+    /// helped the two-lock line more (0.82×) but cost one contended lock
+    /// 5–12 %: loads ahead of a locked instruction delay it.
     #[inline(always)]
     pub(crate) fn count(&self, mode: Mode) -> bool {
-        self.add(0, mode, 1)
+        let index = self.0.load(Relaxed);
+        FAST.try_with(|f| {
+            let key = last_key(index, mode);
+            if key == f.last_key.get() {
+                let v = f.last_value.get().wrapping_add(1);
+                // SAFETY: a key that is some lock's was remembered with a
+                // counter of this thread's current table (`forget_last` runs
+                // before the table is replaced, and when OWNER drops it), and
+                // `last_value` is what it holds: only this thread writes it,
+                // always through here.
+                unsafe { &*f.last.get() }.store(v, Relaxed);
+                f.last_value.set(v);
+                return true;
+            }
+            let Some(c) = f.slot(index, 0, mode) else {
+                return false;
+            };
+            // A plain load and store: only this thread writes its table.
+            let v = c.load(Relaxed).wrapping_add(1);
+            c.store(v, Relaxed);
+            f.last.set(c);
+            f.last_key.set(key);
+            f.last_value.set(v);
+            true
+        })
+        .unwrap_or(false)
     }
 
     /// [`count`](Self::count), and when it fails for a lock that has no
@@ -437,45 +442,6 @@ impl StatsSlot {
     #[inline(always)]
     pub(crate) fn count_held(&self, site: &LockSite, mode: Mode) -> bool {
         self.count(mode) || self.count_known(site, mode)
-    }
-
-    /// [`count_held`](Self::count_held), given this thread's last counter
-    /// and its value as [`prime`] read them before the lock's CAS: when this
-    /// lock's counter is that one (a thread taking one lock, or locks of one
-    /// name, again and again), the count is one store whose value and
-    /// address were ready before the CAS. Otherwise the table is looked up
-    /// as `count_held` does, and the counter remembered.
-    ///
-    /// Measured on the two-lock contended line (AMD EPYC, 2 threads, plain
-    /// build, twelve alternations): 0.77–0.90× `parking_lot`, against
-    /// 0.68–0.80× with the lookup, load and add all after the CAS.
-    #[inline(always)]
-    pub(crate) fn count_primed(&self, site: &LockSite, mode: Mode, primed: Primed) -> bool {
-        if last_key(self.0.load(Relaxed), mode) == primed.key {
-            // SAFETY: a key that is some lock's was remembered with a
-            // counter in this thread's current table (see `prime`). Only
-            // this thread writes it, and nothing counted on it since `prime`
-            // read `value`.
-            unsafe { &*primed.slot }.store(primed.value.wrapping_add(1), Relaxed);
-            return true;
-        }
-        self.count_remembered(mode) || self.count_known(site, mode)
-    }
-
-    /// [`count`](Self::count), remembering the counter for [`prime`].
-    #[inline(always)]
-    fn count_remembered(&self, mode: Mode) -> bool {
-        let index = self.0.load(Relaxed);
-        FAST.try_with(|f| {
-            let Some(c) = f.slot(index, 0, mode) else {
-                return false;
-            };
-            c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
-            f.last.set(c);
-            f.last_key.set(last_key(index, mode));
-            true
-        })
-        .unwrap_or(false)
     }
 
     /// The cold half of [`count_held`](Self::count_held). Deferring the
@@ -515,9 +481,11 @@ impl StatsSlot {
     }
 
     /// Adds `v` to this lock's counter `field` in `mode` in this thread's
-    /// table, if it has the slot.
+    /// table, if it has the slot. Not the acquisitions' counter, which only
+    /// [`count`](Self::count) writes (it remembers the value it holds).
     #[inline(always)]
     fn add(&self, field: usize, mode: Mode, v: u64) -> bool {
+        debug_assert_ne!(field, 0, "acquisitions are counted by `count`");
         let index = self.0.load(Relaxed);
         FAST.try_with(|f| {
             let Some(c) = f.slot(index, field, mode) else {
