@@ -233,15 +233,26 @@ impl Fast {
     /// table has that lock's slots.
     #[inline(always)]
     fn slot(&self, index: u32, field: usize, mode: Mode) -> Option<&AtomicU64> {
-        let first = index as usize * PER_INDEX;
-        // Index 0 (no index yet) wraps to a huge value: not counted.
-        if first.wrapping_sub(PER_INDEX) >= self.len_m6.get() {
+        if !self.has(index) {
             return None;
         }
         // SAFETY: `base` points to this thread's current table of
-        // `len_m6 + PER_INDEX` slots, kept alive by OWNER, and `first` is a
-        // multiple of PER_INDEX below that; `field + mode < 6`.
-        Some(unsafe { &*self.base.get().add(first + field + mode.index()) })
+        // `len_m6 + PER_INDEX` slots, kept alive by OWNER, and `has` checked
+        // that `index * PER_INDEX` is a multiple of PER_INDEX below that;
+        // `field + mode < 6`.
+        Some(unsafe {
+            &*self
+                .base
+                .get()
+                .add(index as usize * PER_INDEX + field + mode.index())
+        })
+    }
+
+    /// Whether this thread's table has the slots of the lock of `index`.
+    #[inline(always)]
+    fn has(&self, index: u32) -> bool {
+        // Index 0 (no index yet) wraps to a huge value: not in the table.
+        (index as usize * PER_INDEX).wrapping_sub(PER_INDEX) < self.len_m6.get()
     }
 
     /// Forgets the remembered counter: its table is being replaced or
@@ -475,9 +486,8 @@ impl StatsSlot {
     /// Whether this thread's table has this lock's slots.
     #[inline]
     pub(crate) fn ready(&self) -> bool {
-        let first = self.0.load(Relaxed) as usize * PER_INDEX;
-        FAST.try_with(|f| first.wrapping_sub(PER_INDEX) < f.len_m6.get())
-            .unwrap_or(false)
+        let index = self.0.load(Relaxed);
+        FAST.try_with(|f| f.has(index)).unwrap_or(false)
     }
 
     /// Adds `v` to this lock's counter `field` in `mode` in this thread's
